@@ -1,0 +1,332 @@
+//! The command line: clap types and one function per command. Commands load
+//! the config, call into the library and print; they hold no logic of their own.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config, LogFormat};
+use crate::error::{Error, Problem};
+use crate::manifest;
+use crate::store::{RunRow, Store, UserRow};
+
+#[derive(Debug, Parser)]
+#[command(name = "rosterd", version, about = "Keeps a directory of people in step with the systems a company runs.")]
+pub struct Cli {
+    /// Config file (else $ROSTERD_CONFIG, else ./rosterd.toml, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the config, secrets and manifests; print every problem (exit 2 if any).
+    Validate {
+        /// Manifests to check (default: every manifest in integrations_dir).
+        files: Vec<PathBuf>,
+    },
+    /// Print the users in the store.
+    Users {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Recent runs with their counts and errors; with NAME, also the latest run's requests and skips.
+    History {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Validate { files } => validate(cli.config.as_deref(), &files),
+        Command::Users { format } => users(&load_config(cli.config.as_deref(), false)?, format),
+        Command::History { name, json, limit } => {
+            history(&load_config(cli.config.as_deref(), false)?, name.as_deref(), json, limit)
+        }
+    }
+}
+
+/// Loads the config and starts logging to stderr (`RUST_LOG` wins over the default level).
+fn load_config(flag: Option<&Path>, daemon: bool) -> Result<Config, Error> {
+    let config = config::load(flag).map_err(Error::Invalid)?;
+    init_logging(config.log_format, daemon);
+    Ok(config)
+}
+
+pub fn init_logging(format: LogFormat, daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn validate(flag: Option<&Path>, files: &[PathBuf]) -> Result<(), Error> {
+    let config = load_config(flag, false)?;
+    let files = if files.is_empty() {
+        manifest::files_in(&config.integrations_dir).map_err(|e| {
+            Error::Invalid(vec![Problem::new(
+                &config.display_file(),
+                "/integrations_dir",
+                format!(
+                    "cannot read the integrations folder {}: {}",
+                    config.integrations_dir.display(),
+                    crate::describe_io(&e)
+                ),
+            )])
+        })?
+    } else {
+        files.to_vec()
+    };
+    let mut out = std::io::stdout().lock();
+    let mut problems = Vec::new();
+    let now = chrono::Utc::now().with_timezone(&config.timezone);
+    for file in &files {
+        match manifest::load(file, &config) {
+            Ok(m) => {
+                let when = match &m.schedule {
+                    Some(s) => format!("schedule \"{}\" ({})", s.expr, config.timezone),
+                    None => "on demand".to_string(),
+                };
+                writeln!(out, "ok   {}  {} {}, {when}", file.display(), m.name, m.action.as_str())?;
+                if let Some(s) = &m.schedule {
+                    let next: Vec<String> = s.upcoming(now, 3).iter().map(|t| t.to_rfc3339()).collect();
+                    writeln!(out, "       next: {}", next.join(", "))?;
+                    if let Some(note) = s.note() {
+                        writeln!(out, "       note: {note}")?;
+                    }
+                }
+            }
+            Err(mut p) => {
+                writeln!(out, "FAIL {}", file.display())?;
+                problems.append(&mut p);
+            }
+        }
+    }
+    if files.is_empty() {
+        writeln!(out, "no manifests in {}", config.integrations_dir.display())?;
+    }
+    for p in &problems {
+        writeln!(out, "{p}")?;
+    }
+    if problems.is_empty() {
+        writeln!(out, "{} manifest(s) valid", files.len())?;
+        Ok(())
+    } else {
+        out.flush()?;
+        Err(Error::Usage(format!("{} problem(s) found", problems.len())))
+    }
+}
+
+fn users(config: &Config, format: Format) -> Result<(), Error> {
+    let store = Store::open(&config.database)?;
+    let users = store.users()?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &users).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Format::Csv => write_users_csv(&mut out, &users)?,
+        Format::Table => {
+            let rows: Vec<Vec<String>> = users
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.id.to_string(),
+                        u.email.clone().unwrap_or_default(),
+                        u.first_name.clone().unwrap_or_default(),
+                        u.last_name.clone().unwrap_or_default(),
+                        u.external_id.clone().unwrap_or_default(),
+                        u.department.clone().unwrap_or_default(),
+                        if u.active == 1 { "yes".into() } else { "no".into() },
+                        u.source.clone().unwrap_or_default(),
+                        u.updated_at.clone(),
+                    ]
+                })
+                .collect();
+            let header = [
+                "id",
+                "email",
+                "first_name",
+                "last_name",
+                "external_id",
+                "department",
+                "active",
+                "source",
+                "updated_at",
+            ];
+            write_table(&mut out, &header, &rows)?;
+            writeln!(out, "{} user(s)", users.len())?;
+        }
+    }
+    Ok(())
+}
+
+const USER_COLUMNS: [&str; 14] = [
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "external_id",
+    "username",
+    "phone",
+    "job",
+    "department",
+    "extra_fields",
+    "active",
+    "source",
+    "created_at",
+    "updated_at",
+];
+
+fn write_users_csv(out: &mut impl Write, users: &[UserRow]) -> Result<(), Error> {
+    let mut w = csv::Writer::from_writer(out);
+    let csv_err = |e: csv::Error| Error::Output(std::io::Error::other(e));
+    w.write_record(USER_COLUMNS).map_err(csv_err)?;
+    for u in users {
+        let o = |v: &Option<String>| v.clone().unwrap_or_default();
+        w.write_record([
+            u.id.to_string(),
+            o(&u.email),
+            o(&u.first_name),
+            o(&u.last_name),
+            o(&u.external_id),
+            o(&u.username),
+            o(&u.phone),
+            o(&u.job),
+            o(&u.department),
+            u.extra_fields.to_string(),
+            u.active.to_string(),
+            o(&u.source),
+            u.created_at.clone(),
+            u.updated_at.clone(),
+        ])
+        .map_err(csv_err)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn history(config: &Config, name: Option<&str>, json: bool, limit: u32) -> Result<(), Error> {
+    let store = Store::open(&config.database)?;
+    let runs = store.runs(name, limit)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &runs).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if runs.is_empty() {
+        writeln!(out, "no runs yet{}", name.map(|n| format!(" for {n}")).unwrap_or_default())?;
+        return Ok(());
+    }
+    write_runs(&mut out, &runs)?;
+    if let (Some(_), Some(latest)) = (name, runs.first()) {
+        let requests = store.run_requests(latest.id)?;
+        if !requests.is_empty() {
+            writeln!(out, "\nrequests of run {}:", latest.id)?;
+            for r in &requests {
+                let status = r.status.map_or("-".into(), |s| s.to_string());
+                let bytes = r.bytes.map_or("-".into(), |b| b.to_string());
+                write!(
+                    out,
+                    "  {:<6} {:<5} {status:>3} {bytes:>9} B {:>6} ms  try {}  {}",
+                    r.step, r.method, r.millis, r.attempt, r.url
+                )?;
+                match &r.error {
+                    Some(e) => writeln!(out, "  ({e})")?,
+                    None => writeln!(out)?,
+                }
+            }
+        }
+        let skips = store.run_skips(latest.id, 50)?;
+        if !skips.is_empty() {
+            writeln!(out, "\nskipped records of run {} (first {}):", latest.id, skips.len())?;
+            for s in &skips {
+                writeln!(out, "  record {:>6}  {:<30}  {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_runs(out: &mut impl Write, runs: &[RunRow]) -> Result<(), Error> {
+    let header = [
+        "id",
+        "integration",
+        "action",
+        "trigger",
+        "status",
+        "started_at",
+        "fetched",
+        "created",
+        "updated",
+        "deactivated",
+        "skipped",
+        "error",
+    ];
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.integration.clone(),
+                r.action.clone(),
+                r.trigger.clone(),
+                r.status.clone(),
+                r.started_at.clone(),
+                r.fetched.to_string(),
+                r.created.to_string(),
+                r.updated.to_string(),
+                r.deactivated.to_string(),
+                r.skipped.to_string(),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    write_table(out, &header, &rows)
+}
+
+fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<(), Error> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let last = cells.len().saturating_sub(1);
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  ", w = *w));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}

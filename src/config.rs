@@ -1,0 +1,416 @@
+//! The config file: lookup order, the raw TOML form (unknown keys refused),
+//! and the validated `Config` every command works from. Secrets are resolved
+//! here too (environment, then `$CREDENTIALS_DIRECTORY`, then the file); what
+//! a manifest needs of them is checked by `manifest::validate`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::error::Problem;
+use crate::redact::Secret;
+
+const DEFAULT_DATABASE: &str = "rosterd.db";
+const DEFAULT_INTEGRATIONS: &str = "integrations";
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    database: Option<PathBuf>,
+    integrations_dir: Option<PathBuf>,
+    #[serde(default)]
+    ignored_emails: Vec<String>,
+    timezone: Option<String>,
+    max_concurrent_runs: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+    log_format: Option<LogFormat>,
+    #[serde(default)]
+    secrets: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    #[serde(default)]
+    http: HttpConfig,
+    #[serde(default)]
+    sync: RawSync,
+    #[serde(default)]
+    api: RawApi,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    max_deactivate: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<String>,
+    #[serde(default)]
+    tokens: Vec<String>,
+    token_file: Option<PathBuf>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: u64,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self { listen: None, tokens: Vec::new(), token_file: None, max_body_bytes: default_max_body() }
+    }
+}
+
+fn default_max_body() -> u64 {
+    10 * 1024 * 1024
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[http]`: how rosterd talks to sources.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Whole-request limit, connect included.
+    pub timeout_secs: u64,
+    /// Extra attempts after the first, on connect errors, 5xx and 429.
+    pub retries: u32,
+    /// Pages fetched at most when a manifest sets no `amount_pages_to_fetch`;
+    /// a further page after that many fails the run.
+    pub max_pages: u32,
+    pub max_response_bytes: u64,
+    /// First retry delay; it doubles each attempt (with jitter), up to 30 s.
+    pub retry_base_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 120,
+            retries: 3,
+            max_pages: 10_000,
+            max_response_bytes: 100 * 1024 * 1024,
+            retry_base_ms: 500,
+        }
+    }
+}
+
+/// How many deactivations one `sync` run may apply without `--force`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    Count(u64),
+    Percent(f64),
+}
+
+impl Limit {
+    /// Parses `"10%"`, `"25"` or a bare number.
+    pub fn parse(value: &serde_json::Value) -> Result<Self, String> {
+        const HINT: &str = "write a count such as 50 or a percentage such as \"10%\"";
+        match value {
+            serde_json::Value::Number(n) => {
+                n.as_u64().map(Limit::Count).ok_or_else(|| format!("{n} is not a whole count; {HINT}"))
+            }
+            serde_json::Value::String(s) => {
+                let s = s.trim();
+                if let Some(pct) = s.strip_suffix('%') {
+                    match pct.trim().parse::<f64>() {
+                        Ok(p) if (0.0..=100.0).contains(&p) => Ok(Limit::Percent(p)),
+                        _ => Err(format!("\"{s}\" is not a percentage from 0% to 100%; {HINT}")),
+                    }
+                } else {
+                    s.parse::<u64>().map(Limit::Count).map_err(|_| format!("\"{s}\" is not a limit; {HINT}"))
+                }
+            }
+            other => Err(format!("expected a count or a percentage, found {other}; {HINT}")),
+        }
+    }
+
+    /// The largest number of deactivations allowed when `owned` active users exist.
+    /// Percentages round up, so 10% of 5 users allows 1.
+    pub fn allowed(self, owned: u64) -> u64 {
+        match self {
+            Limit::Count(n) => n,
+            Limit::Percent(p) => ((owned as f64) * p / 100.0 - 1e-9).ceil().max(0.0) as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Count(n) => write!(f, "{n}"),
+            Limit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: Option<String>,
+    pub tokens: Vec<Secret>,
+    pub max_body_bytes: u64,
+}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub file: Option<PathBuf>,
+    pub database: PathBuf,
+    pub integrations_dir: PathBuf,
+    /// Lower-cased, trimmed.
+    pub ignored_emails: Vec<String>,
+    pub timezone: Tz,
+    pub max_concurrent_runs: usize,
+    pub shutdown_grace_secs: u64,
+    pub log_format: LogFormat,
+    pub http: HttpConfig,
+    pub max_deactivate: Limit,
+    pub api: ApiConfig,
+    secrets: BTreeMap<String, BTreeMap<String, Secret>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_raw(RawConfig::default(), Path::new("."), None).expect("the built-in defaults are valid")
+    }
+}
+
+/// Where the config comes from: `--config`, `$ROSTERD_CONFIG`, `./rosterd.toml`, or none.
+pub fn locate(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = flag {
+        return Some(path.to_path_buf());
+    }
+    if let Some(env) = std::env::var_os("ROSTERD_CONFIG").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(env));
+    }
+    let local = PathBuf::from("rosterd.toml");
+    local.is_file().then_some(local)
+}
+
+/// Loads the config named by `--config` (or found by the lookup order).
+pub fn load(flag: Option<&Path>) -> Result<Config, Vec<Problem>> {
+    match locate(flag) {
+        Some(path) => load_file(&path),
+        None => Ok(Config::default()),
+    }
+}
+
+pub fn load_file(path: &Path) -> Result<Config, Vec<Problem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem::new(path, "", format!("cannot read the config file: {}", crate::describe_io(&e)))]
+    })?;
+    parse_str(&text, path)
+}
+
+/// Parses config text as if read from `path` (relative paths follow its folder).
+pub fn parse_str(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_problem(path, text, &e)])?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    Config::from_raw(raw, &base, Some(path))
+}
+
+fn toml_problem(path: &Path, text: &str, e: &toml::de::Error) -> Problem {
+    let mut reason = e.message().to_string();
+    if let Some(span) = e.span() {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        reason = format!("line {line}, column {column}: {reason}");
+    }
+    if reason.contains("unknown field") {
+        reason.push_str(" (remove it or fix its spelling; see config.example.toml)");
+    }
+    Problem::new(path, "", reason)
+}
+
+impl Config {
+    fn from_raw(raw: RawConfig, base: &Path, file: Option<&Path>) -> Result<Self, Vec<Problem>> {
+        let file_for_problems = file.unwrap_or(Path::new("(built-in config)"));
+        let mut problems = Vec::new();
+        let mut problem =
+            |pointer: &str, reason: String| problems.push(Problem::new(file_for_problems, pointer, reason));
+
+        let timezone = match raw.timezone.as_deref() {
+            None => Tz::UTC,
+            Some(name) => name.parse::<Tz>().unwrap_or_else(|_| {
+                problem(
+                    "/timezone",
+                    format!("unknown time zone \"{name}\"; use an IANA name such as \"Europe/Stockholm\" or \"UTC\""),
+                );
+                Tz::UTC
+            }),
+        };
+        let max_deactivate = match &raw.sync.max_deactivate {
+            None => Limit::Percent(10.0),
+            Some(value) => {
+                let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+                Limit::parse(&json).unwrap_or_else(|reason| {
+                    problem("/sync/max_deactivate", reason);
+                    Limit::Percent(10.0)
+                })
+            }
+        };
+        if raw.max_concurrent_runs == Some(0) {
+            problem("/max_concurrent_runs", "must be at least 1".into());
+        }
+        if raw.http.max_pages == 0 {
+            problem("/http/max_pages", "must be at least 1".into());
+        }
+        let mut secrets = BTreeMap::new();
+        for (name, values) in raw.secrets {
+            let mut table = BTreeMap::new();
+            for (id, value) in values {
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    _ => {
+                        problem(
+                            &format!("/secrets/{name}/{id}"),
+                            "a secret must be a string; put the value in quotes".into(),
+                        );
+                        continue;
+                    }
+                };
+                table.insert(id, Secret::new(text));
+            }
+            secrets.insert(name, table);
+        }
+        let mut tokens: Vec<Secret> = raw.api.tokens.into_iter().map(Secret::new).collect();
+        if let Some(token_file) = raw.api.token_file {
+            let token_file = resolve(base, &token_file);
+            match std::fs::read_to_string(&token_file) {
+                Ok(text) => tokens.extend(
+                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(Secret::new),
+                ),
+                Err(e) => problem(
+                    "/api/token_file",
+                    format!("cannot read {}: {}", token_file.display(), crate::describe_io(&e)),
+                ),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            file: file.map(Path::to_path_buf),
+            database: resolve(base, &raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
+            integrations_dir: resolve(base, &raw.integrations_dir.unwrap_or_else(|| DEFAULT_INTEGRATIONS.into())),
+            ignored_emails: raw.ignored_emails.iter().map(|e| e.trim().to_lowercase()).collect(),
+            timezone,
+            max_concurrent_runs: raw.max_concurrent_runs.unwrap_or(2),
+            shutdown_grace_secs: raw.shutdown_grace_secs.unwrap_or(30),
+            log_format: raw.log_format.unwrap_or_default(),
+            http: raw.http,
+            max_deactivate,
+            api: ApiConfig { listen: raw.api.listen, tokens, max_body_bytes: raw.api.max_body_bytes },
+            secrets,
+        })
+    }
+
+    /// The file problems about this config are reported against.
+    pub fn display_file(&self) -> PathBuf {
+        self.file.clone().unwrap_or_else(|| PathBuf::from("(built-in config)"))
+    }
+
+    /// The value for `id` of the manifest `name`: the environment wins, then
+    /// `$CREDENTIALS_DIRECTORY/<name>.<id>`, then `[secrets.<name>]`.
+    pub fn secret(&self, name: &str, id: &str) -> Option<Secret> {
+        if let Ok(value) = std::env::var(secret_env_name(name, id)) {
+            return Some(Secret::new(value));
+        }
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let path = Path::new(&dir).join(format!("{name}.{id}"));
+            if let Ok(mut text) = std::fs::read_to_string(path) {
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                return Some(Secret::new(text));
+            }
+        }
+        self.secrets.get(name).and_then(|t| t.get(id)).cloned()
+    }
+
+    /// Manifest names that have a `[secrets.NAME]` table, for spotting typos.
+    pub fn secret_tables(&self) -> impl Iterator<Item = &str> {
+        self.secrets.keys().map(String::as_str)
+    }
+
+    pub fn is_ignored(&self, email: &str) -> bool {
+        self.ignored_emails.iter().any(|e| e == email)
+    }
+}
+
+/// `ROSTERD_SECRET_<NAME>_<ID>`, upper-cased, every character outside `A-Z0-9` as `_`.
+pub fn secret_env_name(name: &str, id: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    };
+    format!("ROSTERD_SECRET_{}_{}", clean(name), clean(id))
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() || base == Path::new(".") { path.to_path_buf() } else { base.join(path) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_problem(Path::new("c.toml"), text, &e)])?;
+        Config::from_raw(raw, Path::new("/etc/rosterd"), Some(Path::new("/etc/rosterd/c.toml")))
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("database = \"x.db\"\ndatabse = \"y\"\n").unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert!(err[0].reason.contains("databse"), "{}", err[0].reason);
+        assert!(err[0].reason.contains("line 2"), "{}", err[0].reason);
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let c = parse("database = \"db/r.db\"\n").unwrap();
+        assert_eq!(c.database, PathBuf::from("/etc/rosterd/db/r.db"));
+        assert_eq!(c.integrations_dir, PathBuf::from("/etc/rosterd/integrations"));
+    }
+
+    #[test]
+    fn every_documented_key_parses() {
+        let c = parse(include_str!("../config.example.toml")).unwrap();
+        assert_eq!(c.timezone, Tz::Europe__Stockholm);
+        assert_eq!(c.max_deactivate, Limit::Percent(10.0));
+        assert_eq!(c.http.retries, 3);
+    }
+
+    #[test]
+    fn bad_timezone_and_limit_are_both_reported() {
+        let err = parse("timezone = \"Mars/Base\"\n[sync]\nmax_deactivate = \"ten\"\n").unwrap_err();
+        let pointers: Vec<_> = err.iter().map(|p| p.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/timezone", "/sync/max_deactivate"]);
+    }
+
+    #[test]
+    fn percent_limit_rounds_up() {
+        assert_eq!(Limit::Percent(10.0).allowed(5), 1);
+        assert_eq!(Limit::Percent(10.0).allowed(10), 1);
+        assert_eq!(Limit::Percent(10.0).allowed(11), 2);
+        assert_eq!(Limit::Percent(10.0).allowed(0), 0);
+        assert_eq!(Limit::Count(3).allowed(100), 3);
+    }
+
+    #[test]
+    fn env_names_are_cleaned() {
+        assert_eq!(secret_env_name("bamboo-hr", "api.key"), "ROSTERD_SECRET_BAMBOO_HR_API_KEY");
+    }
+}

@@ -1,0 +1,20 @@
+//! The `rosterd` binary: parse arguments, run the command, turn the outcome
+//! into an exit status (0 ok, 1 a run failed, 2 bad usage, config or manifest).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = rosterd::cli::Cli::parse();
+    match rosterd::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let text = e.to_string();
+            if !text.is_empty() {
+                eprintln!("error: {text}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Integration manifests (ChiefOnboarding's "sync users" format plus
+//! rosterd's own keys): the typed model here, the checks that build it in
+//! `validate`. A `Manifest` only exists once every check has passed.
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonpath_rust::parser::model::JpQuery;
+use serde_json::Value;
+
+use crate::config::{Config, Limit};
+use crate::error::Problem;
+use crate::redact::Secret;
+use crate::schedule::Schedule;
+
+pub use validate::{parse, validate_all};
+
+/// Loads and validates the manifest at `path`; its name is the file stem.
+pub fn load(path: &Path, config: &Config) -> Result<Manifest, Vec<Problem>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![Problem::new(path, "", format!("cannot read the manifest: {}", crate::describe_io(&e)))])?;
+    parse(&name_of(path), path, &text, config)
+}
+
+/// The integration name for a manifest file: its stem (`integrations/bamboohr.json` → `bamboohr`).
+pub fn name_of(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The manifest files in `dir`, sorted: every `*.json`.
+pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub name: String,
+    pub file: PathBuf,
+    pub execute: Vec<Step>,
+    pub headers: Vec<(String, String)>,
+    pub action: Action,
+    pub data_from: FieldPath,
+    pub data_structure: Vec<(Target, FieldPath)>,
+    pub schedule: Option<Schedule>,
+    pub pagination: Pagination,
+    pub amount_pages_to_fetch: Option<u32>,
+    pub form: Vec<FormValue>,
+    pub match_on: MatchOn,
+    pub max_deactivate: Option<Limit>,
+    pub auto_clear_email: bool,
+}
+
+impl Manifest {
+    pub fn maps(&self, target: &Target) -> bool {
+        self.data_structure.iter().any(|(t, _)| t == target)
+    }
+}
+
+/// One value from `initial_data_form`, resolved from config, environment or credentials.
+#[derive(Debug, Clone)]
+pub struct FormValue {
+    pub id: String,
+    /// Shown in logs and plans only when the entry says `"secret": false`.
+    pub secret: bool,
+    /// `None` for ids named `generate`: a fresh random value each run.
+    pub value: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub url: String,
+    pub method: reqwest::Method,
+    pub data: Option<Value>,
+    /// A non-empty list replaces the manifest's `headers` wholesale.
+    pub headers: Option<Vec<(String, String)>>,
+    /// Allowed status codes; empty means any 2xx.
+    pub status_code: Vec<u16>,
+    pub continue_if: Option<ContinueIf>,
+    pub polling: Option<Polling>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContinueIf {
+    pub notation: FieldPath,
+    pub notation_text: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Polling {
+    pub interval: Duration,
+    /// Requests in all, the first included.
+    pub amount: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum Pagination {
+    None,
+    /// `next_page_from`: a dot path to the next page's full URL.
+    NextUrl(FieldPath),
+    /// `next_page_from: "link:next"`: the RFC 8288 `Link` header.
+    LinkNext,
+    /// `next_page_token_from` + `next_page` (a URL template using `NEXT_PAGE_TOKEN`).
+    Token {
+        from: FieldPath,
+        next_page: String,
+    },
+    /// `page_size` with `OFFSET`, `LIMIT` or `PAGE` in the last step's URL or in `next_page`.
+    Numbered {
+        page_size: u32,
+        next_page: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Sync,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Sync => "sync",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOn {
+    Email,
+    ExternalId,
+}
+
+/// A field a `data_structure` maps to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Core(Core),
+    Extra(String),
+}
+
+/// The user columns a mapping can fill directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Core {
+    Email,
+    FirstName,
+    LastName,
+    ExternalId,
+    Username,
+    Phone,
+    Job,
+    Department,
+    Active,
+}
+
+impl Core {
+    pub const ALL: [Core; 9] = [
+        Core::Email,
+        Core::FirstName,
+        Core::LastName,
+        Core::ExternalId,
+        Core::Username,
+        Core::Phone,
+        Core::Job,
+        Core::Department,
+        Core::Active,
+    ];
+
+    pub fn column(self) -> &'static str {
+        match self {
+            Core::Email => "email",
+            Core::FirstName => "first_name",
+            Core::LastName => "last_name",
+            Core::ExternalId => "external_id",
+            Core::Username => "username",
+            Core::Phone => "phone",
+            Core::Job => "job",
+            Core::Department => "department",
+            Core::Active => "active",
+        }
+    }
+}
+
+impl Target {
+    pub fn from_name(name: &str) -> Self {
+        if name == "employee_id" {
+            return Target::Core(Core::ExternalId);
+        }
+        match Core::ALL.iter().find(|c| c.column() == name) {
+            Some(c) => Target::Core(*c),
+            None => Target::Extra(name.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Core(c) => c.column(),
+            Target::Extra(name) => name,
+        }
+    }
+}
+
+/// Where a value sits in a JSON document: a dot path (`a.b.0.c`, a digit
+/// indexes a list; empty = the document itself) or a JSONPath (`$...`).
+#[derive(Debug, Clone)]
+pub enum FieldPath {
+    Dot(Vec<String>),
+    Json(Box<JpQuery>),
+}
+
+impl FieldPath {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.starts_with('$') {
+            return jsonpath_rust::parser::parse_json_path(text)
+                .map(|q| FieldPath::Json(Box::new(q)))
+                .map_err(|e| format!("\"{text}\" is not a valid JSONPath: {e}"));
+        }
+        if text.is_empty() {
+            return Ok(FieldPath::Dot(Vec::new()));
+        }
+        let segs: Vec<String> = text.split('.').map(str::to_string).collect();
+        if segs.iter().any(String::is_empty) {
+            return Err(format!(
+                "\"{text}\" has an empty segment; write a dot path such as \"employees\" or \"data.0.email\""
+            ));
+        }
+        Ok(FieldPath::Dot(segs))
+    }
+
+    /// All values the path selects: 0 or 1 for a dot path, any number for a JSONPath.
+    pub fn select<'a>(&self, doc: &'a Value) -> Vec<&'a Value> {
+        match self {
+            FieldPath::Dot(segs) => dot_get(doc, segs).into_iter().collect(),
+            FieldPath::Json(q) => jsonpath_rust::query::js_path_process(q, doc)
+                .map(|refs| refs.into_iter().map(|r| r.val()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Takes the selected value out of an owned document (dot paths only move, never copy).
+    pub fn take(&self, doc: Value) -> Option<Value> {
+        match self {
+            FieldPath::Dot(segs) => {
+                let mut cur = doc;
+                for seg in segs {
+                    cur = match cur {
+                        Value::Object(mut m) => m.remove(seg)?,
+                        Value::Array(mut a) => {
+                            let i = seg.parse::<usize>().ok()?;
+                            if i >= a.len() {
+                                return None;
+                            }
+                            a.swap_remove(i)
+                        }
+                        _ => return None,
+                    };
+                }
+                Some(cur)
+            }
+            FieldPath::Json(_) => {
+                let mut hits = self.select(&doc);
+                match hits.len() {
+                    0 => None,
+                    1 => hits.pop().cloned(),
+                    _ => Some(Value::Array(hits.into_iter().cloned().collect())),
+                }
+            }
+        }
+    }
+}
+
+fn dot_get<'a>(doc: &'a Value, segs: &[String]) -> Option<&'a Value> {
+    segs.iter().try_fold(doc, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dot_paths_index_lists_with_digits() {
+        let doc = json!({"a": {"b": [{"c": 1}, {"c": 2}]}});
+        let p = FieldPath::parse("a.b.1.c").unwrap();
+        assert_eq!(p.select(&doc), [&json!(2)]);
+        assert!(FieldPath::parse("a.b.9.c").unwrap().select(&doc).is_empty());
+        assert_eq!(p.take(doc), Some(json!(2)));
+    }
+
+    #[test]
+    fn jsonpath_selects_many() {
+        let doc = json!({"phones": [{"n": "1"}, {"n": "2"}]});
+        assert_eq!(FieldPath::parse("$.phones[*].n").unwrap().select(&doc).len(), 2);
+        assert!(FieldPath::parse("$.[").is_err());
+    }
+
+    #[test]
+    fn employee_id_is_an_alias() {
+        assert_eq!(Target::from_name("employee_id"), Target::Core(Core::ExternalId));
+        assert_eq!(Target::from_name("bamboohr_id"), Target::Extra("bamboohr_id".into()));
+    }
+}

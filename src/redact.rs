@@ -1,0 +1,111 @@
+//! Secrets and their redaction. A `Secret` never prints its value; a
+//! `Redactor` replaces every known secret value (and the base64 and
+//! URL-encoded forms a request may carry) with `***ID***` in any text that
+//! leaves a run: errors, log lines, trace rows, plans and reports.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+/// A value that must not be shown. `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for building a request or comparing a token.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Replaces secret values in text. Cheap to clone; clones share the list, so a
+/// form learned while building a request (a Basic credential) is redacted everywhere.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    // (value, replacement), longest value first so a value containing another is replaced whole.
+    forms: Arc<RwLock<Vec<(String, String)>>>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Redactor(..)")
+    }
+}
+
+impl Redactor {
+    /// Registers a secret by its id: the raw value, its base64 form and its URL-encoded form.
+    pub fn add(&self, id: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let label = format!("***{id}***");
+        let encoded = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
+        let form_encoded = encoded.replace("%20", "+");
+        let mut forms = vec![value.to_string(), BASE64.encode(value), encoded, form_encoded];
+        forms.dedup();
+        for form in forms {
+            self.add_form(form, &label);
+        }
+    }
+
+    /// Registers one exact text (e.g. a base64 Basic credential) under a label.
+    pub fn add_form(&self, form: String, label: &str) {
+        let mut list = self.forms.write().unwrap_or_else(|e| e.into_inner());
+        if form.is_empty() || list.iter().any(|(f, _)| *f == form) {
+            return;
+        }
+        list.push((form, label.to_string()));
+        list.sort_by_key(|(form, _)| std::cmp::Reverse(form.len()));
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let list = self.forms.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = text.to_string();
+        for (form, label) in list.iter() {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), label);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_of_a_secret_is_replaced() {
+        let r = Redactor::default();
+        r.add("KEY", "s3cr et&");
+        assert_eq!(r.redact("key=s3cr et& ok"), "key=***KEY*** ok");
+        assert_eq!(r.redact(&format!("b64 {}", BASE64.encode("s3cr et&"))), "b64 ***KEY***");
+        assert_eq!(r.redact("q=s3cr%20et%26"), "q=***KEY***");
+        assert_eq!(r.redact("q=s3cr+et%26"), "q=***KEY***");
+    }
+
+    #[test]
+    fn longer_values_win_over_their_parts() {
+        let r = Redactor::default();
+        r.add("A", "abc");
+        r.add("B", "abcdef");
+        assert_eq!(r.redact("abcdef abc"), "***B*** ***A***");
+    }
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

@@ -1,0 +1,299 @@
+//! The SQLite store: opening (WAL, busy timeout, migrations), the `runs`
+//! bookkeeping, and the queries commands print. Only this module speaks SQL;
+//! every change to users goes through `apply`, in one transaction.
+
+mod apply;
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use apply::{ApplyOutcome, Skip};
+
+/// How long a statement waits for another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    #[error(
+        "the database {} has schema version {found}, newer than this rosterd understands ({known}); \
+         upgrade rosterd (the file was left untouched)",
+        path.display()
+    )]
+    Newer { path: PathBuf, found: i64, known: i64 },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// True when the store opened but a later statement failed.
+    pub fn is_runtime(&self) -> bool {
+        matches!(self, StoreError::Sql(_))
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// UTC now as the store writes it: `YYYY-MM-DD HH:MM:SS`.
+pub fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let fail = |reason: String| StoreError::Open { path: path.to_path_buf(), reason };
+        if path.is_dir() {
+            return Err(fail("it is a directory; set `database` to a file path".into()));
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot create its folder: {}", crate::describe_io(&e))))?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail(e.to_string()))?;
+        let setup = || -> rusqlite::Result<()> {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.pragma_update(None, "cache_size", -65536)?;
+            Ok(())
+        };
+        setup().map_err(|e| fail(explain(&e)))?;
+        let mut store = Self { conn, path: path.to_path_buf() };
+        migrate::run(&mut store.conn, path)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    #[cfg(test)]
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Records a run as started (status `running`) and returns its id.
+    pub fn begin_run(&self, integration: &str, action: &str, trigger: &str) -> Result<i64, StoreError> {
+        self.conn.execute(
+            "INSERT INTO runs (integration, action, trigger, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![integration, action, trigger, now()],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks runs of `integration` left `running` by a process that is gone as failed.
+    /// Call only while holding that integration's run lock.
+    pub fn close_abandoned_runs(&self, integration: &str) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET status = 'failed', finished_at = ?2,
+                 error = 'interrupted: the process running it stopped before it finished; nothing was applied'
+             WHERE integration = ?1 AND status = 'running'",
+            params![integration, now()],
+        )?)
+    }
+
+    /// Writes a run's end when it applied nothing (failed, skipped, held, dry-run).
+    pub fn finish_run(&mut self, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        apply::write_run_end(&tx, run_id, end)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, email, first_name, last_name, external_id, username, phone, job, department,
+                    extra_fields, active, source, created_at, updated_at FROM users ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let extra: String = r.get(9)?;
+            Ok(UserRow {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                first_name: r.get(2)?,
+                last_name: r.get(3)?,
+                external_id: r.get(4)?,
+                username: r.get(5)?,
+                phone: r.get(6)?,
+                job: r.get(7)?,
+                department: r.get(8)?,
+                extra_fields: serde_json::from_str(&extra).unwrap_or_else(|_| Value::Object(Map::new())),
+                active: r.get(10)?,
+                source: r.get(11)?,
+                created_at: r.get(12)?,
+                updated_at: r.get(13)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest runs, newest first.
+    pub fn runs(&self, integration: Option<&str>, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, integration, action, trigger, status, started_at, finished_at,
+                    fetched, created, updated, deactivated, skipped, error
+             FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![integration, limit], RunRow::from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn run(&self, run_id: i64) -> Result<Option<RunRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, integration, action, trigger, status, started_at, finished_at,
+                        fetched, created, updated, deactivated, skipped, error FROM runs WHERE id = ?1",
+                [run_id],
+                RunRow::from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn run_skips(&self, run_id: i64, limit: u32) -> Result<Vec<Skip>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT record, key, reason FROM run_skips WHERE run_id = ?1 ORDER BY rowid LIMIT ?2")?;
+        let rows = stmt.query_map(params![run_id, limit], |r| {
+            Ok(Skip { record: r.get::<_, i64>(0)? as usize, key: r.get(1)?, reason: r.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn run_requests(&self, run_id: i64) -> Result<Vec<RequestRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT step, method, url, status, bytes, millis, attempt, error FROM run_requests
+             WHERE run_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok(RequestRow {
+                step: r.get(0)?,
+                method: r.get(1)?,
+                url: r.get(2)?,
+                status: r.get(3)?,
+                bytes: r.get(4)?,
+                millis: r.get(5)?,
+                attempt: r.get(6)?,
+                error: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Turns SQLite's terse errors into a cause an admin can act on.
+fn explain(e: &rusqlite::Error) -> String {
+    let text = e.to_string();
+    if text.contains("readonly") || text.contains("read-only") {
+        format!("{text}: the file or its folder is read-only; give rosterd write access")
+    } else if text.contains("locked") || text.contains("busy") {
+        format!("{text}: another process holds the database; wait for it or stop it")
+    } else if text.contains("not a database") {
+        format!("{text}: the file is not a SQLite database; point `database` at another path")
+    } else {
+        text
+    }
+}
+
+/// How a run ended, for its `runs` row.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub status: &'static str,
+    pub counts: Counts,
+    pub error: Option<String>,
+    pub skips: Vec<Skip>,
+    pub requests: Vec<RequestRow>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub fetched: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub deactivated: i64,
+    pub skipped: i64,
+}
+
+/// One row of `users`, as `users --format json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub external_id: Option<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub job: Option<String>,
+    pub department: Option<String>,
+    pub extra_fields: Value,
+    pub active: i64,
+    pub source: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One row of `runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub integration: String,
+    pub action: String,
+    pub trigger: String,
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub fetched: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub deactivated: i64,
+    pub skipped: i64,
+    pub error: Option<String>,
+}
+
+impl RunRow {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            integration: r.get(1)?,
+            action: r.get(2)?,
+            trigger: r.get(3)?,
+            status: r.get(4)?,
+            started_at: r.get(5)?,
+            finished_at: r.get(6)?,
+            fetched: r.get(7)?,
+            created: r.get(8)?,
+            updated: r.get(9)?,
+            deactivated: r.get(10)?,
+            skipped: r.get(11)?,
+            error: r.get(12)?,
+        })
+    }
+}
+
+/// One HTTP request of a run, URL already redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRow {
+    pub step: String,
+    pub method: String,
+    pub url: String,
+    pub status: Option<u16>,
+    pub bytes: Option<i64>,
+    pub millis: i64,
+    pub attempt: u32,
+    pub error: Option<String>,
+}

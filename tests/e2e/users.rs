@@ -1,0 +1,104 @@
+//! `rosterd users` and `rosterd history` on the store, and store failures.
+
+use crate::TestDir;
+
+#[test]
+fn users_json_on_an_empty_database_is_an_empty_array() {
+    let dir = TestDir::new();
+    let out = dir.rosterd(&["users", "--format", "json"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(out.json(), serde_json::json!([]));
+    assert!(dir.path().join("rosterd.db").is_file());
+}
+
+#[test]
+fn users_csv_has_the_column_header() {
+    let dir = TestDir::new();
+    let out = dir.rosterd(&["users", "--format", "csv"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(
+        out.stdout().trim(),
+        "id,email,first_name,last_name,external_id,username,phone,job,department,extra_fields,active,source,created_at,updated_at"
+    );
+}
+
+#[test]
+fn users_lists_stored_rows_in_every_format() {
+    let dir = TestDir::new();
+    assert_eq!(dir.rosterd(&["users"]).code(), 0);
+    dir.db()
+        .execute(
+            "INSERT INTO users (email, first_name, last_name, extra_fields, active, created_at, updated_at)
+             VALUES ('ann@x.io', 'Ann', 'Lee', '{\"k\":1}', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            [],
+        )
+        .unwrap();
+    let json = dir.rosterd(&["users", "--format", "json"]).json();
+    assert_eq!(json[0]["email"], "ann@x.io");
+    assert_eq!(json[0]["extra_fields"], serde_json::json!({"k": 1}));
+    assert_eq!(json[0]["active"], 1);
+    let table = dir.rosterd(&["users"]).stdout();
+    assert!(table.contains("ann@x.io") && table.contains("1 user(s)"), "{table}");
+}
+
+#[test]
+fn history_on_an_empty_database() {
+    let dir = TestDir::new();
+    let out = dir.rosterd(&["history"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stdout().contains("no runs yet"), "{}", out.all());
+    let out = dir.rosterd(&["history", "--json"]);
+    assert_eq!(out.json(), serde_json::json!([]));
+}
+
+#[test]
+fn a_database_path_that_is_a_folder_is_a_clear_error() {
+    let dir = TestDir::new();
+    std::fs::create_dir_all(dir.path().join("rosterd.db")).unwrap();
+    let out = dir.rosterd(&["users"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("cannot open the database") && out.stderr().contains("directory"), "{}", out.all());
+}
+
+#[test]
+fn a_read_only_database_is_a_clear_error_and_stays_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new();
+    let ro = dir.path().join("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    dir.config("database = \"ro/r.db\"\n");
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root ignores permissions; the check only means something for other users.
+    let probe = ro.join("probe");
+    if std::fs::write(&probe, "x").is_ok() {
+        std::fs::remove_file(probe).unwrap();
+        return;
+    }
+    let out = dir.rosterd(&["users"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("cannot open the database"), "{}", out.all());
+}
+
+#[test]
+fn a_newer_database_is_refused() {
+    let dir = TestDir::new();
+    assert_eq!(dir.rosterd(&["users"]).code(), 0);
+    dir.db().pragma_update(None, "user_version", 999).unwrap();
+    let out = dir.rosterd(&["users"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("newer than this rosterd"), "{}", out.all());
+}
+
+#[test]
+fn a_locked_database_is_a_clear_error() {
+    let dir = TestDir::new();
+    assert_eq!(dir.rosterd(&["users"]).code(), 0);
+    let conn = dir.db();
+    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;").unwrap();
+    let start = std::time::Instant::now();
+    let out = dir.rosterd(&["history"]);
+    assert_ne!(out.code(), 0, "{}", out.all());
+    assert!(out.stderr().contains("locked") || out.stderr().contains("busy"), "{}", out.all());
+    assert!(start.elapsed().as_secs() < 60);
+    conn.execute_batch("ROLLBACK").unwrap();
+}
