@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{self, Config, LogFormat};
 use crate::error::{Error, Problem};
 use crate::manifest;
+use crate::run::{RunOptions, RunReport, Trigger};
 use crate::store::{RunRow, Store, UserRow};
 
 #[derive(Debug, Parser)]
@@ -28,6 +29,22 @@ pub enum Command {
         /// Manifests to check (default: every manifest in integrations_dir).
         files: Vec<PathBuf>,
     },
+    /// Run one integration now (NAME = manifest file stem, or a path to a manifest).
+    Run {
+        name: String,
+        /// Fetch and print the plan; write nothing to users.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print one JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Apply a sync even when it deactivates more than max_deactivate.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start an embedded sample HR source, run the example manifests against it into
+    /// ./rosterd-demo.db, and show the users and run history.
+    Demo,
     /// Print the users in the store.
     Users {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -53,6 +70,26 @@ pub enum Format {
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Validate { files } => validate(cli.config.as_deref(), &files),
+        Command::Run { name, dry_run, json, force } => {
+            let config = load_config(cli.config.as_deref(), false)?;
+            let manifest = find_manifest(&config, &name)?;
+            let opts = RunOptions { trigger: Trigger::Manual, dry_run, force, progress: !json };
+            let report = runtime()?.block_on(crate::run::run(&manifest, &config, opts))?;
+            print_report(&report, json)
+        }
+        Command::Demo => {
+            init_logging(LogFormat::Text, false);
+            let db = runtime()?.block_on(crate::demo::run(Path::new(".")))?;
+            let config =
+                config::parse_str(&format!("database = {:?}\n", db.display().to_string()), Path::new("./demo.toml"))
+                    .map_err(Error::Invalid)?;
+            println!("\nusers ({}):", db.display());
+            users(&config, Format::Table)?;
+            println!("\nhistory:");
+            history(&config, None, false, 50)?;
+            println!("\nthe demo database is {}; point `database` at it to look around", db.display());
+            Ok(())
+        }
         Command::Users { format } => users(&load_config(cli.config.as_deref(), false)?, format),
         Command::History { name, json, limit } => {
             history(&load_config(cli.config.as_deref(), false)?, name.as_deref(), json, limit)
@@ -76,6 +113,127 @@ pub fn init_logging(format: LogFormat, daemon: bool) {
         LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))
+}
+
+/// Finds the manifest `name` refers to: a path to a file, or a stem in `integrations_dir`.
+pub fn find_manifest(config: &Config, name: &str) -> Result<manifest::Manifest, Error> {
+    let as_path = Path::new(name);
+    let path = if name.ends_with(".json") || name.contains('/') || as_path.is_file() {
+        as_path.to_path_buf()
+    } else {
+        config.integrations_dir.join(format!("{name}.json"))
+    };
+    if !path.is_file() {
+        let known: Vec<String> = manifest::files_in(&config.integrations_dir)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| manifest::name_of(p))
+            .collect();
+        let hint = if known.is_empty() {
+            format!("{} holds no manifests", config.integrations_dir.display())
+        } else {
+            format!("known integrations: {}", known.join(", "))
+        };
+        return Err(Error::Usage(format!("no integration \"{name}\" ({} does not exist); {hint}", path.display())));
+    }
+    manifest::load(&path, config).map_err(Error::Invalid)
+}
+
+fn print_report(report: &RunReport, json: bool) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write_report(&mut out, report)?;
+    }
+    out.flush()?;
+    if report.succeeded() {
+        Ok(())
+    } else {
+        let why = report.error.clone().unwrap_or_else(|| report.status.to_string());
+        Err(Error::RunFailed(format!("{} run {} {}: {why}", report.integration, report.run_id, report.status)))
+    }
+}
+
+fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
+    let secs = r.duration_ms as f64 / 1000.0;
+    let pages = if r.pages == 1 { "1 page".to_string() } else { format!("{} pages", r.pages) };
+    writeln!(out, "{} ({}): {} in {secs:.1} s, run {}", r.integration, r.action, r.status, r.run_id)?;
+    if r.status == "skipped" {
+        return Ok(());
+    }
+    writeln!(out, "  fetched {} records in {pages}", r.fetched)?;
+    if let Some(plan) = &r.plan {
+        writeln!(out, "  dry run: nothing was written to users")?;
+        let sample = 10;
+        let emails = |f: &crate::user::Fields| f.email.clone().or_else(|| f.external_id.clone()).unwrap_or_default();
+        writeln!(out, "  would create {}", plan.creates.len())?;
+        for c in plan.creates.iter().take(sample) {
+            let name = [c.fields.first_name.as_deref(), c.fields.last_name.as_deref()]
+                .iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
+            writeln!(out, "    + {}  {name}", emails(&c.fields))?;
+        }
+        more(out, plan.creates.len(), sample)?;
+        writeln!(out, "  would update {}", plan.updates.len() + plan.cleared_emails.len())?;
+        for u in plan.updates.iter().take(sample) {
+            let changes: Vec<String> = u
+                .changes
+                .iter()
+                .map(|c| {
+                    format!("{}: {} → {}", c.field, c.old.as_deref().unwrap_or("-"), c.new.as_deref().unwrap_or("-"))
+                })
+                .collect();
+            writeln!(out, "    ~ {}  {}", u.label, changes.join(", "))?;
+        }
+        for c in plan.cleared_emails.iter().take(sample) {
+            writeln!(out, "    ~ {}  email cleared (auto_clear_email)", c.label)?;
+        }
+        more(out, plan.updates.len(), sample)?;
+        writeln!(out, "  would deactivate {}", plan.deactivations.len())?;
+        for d in plan.deactivations.iter().take(sample) {
+            writeln!(out, "    - {}", d.label)?;
+        }
+        more(out, plan.deactivations.len(), sample)?;
+    } else {
+        writeln!(
+            out,
+            "  created {}, updated {}, deactivated {}, unchanged {}, skipped {}",
+            r.created, r.updated, r.deactivated, r.unchanged, r.skipped
+        )?;
+    }
+    if r.skipped > 0 {
+        writeln!(out, "  skipped records:")?;
+        for s in r.skips.iter().take(10) {
+            writeln!(out, "    record {} ({}): {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason)?;
+        }
+        if r.skipped > 10 {
+            writeln!(out, "    ... {} more: rosterd history {}", r.skipped - 10, r.integration)?;
+        }
+    }
+    if let Some(notice) = &r.notice {
+        writeln!(out, "  {notice}")?;
+    }
+    Ok(())
+}
+
+fn more(out: &mut impl Write, total: usize, shown: usize) -> Result<(), Error> {
+    if total > shown {
+        writeln!(out, "    ... and {} more", total - shown)?;
+    }
+    Ok(())
 }
 
 fn validate(flag: Option<&Path>, files: &[PathBuf]) -> Result<(), Error> {

@@ -12,14 +12,14 @@ pub mod schedule;
 pub mod template;
 pub mod user;
 
-// pub mod fetch;
+pub mod fetch;
 pub mod mapping;
 
 pub mod plan;
 pub mod store;
 
-// pub mod demo;
-// pub mod run;
+pub mod demo;
+pub mod run;
 
 pub mod cli;
 

@@ -216,7 +216,16 @@ impl Target {
 #[derive(Debug, Clone)]
 pub enum FieldPath {
     Dot(Vec<String>),
-    Json(Box<JpQuery>),
+    Json { query: Box<JpQuery>, text: String },
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldPath::Dot(segs) => f.write_str(&segs.join(".")),
+            FieldPath::Json { text, .. } => f.write_str(text),
+        }
+    }
 }
 
 impl FieldPath {
@@ -224,7 +233,7 @@ impl FieldPath {
         let text = text.trim();
         if text.starts_with('$') {
             return jsonpath_rust::parser::parse_json_path(text)
-                .map(|q| FieldPath::Json(Box::new(q)))
+                .map(|q| FieldPath::Json { query: Box::new(q), text: text.to_string() })
                 .map_err(|e| format!("\"{text}\" is not a valid JSONPath: {e}"));
         }
         if text.is_empty() {
@@ -243,7 +252,7 @@ impl FieldPath {
     pub fn select<'a>(&self, doc: &'a Value) -> Vec<&'a Value> {
         match self {
             FieldPath::Dot(segs) => dot_get(doc, segs).into_iter().collect(),
-            FieldPath::Json(q) => jsonpath_rust::query::js_path_process(q, doc)
+            FieldPath::Json { query, .. } => jsonpath_rust::query::js_path_process(query, doc)
                 .map(|refs| refs.into_iter().map(|r| r.val()).collect())
                 .unwrap_or_default(),
         }
@@ -269,7 +278,7 @@ impl FieldPath {
                 }
                 Some(cur)
             }
-            FieldPath::Json(_) => {
+            FieldPath::Json { .. } => {
                 let mut hits = self.select(&doc);
                 match hits.len() {
                     0 => None,

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `rosterd` binary, a real SQLite file in a temp
 //! folder, and real HTTP over loopback. One test binary, a module per command.
 
+mod run;
 mod users;
 mod validate;
 
@@ -59,6 +60,18 @@ impl TestDir {
 
     pub fn rosterd(&self, args: &[&str]) -> Out {
         Out(self.command(args).output().expect("run rosterd"))
+    }
+
+    /// Runs rosterd without blocking the async runtime (for tests that serve HTTP in-process).
+    pub async fn run_async(&self, args: &[&str]) -> Out {
+        let mut cmd = tokio::process::Command::from(self.command(args));
+        Out(cmd.output().await.expect("run rosterd"))
+    }
+
+    /// Creates the database with rosterd's schema, so a test can insert rows first.
+    pub fn db_init(&self) {
+        let out = self.rosterd(&["users", "--format", "json"]);
+        assert_eq!(out.code(), 0, "{}", out.all());
     }
 
     pub fn db(&self) -> rusqlite::Connection {

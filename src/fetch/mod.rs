@@ -1,0 +1,345 @@
+//! Fetching: renders each `execute` step, sends it (with `continue_if` and
+//! `polling`), then follows every page of the last step's response, mapping
+//! each page's records and dropping its JSON before the next page arrives.
+//! Nothing here touches the store; a failure anywhere returns an error and
+//! the run applies nothing.
+
+mod client;
+
+use std::collections::HashSet;
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+pub use client::{Client, Request, Response, excerpt};
+
+use crate::manifest::{FieldPath, Manifest, Pagination, Step};
+use crate::mapping::{Record, map_record, text};
+use crate::template::{Renderer, TemplateError};
+
+/// Everything a fetch produced.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub records: Vec<Record>,
+    pub pages: u32,
+}
+
+/// Called after each page with (pages so far, records so far).
+pub type Progress<'a> = &'a mut dyn FnMut(u32, usize);
+
+/// Fetches every page of `m` into mapped records. `values` holds the form
+/// values (secrets included) by id; `max_pages` is `[http] max_pages`.
+pub async fn fetch(
+    m: &Manifest,
+    values: Map<String, Value>,
+    client: &mut Client,
+    max_pages: u32,
+    progress: Progress<'_>,
+) -> Result<Fetched, String> {
+    let mut run = Fetch { m, client, renderer: Renderer::default(), ctx: values, responses: Vec::new() };
+    run.ctx.insert("responses".into(), Value::Array(Vec::new()));
+    let last = m.execute.len() - 1;
+    for (i, step) in m.execute[..last].iter().enumerate() {
+        let req = run.step_request(step, &format!("step {i}"))?;
+        let (_, value) = run.send_step(step, &req).await?;
+        run.push_response(value);
+    }
+    run.pages(last, max_pages, progress).await
+}
+
+struct Fetch<'a> {
+    m: &'a Manifest,
+    client: &'a mut Client,
+    renderer: Renderer,
+    /// The template context: form values, `responses`, paging values.
+    ctx: Map<String, Value>,
+    responses: Vec<Value>,
+}
+
+impl Fetch<'_> {
+    fn push_response(&mut self, value: Value) {
+        self.responses.push(value);
+        self.ctx.insert("responses".into(), Value::Array(self.responses.clone()));
+    }
+
+    fn render(&self, template: &str, label: &str, what: &str) -> Result<String, String> {
+        self.renderer.render(template, &Value::Object(self.ctx.clone())).map_err(|e| template_error(e, label, what))
+    }
+
+    fn headers_for(&self, own: Option<&[(String, String)]>, label: &str) -> Result<Vec<(String, String)>, String> {
+        let templates = own.unwrap_or(&self.m.headers);
+        let mut out = Vec::with_capacity(templates.len());
+        for (name, template) in templates {
+            let mut value = self.render(template, label, &format!("header {name}"))?;
+            if name.eq_ignore_ascii_case("authorization")
+                && let Some(credential) = value.strip_prefix("Basic ")
+            {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(credential);
+                self.client.redactor().add_form(encoded.clone(), &secret_label(template, self.m));
+                value = format!("Basic {encoded}");
+            }
+            out.push((name.clone(), value));
+        }
+        Ok(out)
+    }
+
+    fn step_request(&self, step: &Step, label: &str) -> Result<Request, String> {
+        let url = self.render(&step.url, label, "url")?;
+        let body = match &step.data {
+            None => None,
+            Some(data) => {
+                let ctx = Value::Object(self.ctx.clone());
+                let rendered = self.renderer.render_value(data, &ctx).map_err(|e| template_error(e, label, "data"))?;
+                Some(serde_json::to_vec(&rendered).map_err(|e| format!("{label}: cannot encode data: {e}"))?)
+            }
+        };
+        Ok(Request {
+            label: label.to_string(),
+            method: step.method.clone(),
+            url,
+            headers: self.headers_for(step.headers.as_deref(), label)?,
+            body,
+            allowed: step.status_code.clone(),
+        })
+    }
+
+    /// Sends a step, repeating it while `polling` allows until `continue_if` holds.
+    async fn send_step(&mut self, step: &Step, req: &Request) -> Result<(Response, Value), String> {
+        let amount = step.polling.map_or(1, |p| p.amount);
+        let mut n = 0;
+        loop {
+            n += 1;
+            let resp = self.client.send(req).await?;
+            let value = self.parse(&resp, req)?;
+            let Some(cond) = &step.continue_if else { return Ok((resp, value)) };
+            let got = cond.notation.select(&value).first().and_then(|v| text(v, "").ok().flatten());
+            if got.as_deref() == Some(cond.value.as_str()) {
+                return Ok((resp, value));
+            }
+            if n >= amount {
+                let polled = if amount > 1 { format!(" after {amount} requests (polling)") } else { String::new() };
+                return Err(self.client.redactor().redact(&format!(
+                    "{} ({} {}): continue_if not met{polled}: \"{}\" is {}, expected \"{}\"",
+                    req.label,
+                    req.method,
+                    req.url,
+                    cond.notation_text,
+                    got.map_or("missing".to_string(), |g| format!("\"{g}\"")),
+                    cond.value
+                )));
+            }
+            if let Some(p) = step.polling {
+                tokio::time::sleep(p.interval).await;
+            }
+        }
+    }
+
+    fn parse(&self, resp: &Response, req: &Request) -> Result<Value, String> {
+        if resp.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| {
+            self.client.redactor().redact(&format!(
+                "{} ({} {}): the response is not valid JSON ({e}); it starts: {}",
+                req.label,
+                req.method,
+                req.url,
+                excerpt(&resp.body)
+            ))
+        })
+    }
+
+    async fn pages(&mut self, last: usize, max_pages: u32, progress: Progress<'_>) -> Result<Fetched, String> {
+        let m = self.m;
+        let step = &m.execute[last];
+        let page_size = match &m.pagination {
+            Pagination::Numbered { page_size, .. } => Some(*page_size),
+            _ => None,
+        };
+        let mut offset: u64 = 0;
+        if let Some(size) = page_size {
+            self.set_paging(offset, size, 1);
+        }
+        let cap = m.amount_pages_to_fetch;
+        let mut out = Fetched::default();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut req = self.step_request(step, &format!("step {last}"))?;
+        let (mut resp, mut page) = self.send_step(step, &req).await?;
+        if matches!(m.pagination, Pagination::Token { .. } | Pagination::Numbered { next_page: Some(_), .. }) {
+            self.push_response(page.clone());
+        }
+        loop {
+            out.pages += 1;
+            let page_no = out.pages;
+            let next = self.next_hint(&page, &resp);
+            let Some(items) = self.page_items(page, &req, page_no)? else { break };
+            let n_items = items.len();
+            let base = out.records.len();
+            out.records.extend(items.iter().enumerate().map(|(i, item)| map_record(&m.data_structure, base + i, item)));
+            drop(items);
+            progress(page_no, out.records.len());
+            if n_items == 0 && !matches!(m.pagination, Pagination::None) {
+                break;
+            }
+            let next_req = match (&m.pagination, next) {
+                (Pagination::None, _) => break,
+                (Pagination::Numbered { page_size, next_page }, _) => {
+                    if (n_items as u64) < u64::from(*page_size) {
+                        break;
+                    }
+                    offset += u64::from(*page_size);
+                    self.set_paging(offset, *page_size, page_no + 1);
+                    let label = format!("page {}", page_no + 1);
+                    match next_page {
+                        Some(template) => self.get_request(self.render(template, &label, "next_page")?, &label)?,
+                        None => self.step_request(step, &label)?,
+                    }
+                }
+                (Pagination::Token { next_page, .. }, Some(token)) => {
+                    if !seen.insert(format!("token:{token}")) {
+                        return Err(self.loop_error(page_no, "token"));
+                    }
+                    self.ctx.insert("NEXT_PAGE_TOKEN".into(), Value::String(token));
+                    let label = format!("page {}", page_no + 1);
+                    self.get_request(self.render(next_page, &label, "next_page")?, &label)?
+                }
+                (_, Some(link)) => {
+                    let url = resp.url.join(&link).map_err(|e| {
+                        self.client
+                            .redactor()
+                            .redact(&format!("page {page_no}: the next page link \"{link}\" is not a URL: {e}"))
+                    })?;
+                    let label = format!("page {}", page_no + 1);
+                    self.get_request(url.to_string(), &label)?
+                }
+                (_, None) => break,
+            };
+            if cap.is_some_and(|c| page_no >= c) {
+                break;
+            }
+            if page_no >= max_pages {
+                return Err(format!(
+                    "stopped after {max_pages} pages, and a further page exists: raise [http] max_pages, \
+                     or set amount_pages_to_fetch in the manifest to fetch fewer pages on purpose"
+                ));
+            }
+            if !matches!(m.pagination, Pagination::Token { .. }) && !seen.insert(next_req.url.clone()) {
+                return Err(self.loop_error(page_no, "URL"));
+            }
+            req = next_req;
+            (resp, page) = self.send_page(&req).await?;
+        }
+        Ok(out)
+    }
+
+    /// What the page says about the next one (a URL or a token), before the page is consumed.
+    fn next_hint(&self, page: &Value, resp: &Response) -> Option<String> {
+        let from = |path: &FieldPath| path.select(page).first().and_then(|v| text(v, "").ok().flatten());
+        match &self.m.pagination {
+            Pagination::NextUrl(path) => from(path),
+            Pagination::Token { from: path, .. } => from(path),
+            Pagination::LinkNext => link_next(resp),
+            Pagination::None | Pagination::Numbered { .. } => None,
+        }
+    }
+
+    fn page_items(&self, page: Value, req: &Request, page_no: u32) -> Result<Option<Vec<Value>>, String> {
+        let path = &self.m.data_from;
+        let shown = if path.to_string().is_empty() {
+            "the response itself".to_string()
+        } else {
+            format!("data_from \"{path}\"")
+        };
+        match path.take(page) {
+            Some(Value::Array(items)) => Ok(Some(items)),
+            None if page_no > 1 => Ok(None),
+            found => {
+                let what = match found {
+                    None => "missing".to_string(),
+                    Some(v) => format!("{}, not a list", kind(&v)),
+                };
+                Err(self.client.redactor().redact(&format!(
+                    "{} ({} {}): {shown} is {what}; check data_from against the response",
+                    req.label, req.method, req.url
+                )))
+            }
+        }
+    }
+
+    fn get_request(&self, url: String, label: &str) -> Result<Request, String> {
+        let own =
+            if self.m.headers.is_empty() { self.m.execute.last().and_then(|s| s.headers.as_deref()) } else { None };
+        Ok(Request {
+            label: label.to_string(),
+            method: reqwest::Method::GET,
+            url,
+            headers: self.headers_for(own, label)?,
+            body: None,
+            allowed: Vec::new(),
+        })
+    }
+
+    async fn send_page(&mut self, req: &Request) -> Result<(Response, Value), String> {
+        let resp = self.client.send(req).await?;
+        let value = self.parse(&resp, req)?;
+        Ok((resp, value))
+    }
+
+    fn set_paging(&mut self, offset: u64, size: u32, page: u32) {
+        self.ctx.insert("OFFSET".into(), Value::from(offset));
+        self.ctx.insert("LIMIT".into(), Value::from(size));
+        self.ctx.insert("PAGE".into(), Value::from(page));
+    }
+
+    fn loop_error(&self, page_no: u32, what: &str) -> String {
+        format!("page {page_no}: the source sent a next-page {what} it had sent before; stopping instead of looping")
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn template_error(e: TemplateError, label: &str, what: &str) -> String {
+    match e {
+        TemplateError::Undefined(name) => format!("{label}: {what}: {{{{ {name} }}}} is not defined in this run"),
+        TemplateError::Syntax(reason) => format!("{label}: {what}: {reason}"),
+    }
+}
+
+/// `***KEY***` for a Basic credential built from the secret ids in `template`.
+fn secret_label(template: &str, m: &Manifest) -> String {
+    let ids: Vec<String> = crate::template::names(template)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| m.form.iter().any(|f| f.id == *n && f.secret))
+        .collect();
+    if ids.is_empty() { "***Authorization***".to_string() } else { format!("***{}***", ids.join("+")) }
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header.
+fn link_next(resp: &Response) -> Option<String> {
+    for value in resp.headers.get_all(reqwest::header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        for link in value.split(',') {
+            let mut parts = link.split(';');
+            let target = parts.next()?.trim();
+            let is_next = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=")
+                    .is_some_and(|r| r.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next")))
+            });
+            if is_next && target.starts_with('<') && target.ends_with('>') {
+                return Some(target[1..target.len() - 1].to_string());
+            }
+        }
+    }
+    None
+}

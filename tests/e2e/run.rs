@@ -1,0 +1,615 @@
+//! `rosterd run`: fetch, map and apply against a real loopback source
+//! (wiremock), with a real SQLite file. All or nothing, secrets never shown.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::TestDir;
+
+const KEY: &str = "s3cr3t-\"bamboo\"-key";
+
+fn employee(id: u32, first: &str, last: &str, email: &str) -> Value {
+    json!({"id": id.to_string(), "firstName": first, "lastName": last, "workEmail": email})
+}
+
+fn people(range: std::ops::Range<u32>) -> Vec<Value> {
+    range.map(|i| employee(i, &format!("First{i}"), &format!("Last{i}"), &format!("user{i}@acme.example"))).collect()
+}
+
+/// A dir whose config holds the secrets of integration `name`.
+fn dir_with_secrets(name: &str) -> TestDir {
+    let dir = TestDir::new();
+    dir.config(&format!(
+        "[http]\nretries = 2\nretry_base_ms = 10\n[secrets.{name}]\nKEY = {}\nREPORT_ID = \"42\"\nCOMPANY_ID = \"acme\"\n",
+        toml_string(KEY)
+    ));
+    dir
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The seed's BambooHR create manifest, host swapped for the mock server.
+fn seed_create(server: &MockServer) -> Value {
+    let text =
+        include_str!("../../integrations/bamboohr-create.json").replace("https://api.bamboohr.com", &server.uri());
+    serde_json::from_str(&text).unwrap()
+}
+
+fn basic() -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:x")))
+}
+
+const REPORT: &str = "/api/gateway.php/acme/v1/reports/42";
+
+/// A simple paged manifest named `hr` against `server`.
+fn paged(server: &MockServer, extra: Value) -> Value {
+    let mut m = json!({
+        "execute": [{"url": format!("{}/people?page=1", server.uri())}],
+        "headers": {"Authorization": "Bearer {{KEY}}"},
+        "action": "create",
+        "data_from": "data",
+        "next_page_from": "next",
+        "data_structure": {"email": "workEmail", "first_name": "firstName", "last_name": "lastName", "external_id": "id"},
+        "initial_data_form": [{"id": "KEY", "name": "key"}]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        m[k] = v.clone();
+    }
+    m
+}
+
+/// Serves `n` pages of `per_page` people linked by `next`; each page must be fetched exactly `expect` times.
+async fn mount_pages(server: &MockServer, n: u32, per_page: u32, expect: impl Into<wiremock::Times> + Clone) {
+    for p in 1..=n {
+        let next = if p < n { json!(format!("{}/people?page={}", server.uri(), p + 1)) } else { Value::Null };
+        let body = json!({"data": people((p - 1) * per_page..p * per_page), "next": next});
+        Mock::given(method("GET"))
+            .and(path("/people"))
+            .and(query_param("page", p.to_string()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .expect(expect.clone())
+            .mount(server)
+            .await;
+    }
+}
+
+fn count_users(dir: &TestDir) -> usize {
+    dir.query("SELECT COUNT(*) FROM users")[0].parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_seed_create_manifest_runs_unchanged_with_a_basic_header() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(REPORT))
+        .and(header("authorization", basic().as_str()))
+        .and(header("accept", "application/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"employees": people(0..3)})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("bamboohr-create");
+    dir.manifest("bamboohr-create", &seed_create(&server));
+    let out = dir.run_async(&["run", "bamboohr-create"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(
+        dir.query("SELECT email, first_name, last_name, source, active FROM users ORDER BY id"),
+        [
+            "user0@acme.example\tFirst0\tLast0\tbamboohr-create\t1",
+            "user1@acme.example\tFirst1\tLast1\tbamboohr-create\t1",
+            "user2@acme.example\tFirst2\tLast2\tbamboohr-create\t1"
+        ]
+    );
+    assert_eq!(
+        dir.query("SELECT integration, action, trigger, status, fetched, created, skipped, error FROM runs"),
+        ["bamboohr-create\tcreate\tmanual\tok\t3\t3\t0\tNULL"]
+    );
+}
+
+#[tokio::test]
+async fn a_post_body_is_rendered_leaf_by_leaf() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/search"))
+        .and(body_json(json!({"key": KEY, "filters": [{"company": "acme"}], "limit": 100})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(0..2)})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    let mut m = paged(&server, json!({}));
+    m["execute"] = json!([{
+        "url": format!("{}/search", server.uri()),
+        "method": "POST",
+        "data": {"key": "{{KEY}}", "filters": [{"company": "{{ COMPANY_ID }}"}], "limit": 100}
+    }]);
+    m["initial_data_form"] = json!([{"id": "KEY", "name": "k"}, {"id": "COMPANY_ID", "name": "c", "secret": false}]);
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(count_users(&dir), 2);
+}
+
+#[tokio::test]
+async fn messy_records_are_skipped_with_reasons_and_the_rest_created() {
+    let server = MockServer::start().await;
+    let records = json!({"employees": [
+        employee(1, "Ann", "Lee", "  ANN.Lee@Acme.Example "),
+        employee(2, "", "NoFirst", "nofirst@acme.example"),
+        employee(3, "No", "Email", ""),
+        employee(4, "Bad", "Email", "bad@@acme"),
+        employee(5, "Ann", "Again", "ann.lee@acme.example"),
+        employee(6, "Ok", "Person", "ok@acme.example"),
+        employee(7, "It", "Admin", "it-admin@acme.example")
+    ]});
+    Mock::given(path(REPORT)).respond_with(ResponseTemplate::new(200).set_body_json(records)).mount(&server).await;
+    let dir = dir_with_secrets("bamboohr-create");
+    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
+    dir.config(&format!("ignored_emails = [\"IT-admin@acme.example\"]\n{cfg}"));
+    dir.manifest("bamboohr-create", &seed_create(&server));
+    let out = dir.run_async(&["run", "bamboohr-create", "--json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let report = out.json();
+    assert_eq!((report["created"].as_i64(), report["skipped"].as_i64()), (Some(2), Some(5)), "{report}");
+    assert_eq!(dir.query("SELECT email FROM users ORDER BY id"), ["ann.lee@acme.example", "ok@acme.example"]);
+    assert_eq!(
+        dir.query("SELECT record, reason FROM run_skips ORDER BY record"),
+        [
+            "1\tmissing first_name or last_name",
+            "2\tno valid email",
+            "3\tinvalid email \"bad@@acme\"",
+            "4\tduplicate of record 0 (ann.lee@acme.example) in this run",
+            "6\temail is in ignored_emails"
+        ]
+    );
+    let history = dir.rosterd(&["history", "bamboohr-create"]).stdout();
+    assert!(history.contains("missing first_name or last_name"), "{history}");
+    assert!(
+        history.contains("/reports/***REPORT_ID***"),
+        "REPORT_ID is secret unless the form says otherwise: {history}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_create_run_changes_nothing() {
+    let server = MockServer::start().await;
+    Mock::given(path(REPORT))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"employees": people(0..5)})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("bamboohr-create");
+    dir.manifest("bamboohr-create", &seed_create(&server));
+    assert_eq!(dir.run_async(&["run", "bamboohr-create"]).await.code(), 0);
+    dir.db().execute("UPDATE users SET updated_at = '2000-01-01 00:00:00', first_name = 'Local'", []).unwrap();
+    let out = dir.run_async(&["run", "bamboohr-create", "--json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(out.json()["created"], 0);
+    assert_eq!(out.json()["updated"], 0);
+    assert_eq!(dir.query("SELECT DISTINCT updated_at, first_name FROM users"), ["2000-01-01 00:00:00\tLocal"]);
+}
+
+#[tokio::test]
+async fn update_merges_mapped_fields_into_extra_fields() {
+    let server = MockServer::start().await;
+    Mock::given(path(REPORT))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"employees": people(0..3)})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("bamboohr-update");
+    dir.db_init();
+    dir.db()
+        .execute_batch(
+            "INSERT INTO users (email, first_name, extra_fields, created_at, updated_at) VALUES
+               ('user1@acme.example', 'One', '{\"keep\":true}', '2000-01-01 00:00:00', '2000-01-01 00:00:00'),
+               ('other@acme.example', 'Other', '{}', '2000-01-01 00:00:00', '2000-01-01 00:00:00');",
+        )
+        .unwrap();
+    let text =
+        include_str!("../../integrations/bamboohr-update.json").replace("https://api.bamboohr.com", &server.uri());
+    dir.write("integrations/bamboohr-update.json", &text);
+    let out = dir.run_async(&["run", "bamboohr-update", "--json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(out.json()["updated"], 1, "{}", out.all());
+    assert_eq!(out.json()["skipped"], 2, "{}", out.all());
+    assert_eq!(
+        dir.query("SELECT email, first_name, extra_fields FROM users ORDER BY id"),
+        ["user1@acme.example\tOne\t{\"bamboohr_id\":\"1\",\"keep\":true}", "other@acme.example\tOther\t{}"]
+    );
+    let again = dir.run_async(&["run", "bamboohr-update", "--json"]).await;
+    assert_eq!(again.json()["updated"], 0, "{}", again.all());
+}
+
+#[tokio::test]
+async fn seven_pages_without_a_cap_are_all_fetched() {
+    let server = MockServer::start().await;
+    mount_pages(&server, 7, 3, 1).await;
+    let dir = dir_with_secrets("hr");
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = dir.run_async(&["run", "hr", "--json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(out.json()["pages"], 7);
+    assert_eq!(count_users(&dir), 21);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn amount_pages_to_fetch_caps_the_pages() {
+    let server = MockServer::start().await;
+    mount_pages(&server, 2, 3, 1).await;
+    Mock::given(query_param("page", "3")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&server).await;
+    let dir = dir_with_secrets("hr");
+    dir.manifest("hr", &paged(&server, json!({"amount_pages_to_fetch": 2})));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(count_users(&dir), 6);
+}
+
+#[tokio::test]
+async fn reaching_max_pages_with_more_to_come_fails_the_run() {
+    let server = MockServer::start().await;
+    mount_pages(&server, 3, 2, 0..=1).await;
+    let dir = dir_with_secrets("hr");
+    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
+    dir.config(&cfg.replace("[http]\n", "[http]\nmax_pages = 2\n"));
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("max_pages"), "{}", out.all());
+    assert_eq!(count_users(&dir), 0);
+}
+
+#[tokio::test]
+async fn token_pagination_follows_next_page_tokens() {
+    let server = MockServer::start().await;
+    let pages = [(None, Some("t2"), 0..2), (Some("t2"), Some("t3"), 2..4), (Some("t3"), None, 4..5)];
+    for (token, next, range) in pages {
+        let mut mock = Mock::given(path("/people"));
+        if let Some(t) = token {
+            mock = mock.and(query_param("cursor", t));
+        }
+        let body = json!({"data": people(range), "meta": {"next": next}});
+        let mock = mock.respond_with(ResponseTemplate::new(200).set_body_json(body)).expect(1);
+        if token.is_none() {
+            mock.with_priority(10).mount(&server).await;
+        } else {
+            mock.mount(&server).await;
+        }
+    }
+    let dir = dir_with_secrets("hr");
+    let mut m = paged(&server, json!({}));
+    m.as_object_mut().unwrap().remove("next_page_from");
+    m["execute"][0]["url"] = json!(format!("{}/people", server.uri()));
+    m["next_page_token_from"] = json!("meta.next");
+    m["next_page"] = json!(format!("{}/people?cursor={{{{ NEXT_PAGE_TOKEN }}}}", server.uri()));
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(count_users(&dir), 5);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn link_header_and_offset_pagination() {
+    let server = MockServer::start().await;
+    Mock::given(path("/linked"))
+        .and(query_param("p", "1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("link", "</linked?p=2>; rel=\"next\", </linked?p=1>; rel=\"first\"")
+                .set_body_json(json!({"data": people(0..2)})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/linked"))
+        .and(query_param("p", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(2..3)})))
+        .mount(&server)
+        .await;
+    for (offset, range) in [("0", 10..12), ("2", 12..14), ("4", 14..14)] {
+        Mock::given(path("/offset"))
+            .and(query_param("offset", offset))
+            .and(query_param("limit", "2"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(range)})))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let dir = dir_with_secrets("hr");
+    let mut linked = paged(&server, json!({"next_page_from": "link:next"}));
+    linked["execute"][0]["url"] = json!(format!("{}/linked?p=1", server.uri()));
+    dir.manifest("linked", &linked);
+    let mut offset = paged(&server, json!({"page_size": 2}));
+    offset.as_object_mut().unwrap().remove("next_page_from");
+    offset["execute"][0]["url"] = json!(format!("{}/offset?offset={{{{ OFFSET }}}}&limit={{{{LIMIT}}}}", server.uri()));
+    dir.manifest("offset", &offset);
+    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
+    dir.config(&format!("{cfg}\n[secrets.linked]\nKEY = \"k\"\n[secrets.offset]\nKEY = \"k\"\n"));
+    let out = dir.run_async(&["run", "linked"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let out = dir.run_async(&["run", "offset"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(count_users(&dir), 7);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn two_steps_pass_data_through_responses_and_headers_are_replaced() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/login"))
+        .and(header("x-login", "yes"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"session": {"token": "tok-123"}, "org": 9})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/orgs/9/people"))
+        .and(header("authorization", "Bearer tok-123"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(0..2)})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    let mut m = paged(&server, json!({}));
+    m.as_object_mut().unwrap().remove("next_page_from");
+    m["headers"] = json!({"Authorization": "Bearer {{ responses.0.session.token }}"});
+    m["execute"] = json!([
+        {"url": format!("{}/login", server.uri()), "method": "POST", "data": {"key": "{{KEY}}"}, "headers": {"X-Login": "yes"}},
+        {"url": format!("{}/orgs/{{{{ responses.0.org }}}}/people", server.uri())}
+    ]);
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(count_users(&dir), 2);
+    let login = &server.received_requests().await.unwrap()[0];
+    assert!(login.headers.get("authorization").is_none(), "the step's own headers replace the global ones");
+}
+
+#[tokio::test]
+async fn jsonpath_maps_nested_values() {
+    let server = MockServer::start().await;
+    let body = json!({"results": [
+        {"contact": {"emails": [{"type": "work", "value": "jp@acme.example"}]}, "name": {"given": "Jay", "family": "Path"}, "dept": {"name": "Ops"}}
+    ]});
+    Mock::given(path("/people")).respond_with(ResponseTemplate::new(200).set_body_json(body)).mount(&server).await;
+    let dir = dir_with_secrets("hr");
+    let mut m = paged(&server, json!({}));
+    m.as_object_mut().unwrap().remove("next_page_from");
+    m["data_from"] = json!("results");
+    m["data_structure"] = json!({
+        "email": "$.contact.emails[?(@.type == 'work')].value",
+        "first_name": "name.given",
+        "last_name": "$.name.family",
+        "department": "dept.name"
+    });
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(
+        dir.query("SELECT email, first_name, last_name, department FROM users"),
+        ["jp@acme.example\tJay\tPath\tOps"]
+    );
+}
+
+#[tokio::test]
+async fn an_undefined_value_at_run_time_fails_the_run() {
+    let server = MockServer::start().await;
+    Mock::given(path("/login"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"other": 1})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    let mut m = paged(&server, json!({}));
+    m["execute"] = json!([
+        {"url": format!("{}/login", server.uri())},
+        {"url": format!("{}/people?t={{{{ responses.0.token }}}}", server.uri())}
+    ]);
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("{{ responses.0.token }} is not defined"), "{}", out.all());
+    assert_eq!(dir.query("SELECT status FROM runs"), ["failed"]);
+}
+
+#[tokio::test]
+async fn a_500_on_page_3_of_5_changes_no_user() {
+    let server = MockServer::start().await;
+    for p in [1u32, 2] {
+        let body =
+            json!({"data": people((p - 1) * 2..p * 2), "next": format!("{}/people?page={}", server.uri(), p + 1)});
+        Mock::given(query_param("page", p.to_string()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(query_param("page", "3"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("{\"error\": \"database on fire\"}"))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    dir.db_init();
+    dir.db()
+        .execute("INSERT INTO users (email, first_name, last_name, created_at, updated_at) VALUES ('keep@acme.example', 'K', 'P', 'x', 'x')", [])
+        .unwrap();
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = dir.run_async(&["run", "hr", "--json"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    let error = out.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("page 3") && error.contains("500") && error.contains("database on fire"), "{error}");
+    assert!(error.contains("after 3 attempts"), "{error}");
+    assert_eq!(dir.query("SELECT email, updated_at FROM users"), ["keep@acme.example\tx"]);
+    assert_eq!(dir.query("SELECT status, created FROM runs"), ["failed\t0"]);
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn truncated_json_fails_the_run() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_string("{\"data\": [{\"workEmail\": \"a@acme.example\", \"firstN"),
+        )
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("not valid JSON"), "{}", out.all());
+    assert_eq!(count_users(&dir), 0);
+}
+
+#[tokio::test]
+async fn data_from_that_is_not_a_list_names_the_path() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": {"a": 1}})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("data_from \"data\" is an object, not a list"), "{}", out.all());
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(0..2)})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    dir.manifest("hr", &paged(&server, json!({})));
+    let start = std::time::Instant::now();
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(start.elapsed() >= std::time::Duration::from_millis(900), "Retry-After: 1 was not honoured");
+    assert_eq!(count_users(&dir), 2);
+    assert_eq!(dir.query("SELECT attempt, status FROM run_requests ORDER BY seq"), ["1\t429", "2\t200"]);
+}
+
+#[tokio::test]
+async fn secrets_never_reach_output_or_the_database() {
+    let server = MockServer::start().await;
+    let echo = |req: &Request| {
+        let auth = req.headers.get("authorization").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        ResponseTemplate::new(503).set_body_string(format!("bad credentials {auth} for {}", req.url))
+    };
+    Mock::given(path("/people")).respond_with(echo).mount(&server).await;
+    let mut dir = dir_with_secrets("hr");
+    dir.env.push(("RUST_LOG".into(), "debug".into()));
+    let mut m = paged(&server, json!({}));
+    m["headers"] = json!({"Authorization": "Basic {{KEY}}:x"});
+    m["execute"][0]["url"] = json!(format!("{}/people?key={{{{KEY}}}}", server.uri()));
+    dir.manifest("hr", &m);
+    let mut cmd = tokio::process::Command::from(dir.command(&["run", "hr", "--json"]));
+    cmd.env("RUST_LOG", "debug");
+    let out = crate::Out(cmd.output().await.unwrap());
+    assert_eq!(out.code(), 1, "{}", out.all());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:x"));
+    let encoded: String = url_encode(KEY);
+    let forms = [KEY.to_string(), b64, encoded];
+    let mut everything = out.all();
+    for table in ["users", "runs", "run_requests", "run_skips"] {
+        everything.push_str(&dir.query(&format!("SELECT * FROM {table}")).join("\n"));
+    }
+    everything.push_str(&dir.rosterd(&["history", "hr"]).all());
+    for form in &forms {
+        assert!(!everything.contains(form.as_str()), "secret form {form} leaked:\n{everything}");
+    }
+    assert!(everything.contains("***KEY***"), "{everything}");
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_plan_and_writes_no_user() {
+    let server = MockServer::start().await;
+    Mock::given(path(REPORT))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"employees": people(0..3)})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("bamboohr-create");
+    dir.manifest("bamboohr-create", &seed_create(&server));
+    let out = dir.run_async(&["run", "bamboohr-create", "--dry-run"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.stdout().contains("would create 3"), "{}", out.all());
+    assert!(out.stdout().contains("+ user1@acme.example  First1 Last1"), "{}", out.all());
+    assert_eq!(count_users(&dir), 0);
+    assert_eq!(dir.query("SELECT status, created FROM runs"), ["dry-run\t3"]);
+    let json = dir.run_async(&["run", "bamboohr-create", "--dry-run", "--json"]).await.json();
+    assert_eq!(json["plan"]["creates"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn json_report_has_the_documented_keys() {
+    let server = MockServer::start().await;
+    Mock::given(path(REPORT))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"employees": people(0..1)})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("bamboohr-create");
+    dir.manifest("bamboohr-create", &seed_create(&server));
+    let out = dir.run_async(&["run", "bamboohr-create", "--json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let r = out.json();
+    for key in ["run_id", "integration", "status", "fetched", "created", "updated", "deactivated", "skipped", "error"] {
+        assert!(r.get(key).is_some(), "missing {key}: {r}");
+    }
+    assert_eq!(r["error"], Value::Null);
+    assert_eq!(r["status"], "ok");
+    assert!(out.stderr().is_empty(), "{}", out.all());
+}
+
+#[tokio::test]
+async fn run_of_an_unknown_or_invalid_manifest_exits_2() {
+    let dir = TestDir::new();
+    let out = dir.run_async(&["run", "nope"]).await;
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("no integration \"nope\""), "{}", out.all());
+    dir.manifest("broken", &json!({"execute": []}));
+    let out = dir.run_async(&["run", "broken"]).await;
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("/execute: needs at least one request"), "{}", out.all());
+}
+
+#[tokio::test]
+async fn a_run_while_another_holds_the_lock_is_skipped() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": people(0..1)}))
+                .set_delay(std::time::Duration::from_secs(2)),
+        )
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    dir.manifest("hr", &paged(&server, json!({})));
+    let slow = dir.run_async(&["run", "hr"]);
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        dir.run_async(&["run", "hr"]).await
+    };
+    let (first, second) = tokio::join!(slow, second);
+    assert_eq!(first.code(), 0, "{}", first.all());
+    assert_eq!(second.code(), 1, "{}", second.all());
+    assert!(second.stderr().contains("in progress"), "{}", second.all());
+    let mut statuses = dir.query("SELECT status FROM runs ORDER BY status");
+    statuses.sort();
+    assert_eq!(statuses, ["ok", "skipped"]);
+}
