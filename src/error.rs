@@ -45,7 +45,7 @@ pub enum Error {
     /// The command line asks for something that cannot be done (unknown integration, bad flag combination).
     #[error("{0}")]
     Usage(String),
-    /// The store could not be opened or is not ours to change.
+    /// The store could not be opened, or is locked, read-only or from a newer rosterd.
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
     /// A run was attempted and did not succeed (failed, held or skipped).
@@ -70,7 +70,6 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::RunFailed(_) => 1,
-            Self::Store(e) if e.is_runtime() => 1,
             Self::Output(_) => 1,
             Self::Invalid(_) | Self::Usage(_) | Self::Store(_) => 2,
         }

@@ -100,14 +100,63 @@ fn label(user: &StoredUser) -> String {
 }
 
 /// Plans one run.
+///
+/// A record refused because another user holds its email or external id is
+/// tried again after the others, and again while retries make progress: a
+/// later record may free the value (emails that move between people in one
+/// export), and the plan must not depend on record order.
 pub fn plan(records: &[Record], current: &[StoredUser], opts: &PlanOptions<'_>) -> Plan {
     let mut planner = Planner::new(current, opts);
+    let mut waiting: Vec<(&Record, String)> = Vec::new();
     for record in records {
-        if let Err(reason) = planner.record(record) {
-            planner.plan.skips.push(Skip { record: record.index, key: record.key(), reason });
+        match planner.admit(record).and_then(|key| planner.act(record, &key)) {
+            Ok(()) => {}
+            Err(Refusal::Conflict(reason)) => waiting.push((record, reason)),
+            Err(Refusal::Final(reason)) => planner.skip(record, reason),
         }
     }
+    loop {
+        let before = waiting.len();
+        let mut still = Vec::new();
+        for (record, reason) in waiting {
+            let key = planner.key(record).unwrap_or_default();
+            match planner.act(record, &key) {
+                Ok(()) => {}
+                Err(Refusal::Conflict(_)) => still.push((record, reason)),
+                Err(Refusal::Final(reason)) => planner.skip(record, reason),
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() || waiting.len() == before {
+            break;
+        }
+    }
+    let mut skipped: Vec<(&Record, String)> = waiting;
+    skipped.sort_by_key(|(r, _)| r.index);
+    for (record, reason) in skipped {
+        planner.skip(record, reason);
+    }
+    planner.plan.skips.sort_by_key(|s| s.record);
     planner.finish()
+}
+
+/// Why a record is not used: final, or a conflict with another user that a
+/// later record may resolve.
+enum Refusal {
+    Final(String),
+    Conflict(String),
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal::Final(reason)
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        Refusal::Final(reason.to_string())
+    }
 }
 
 struct Planner<'a> {
@@ -154,24 +203,38 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn record(&mut self, r: &Record) -> Result<(), String> {
-        if let Some(problem) = &r.problem {
-            return Err(problem.clone());
-        }
-        let key = match (self.opts.action, self.opts.match_on) {
+    fn skip(&mut self, r: &Record, reason: String) {
+        self.plan.skips.push(Skip { record: r.index, key: r.key(), reason });
+    }
+
+    fn key(&self, r: &Record) -> Result<String, Refusal> {
+        match (self.opts.action, self.opts.match_on) {
             (Action::Sync, MatchOn::ExternalId) => {
-                r.fields.external_id.clone().ok_or("no external_id: sync matches on external_id")?
+                Ok(r.fields.external_id.clone().ok_or("no external_id: sync matches on external_id")?)
             }
-            _ => r.fields.email.clone().ok_or("no valid email")?,
-        };
+            _ => Ok(r.fields.email.clone().ok_or("no valid email")?),
+        }
+    }
+
+    /// Checks a record can be used at all and returns its match key; a key
+    /// already used by an earlier record of the run is refused.
+    fn admit(&mut self, r: &Record) -> Result<String, Refusal> {
+        if let Some(problem) = &r.problem {
+            return Err(Refusal::Final(problem.clone()));
+        }
+        let key = self.key(r)?;
         if let Some(first) = self.seen_keys.insert(key.clone(), r.index) {
             self.seen_keys.insert(key.clone(), first);
-            return Err(format!("duplicate of record {first} ({key}) in this run"));
+            return Err(Refusal::Final(format!("duplicate of record {first} ({key}) in this run")));
         }
+        Ok(key)
+    }
+
+    fn act(&mut self, r: &Record, key: &str) -> Result<(), Refusal> {
         match self.opts.action {
             Action::Create => self.create(r),
             Action::Update => self.update(r),
-            Action::Sync => self.sync(r, &key),
+            Action::Sync => self.sync(r, key),
         }
     }
 
@@ -182,7 +245,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn create(&mut self, r: &Record) -> Result<(), String> {
+    fn create(&mut self, r: &Record) -> Result<(), Refusal> {
         let email = r.fields.email.as_deref().unwrap_or_default();
         if self.find(Core::Email, email).is_some() {
             self.plan.unchanged += 1;
@@ -194,21 +257,24 @@ impl<'a> Planner<'a> {
         self.add_new_user(r)
     }
 
-    fn add_new_user(&mut self, r: &Record) -> Result<(), String> {
+    fn add_new_user(&mut self, r: &Record) -> Result<(), Refusal> {
         if let Some(email) = &r.fields.email {
             if self.opts.ignored_emails.contains(email) {
                 return Err("email is in ignored_emails".into());
             }
             if let Some(first) = self.new_emails.get(email) {
-                return Err(format!("email {email} is also used by record {first}, created in this run"));
+                return Err(format!("email {email} is also used by record {first}, created in this run").into());
             }
         }
         if let Some(ext) = &r.fields.external_id {
             if let Some(i) = self.find(Core::ExternalId, ext) {
-                return Err(format!("external_id {ext} already belongs to {}", label(&self.users[i])));
+                return Err(Refusal::Conflict(format!(
+                    "external_id {ext} already belongs to {}",
+                    label(&self.users[i])
+                )));
             }
             if let Some(first) = self.new_externals.get(ext) {
-                return Err(format!("external_id {ext} is also used by record {first}, created in this run"));
+                return Err(format!("external_id {ext} is also used by record {first}, created in this run").into());
             }
         }
         if let Some(email) = &r.fields.email {
@@ -226,7 +292,7 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    fn update(&mut self, r: &Record) -> Result<(), String> {
+    fn update(&mut self, r: &Record) -> Result<(), Refusal> {
         let email = r.fields.email.as_deref().unwrap_or_default();
         let i = self.find(Core::Email, email).ok_or("no user with this email")?;
         let user = &self.users[i];
@@ -260,7 +326,7 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    fn sync(&mut self, r: &Record, key: &str) -> Result<(), String> {
+    fn sync(&mut self, r: &Record, key: &str) -> Result<(), Refusal> {
         let key_field = if self.opts.match_on == MatchOn::Email { Core::Email } else { Core::ExternalId };
         let Some(i) = self.find(key_field, key) else {
             self.claim_email(r, None)?;
@@ -268,25 +334,33 @@ impl<'a> Planner<'a> {
         };
         let user = &self.users[i];
         if let Some(owner) = user.owner.as_deref().filter(|o| *o != self.opts.integration) {
-            return Err(format!("{} is owned by integration {owner}", label(user)));
+            return Err(format!("{} is owned by integration {owner}", label(user)).into());
         }
         self.matched.insert(i);
-        let mut fields = user.fields.clone();
+        // What the user holds at this point of the run: an email cleared for another record is gone.
+        let mut current = user.fields.clone();
+        if self.cleared.contains(&i) {
+            current.email = None;
+        }
+        let mut fields = current.clone();
         for c in TEXT_COLUMNS {
             if let Some(v) = r.fields.get(c) {
                 fields.set(c, Some(v.to_string()));
             }
         }
-        if self.cleared.contains(&i) && r.fields.email.is_none() {
-            fields.email = None;
-        }
-        if fields.email != user.fields.email {
+        if fields.email != current.email {
             self.claim_email(r, Some(i))?;
         }
-        if let Some(ext) = &r.fields.external_id
-            && let Some(j) = self.find(Core::ExternalId, ext).filter(|j| *j != i)
-        {
-            return Err(format!("external_id {ext} already belongs to {}", label(&self.users[j])));
+        if let Some(ext) = &r.fields.external_id {
+            if let Some(j) = self.find(Core::ExternalId, ext).filter(|j| *j != i) {
+                return Err(Refusal::Conflict(format!(
+                    "external_id {ext} already belongs to {}",
+                    label(&self.users[j])
+                )));
+            }
+            if let Some(first) = self.new_externals.get(ext) {
+                return Err(format!("external_id {ext} is also used by record {first}, created in this run").into());
+            }
         }
         let mut extra = user.extra.clone();
         for (k, v) in &r.extra {
@@ -306,9 +380,7 @@ impl<'a> Planner<'a> {
             }
             return Ok(());
         }
-        if let Some(email) = &fields.email {
-            self.by_email.insert(email.clone(), i);
-        }
+        self.reindex(i, &current, &fields);
         self.plan.updates.push(Update {
             user_id: user.id,
             record: r.index,
@@ -322,24 +394,57 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
+    /// Keeps the lookup maps true after user `i` changes its email or external id,
+    /// so later records in the run see the new values.
+    fn reindex(&mut self, i: usize, old: &Fields, new: &Fields) {
+        if old.email != new.email {
+            if let Some(e) = &old.email
+                && self.by_email.get(&e.to_lowercase()) == Some(&i)
+            {
+                self.by_email.remove(&e.to_lowercase());
+            }
+            if let Some(e) = &new.email {
+                self.by_email.insert(e.to_lowercase(), i);
+            }
+        }
+        if old.external_id != new.external_id {
+            if let Some(x) = &old.external_id
+                && self.by_external.get(x) == Some(&i)
+            {
+                self.by_external.remove(x);
+            }
+            if let Some(x) = &new.external_id {
+                self.by_external.insert(x.clone(), i);
+            }
+        }
+    }
+
     /// Makes sure the record's email is free for user `me` (None = a new user):
     /// clears another user's email with `auto_clear_email`, or refuses.
-    fn claim_email(&mut self, r: &Record, me: Option<usize>) -> Result<(), String> {
+    fn claim_email(&mut self, r: &Record, me: Option<usize>) -> Result<(), Refusal> {
         let Some(email) = &r.fields.email else { return Ok(()) };
+        if let Some(first) = self.new_emails.get(email).filter(|_| me.is_some()) {
+            return Err(format!("email {email} is also used by record {first}, created in this run").into());
+        }
         let Some(other) = self.find(Core::Email, email).filter(|o| Some(*o) != me) else { return Ok(()) };
         let holder = &self.users[other];
         if let Some(owner) = holder.owner.as_deref().filter(|o| *o != self.opts.integration) {
-            return Err(format!("email {email} belongs to {}, owned by integration {owner}", label(holder)));
+            return Err(Refusal::Conflict(format!(
+                "email {email} belongs to {}, owned by integration {owner}",
+                label(holder)
+            )));
         }
-        if !self.opts.auto_clear_email {
-            return Err(format!(
-                "email {email} already belongs to {} (user #{}); set auto_clear_email to take it",
+        if !self.opts.auto_clear_email || self.matched.contains(&other) {
+            return Err(Refusal::Conflict(format!(
+                "email {email} already belongs to {} (user #{}){}",
                 label(holder),
-                holder.id
-            ));
-        }
-        if self.matched.contains(&other) {
-            return Err(format!("email {email} belongs to {}, which this run also updates", label(holder)));
+                holder.id,
+                if self.opts.auto_clear_email {
+                    ", which this run also updates"
+                } else {
+                    "; set auto_clear_email to take it"
+                }
+            )));
         }
         self.by_email.remove(email);
         self.cleared.insert(other);
@@ -423,6 +528,140 @@ mod tests {
     }
 
     const NAMES: &[Target] = &[Target::Core(Core::Email), Target::Core(Core::FirstName), Target::Core(Core::LastName)];
+
+    /// Applies a plan to users in memory the way `store::apply_run` does, and
+    /// checks the uniqueness rules SQLite would enforce.
+    fn apply(users: &[StoredUser], p: &Plan, integration: &str) -> Vec<StoredUser> {
+        let mut out = users.to_vec();
+        let by_id = |out: &mut Vec<StoredUser>, id: i64| out.iter().position(|u| u.id == id).unwrap();
+        for c in &p.cleared_emails {
+            let i = by_id(&mut out, c.user_id);
+            out[i].fields.email = None;
+        }
+        for u in &p.updates {
+            let i = by_id(&mut out, u.user_id);
+            out[i].fields = u.fields.clone();
+            out[i].active = u.active;
+            out[i].extra = u.extra.clone();
+            if u.adopt {
+                out[i].owner = Some(integration.to_string());
+            }
+        }
+        for id in &p.adoptions {
+            let i = by_id(&mut out, *id);
+            out[i].owner = Some(integration.to_string());
+        }
+        for d in &p.deactivations {
+            let i = by_id(&mut out, d.user_id);
+            out[i].active = false;
+        }
+        let first_id = out.iter().map(|u| u.id).max().unwrap_or(0) + 1;
+        for (next, n) in (first_id..).zip(&p.creates) {
+            out.push(StoredUser {
+                id: next,
+                fields: n.fields.clone(),
+                active: n.active,
+                extra: n.extra.clone(),
+                owner: Some(integration.into()),
+            });
+        }
+        let mut emails = HashSet::new();
+        let mut externals = HashSet::new();
+        for u in &out {
+            if let Some(e) = &u.fields.email {
+                assert!(emails.insert(e.to_lowercase()), "two users with email {e}");
+            }
+            if let Some(x) = &u.fields.external_id {
+                assert!(externals.insert(x.clone()), "two users with external_id {x}");
+            }
+        }
+        out
+    }
+
+    mod generated {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn email() -> impl Strategy<Value = Option<String>> {
+            proptest::option::weighted(0.9, (0..6u8).prop_map(|i| format!("u{i}@x.io")))
+        }
+
+        fn external() -> impl Strategy<Value = Option<String>> {
+            proptest::option::weighted(0.8, (0..6u8).prop_map(|i| format!("E{i}")))
+        }
+
+        fn name() -> impl Strategy<Value = Option<String>> {
+            proptest::option::weighted(0.9, prop_oneof![Just("Ann".to_string()), Just("Bo".to_string())])
+        }
+
+        fn record() -> impl Strategy<Value = Record> {
+            (email(), external(), name(), name(), proptest::option::of(any::<bool>()), proptest::option::of(0..3u8))
+                .prop_map(|(email, external_id, first_name, last_name, active, extra)| {
+                    let fields = Fields { email, external_id, first_name, last_name, ..Fields::default() };
+                    let mut r = Record { fields, active, ..Record::default() };
+                    if let Some(v) = extra {
+                        r.extra.insert("level".into(), json!(v));
+                    }
+                    r
+                })
+        }
+
+        fn users() -> impl Strategy<Value = Vec<StoredUser>> {
+            proptest::collection::vec((email(), external(), any::<bool>(), 0..3u8), 0..8).prop_map(|rows| {
+                let mut seen_e = HashSet::new();
+                let mut seen_x = HashSet::new();
+                let mut out = Vec::new();
+                for (i, (email, ext, active, owner)) in rows.into_iter().enumerate() {
+                    let email = email.filter(|e| seen_e.insert(e.clone()));
+                    let ext = ext.filter(|x| seen_x.insert(x.clone()));
+                    let owner = [None, Some("hr".to_string()), Some("other".to_string())][owner as usize].clone();
+                    out.push(StoredUser {
+                        id: i as i64 + 1,
+                        fields: Fields { email, external_id: ext, first_name: Some("F".into()), ..Fields::default() },
+                        active,
+                        extra: Map::new(),
+                        owner,
+                    });
+                }
+                out
+            })
+        }
+
+        const ALL: &[Target] = &[
+            Target::Core(Core::Email),
+            Target::Core(Core::ExternalId),
+            Target::Core(Core::FirstName),
+            Target::Core(Core::LastName),
+            Target::Core(Core::Active),
+        ];
+
+        proptest! {
+            // PROPTEST_CASES=100000 for a longer hunt.
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+            ))]
+
+            #[test]
+            fn applying_a_plan_then_planning_again_changes_nothing(
+                records in proptest::collection::vec(record(), 0..10),
+                users in users(),
+                action in prop_oneof![Just(Action::Create), Just(Action::Update), Just(Action::Sync)],
+                by_external in any::<bool>(),
+                auto_clear_email in any::<bool>(),
+            ) {
+                let records: Vec<Record> = records.into_iter().enumerate().map(|(i, mut r)| { r.index = i; r }).collect();
+                let match_on = if by_external { MatchOn::ExternalId } else { MatchOn::Email };
+                let o = PlanOptions { match_on, auto_clear_email, ..opts(action, ALL) };
+                let first = plan(&records, &users, &o);
+                let after = apply(&users, &first, "hr");
+                let second = plan(&records, &after, &o);
+                prop_assert!(second.is_empty(), "first: {first:?}\nsecond: {second:?}");
+                for u in users.iter().filter(|u| u.owner.as_deref() != Some("hr") ) {
+                    prop_assert!(!first.deactivations.iter().any(|d| d.user_id == u.id), "deactivated a user it does not own");
+                }
+            }
+        }
+    }
 
     #[test]
     fn create_skips_messy_records_with_reasons() {

@@ -27,15 +27,8 @@ pub enum StoreError {
         path.display()
     )]
     Newer { path: PathBuf, found: i64, known: i64 },
-    #[error("database error: {0}")]
+    #[error("database error: {}", explain(.0))]
     Sql(#[from] rusqlite::Error),
-}
-
-impl StoreError {
-    /// True when the store opened but a later statement failed.
-    pub fn is_runtime(&self) -> bool {
-        matches!(self, StoreError::Sql(_))
-    }
 }
 
 pub struct Store {

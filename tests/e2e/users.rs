@@ -64,19 +64,25 @@ fn a_database_path_that_is_a_folder_is_a_clear_error() {
 fn a_read_only_database_is_a_clear_error_and_stays_untouched() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TestDir::new();
-    let ro = dir.path().join("ro");
-    std::fs::create_dir_all(&ro).unwrap();
-    dir.config("database = \"ro/r.db\"\n");
-    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-    // Root ignores permissions; the check only means something for other users.
-    let probe = ro.join("probe");
-    if std::fs::write(&probe, "x").is_ok() {
-        std::fs::remove_file(probe).unwrap();
-        return;
+    dir.db_init();
+    let before = std::fs::read(dir.path().join("rosterd.db")).unwrap();
+    for (path, mode) in [(dir.path().to_path_buf(), 0o755), (dir.path().join("rosterd.db"), 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let out = dir.rosterd(&["users"]);
+    // Root writes anywhere, so as root the command runs as `nobody`, for whom the file is read-only.
+    let is_root = std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_rosterd")]);
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rosterd"))
+    };
+    cmd.args(["users"]).current_dir(dir.path()).env_remove("ROSTERD_CONFIG");
+    let out = crate::Out(cmd.output().unwrap());
     assert_eq!(out.code(), 2, "{}", out.all());
-    assert!(out.stderr().contains("cannot open the database"), "{}", out.all());
+    assert!(out.stderr().contains("read-only") || out.stderr().contains("readonly"), "{}", out.all());
+    assert_eq!(std::fs::read(dir.path().join("rosterd.db")).unwrap(), before);
 }
 
 #[test]
@@ -97,7 +103,7 @@ fn a_locked_database_is_a_clear_error() {
     conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;").unwrap();
     let start = std::time::Instant::now();
     let out = dir.rosterd(&["history"]);
-    assert_ne!(out.code(), 0, "{}", out.all());
+    assert_eq!(out.code(), 2, "{}", out.all());
     assert!(out.stderr().contains("locked") || out.stderr().contains("busy"), "{}", out.all());
     assert!(start.elapsed().as_secs() < 60);
     conn.execute_batch("ROLLBACK").unwrap();
