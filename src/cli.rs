@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::{self, Config, LogFormat};
 use crate::error::{Error, Problem};
 use crate::manifest;
-use crate::run::{RunOptions, RunReport, Trigger};
+use crate::run::{Cancel, RunOptions, RunReport, Trigger};
 use crate::store::{RunRow, Store, UserRow};
 
 #[derive(Debug, Parser)]
@@ -28,6 +28,12 @@ pub enum Command {
     Validate {
         /// Manifests to check (default: every manifest in integrations_dir).
         files: Vec<PathBuf>,
+    },
+    /// Keep every manifest with a schedule running on it; reload the folder live.
+    Serve {
+        /// Run every loaded integration once and exit (1 if any failed, was held, or was left out).
+        #[arg(long)]
+        once: bool,
     },
     /// Run one integration now (NAME = manifest file stem, or a path to a manifest).
     Run {
@@ -70,11 +76,26 @@ pub enum Format {
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Validate { files } => validate(cli.config.as_deref(), &files),
+        Command::Serve { once } => {
+            let config = load_config(cli.config.as_deref(), true)?;
+            let flag = cli.config.clone().or_else(|| config.file.clone());
+            runtime()?.block_on(crate::daemon::serve(flag, config, once))
+        }
         Command::Run { name, dry_run, json, force } => {
             let config = load_config(cli.config.as_deref(), false)?;
             let manifest = find_manifest(&config, &name)?;
             let opts = RunOptions { trigger: Trigger::Manual, dry_run, force, progress: !json };
-            let report = runtime()?.block_on(crate::run::run(&manifest, &config, opts))?;
+            let report = runtime()?.block_on(async {
+                // Ctrl-C during a run cancels it cleanly: nothing applied, recorded as failed.
+                let cancel = Cancel::default();
+                let on_signal = cancel.clone();
+                tokio::spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        on_signal.cancel();
+                    }
+                });
+                crate::run::run(&manifest, &config, opts, &cancel).await
+            })?;
             print_report(&report, json)
         }
         Command::Demo => {

@@ -120,7 +120,7 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
         let file = PathBuf::from(format!("integrations/{name}.json"));
         let manifest = manifest::parse(name, &file, &text, &config).map_err(Error::Invalid)?;
         let opts = RunOptions { trigger: Trigger::Manual, dry_run: false, force: false, progress: false };
-        let report = crate::run::run(&manifest, &config, opts).await?;
+        let report = crate::run::run(&manifest, &config, opts, &crate::run::Cancel::default()).await?;
         println!(
             "{name}: {} — fetched {}, created {}, updated {}, skipped {}",
             report.status, report.fetched, report.created, report.updated, report.skipped

@@ -18,8 +18,10 @@ pub mod mapping;
 pub mod plan;
 pub mod store;
 
-pub mod demo;
 pub mod run;
+
+pub mod daemon;
+pub mod demo;
 
 pub mod cli;
 

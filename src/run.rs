@@ -6,10 +6,13 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -78,6 +81,49 @@ impl RunReport {
     }
 }
 
+/// Asks running runs to stop. A run that sees it before its transaction
+/// applies nothing and is recorded `failed` with the reason `cancelled`.
+#[derive(Clone, Default)]
+pub struct Cancel {
+    flag: Arc<AtomicBool>,
+    notify: Arc<Notify>,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Completes once `cancel` has been called.
+    pub async fn cancelled(&self) {
+        loop {
+            // Created before the check, so a cancel between the two is not missed.
+            let notified = self.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+const CANCELLED: &str = "cancelled: rosterd was stopping; nothing was applied";
+
+/// Records a run that did not start because another run of the same integration is going.
+pub fn record_skipped(config: &Config, m: &Manifest, trigger: Trigger) -> Result<i64, StoreError> {
+    let mut store = Store::open(&config.database)?;
+    let run_id = store.begin_run(&m.name, m.action.as_str(), trigger.as_str())?;
+    let reason = format!("another run of {} is in progress; this one was skipped", m.name);
+    tracing::warn!(integration = %m.name, run_id, "{reason}");
+    store.finish_run(run_id, &RunEnd { status: "skipped", error: Some(reason), ..RunEnd::default() })?;
+    Ok(run_id)
+}
+
 /// How many skips a report carries; the rest are in the store.
 const REPORT_SKIPS: usize = 100;
 
@@ -104,7 +150,7 @@ pub fn try_lock(database: &Path, integration: &str) -> std::io::Result<Option<Ru
 
 /// Runs `m` once. Errors are only those before a run could be recorded (the
 /// store cannot be opened); a run that fails is an `Ok` report with status `failed`.
-pub async fn run(m: &Manifest, config: &Config, opts: RunOptions) -> Result<RunReport, StoreError> {
+pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cancel) -> Result<RunReport, StoreError> {
     let started = Instant::now();
     let store = Store::open(&config.database)?;
     let mut report = RunReport {
@@ -131,16 +177,10 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions) -> Result<RunR
         reason: format!("cannot take the run lock next to it: {}", crate::describe_io(&e)),
     })?;
     let Some(_lock) = lock else {
-        let mut store = store;
-        report.run_id = store.begin_run(&m.name, report.action, report.trigger)?;
-        let reason = format!("another run of {} is in progress; this one was skipped", m.name);
-        tracing::warn!(integration = %m.name, "{reason}");
-        store.finish_run(
-            report.run_id,
-            &RunEnd { status: "skipped", error: Some(reason.clone()), ..RunEnd::default() },
-        )?;
+        drop(store);
+        report.run_id = record_skipped(config, m, opts.trigger)?;
         report.status = "skipped";
-        report.error = Some(reason);
+        report.error = Some(format!("another run of {} is in progress; this one was skipped", m.name));
         return Ok(report);
     };
     store.close_abandoned_runs(&m.name)?;
@@ -157,7 +197,10 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions) -> Result<RunR
                 eprint!("\r{}: page {pages}, {records} records", m.name);
             }
         };
-        let result = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress).await;
+        let result = tokio::select! {
+            result = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress) => result,
+            () = cancel.cancelled() => Err(CANCELLED.to_string()),
+        };
         if show {
             eprintln!();
         }
@@ -195,6 +238,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions) -> Result<RunR
     let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
     let run_id = report.run_id;
     let records = fetched.records;
+    let cancel = cancel.clone();
     let n_fetched = report.fetched;
     let applied = tokio::task::spawn_blocking(move || {
         let mut store = store;
@@ -210,6 +254,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions) -> Result<RunR
             let plan = plan::plan(&records, users, &opts_plan);
             let held = over_limit(&plan, limit);
             let (status, error) = match (&held, opts.dry_run, opts.force) {
+                _ if cancel.is_cancelled() => ("failed", Some(CANCELLED.to_string())),
                 (_, true, _) => ("dry-run", None),
                 (Some(why), false, false) => ("held", Some(format!("held: {why}; run with --force to apply"))),
                 _ => ("ok", None),

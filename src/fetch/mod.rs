@@ -25,7 +25,7 @@ pub struct Fetched {
 }
 
 /// Called after each page with (pages so far, records so far).
-pub type Progress<'a> = &'a mut dyn FnMut(u32, usize);
+pub type Progress<'a> = &'a mut (dyn FnMut(u32, usize) + Send);
 
 /// Fetches every page of `m` into mapped records. `values` holds the form
 /// values (secrets included) by id; `max_pages` is `[http] max_pages`.
