@@ -51,6 +51,18 @@ pub enum Command {
     /// Start an embedded sample HR source, run the example manifests against it into
     /// ./rosterd-demo.db, and show the users and run history.
     Demo,
+    /// Import users from a JSON ({"users": [...]}) or CSV file; match on employee_id.
+    Import {
+        file: PathBuf,
+        /// Default: from the extension (.csv, else JSON).
+        #[arg(long, value_enum)]
+        format: Option<BulkFormat>,
+    },
+    /// Export every user as JSON ({"users": [...]}) or CSV on stdout.
+    Export {
+        #[arg(long, value_enum, default_value_t = BulkFormat::Json)]
+        format: BulkFormat,
+    },
     /// Print the users in the store.
     Users {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -64,6 +76,12 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BulkFormat {
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,7 +102,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Run { name, dry_run, json, force } => {
             let config = load_config(cli.config.as_deref(), false)?;
             let manifest = find_manifest(&config, &name)?;
-            let opts = RunOptions { trigger: Trigger::Manual, dry_run, force, progress: !json };
+            let opts = RunOptions { trigger: Trigger::Manual, dry_run, force, progress: !json, run_id: None };
             let report = runtime()?.block_on(async {
                 // Ctrl-C during a run cancels it cleanly: nothing applied, recorded as failed.
                 let cancel = Cancel::default();
@@ -111,6 +129,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             println!("\nthe demo database is {}; point `database` at it to look around", db.display());
             Ok(())
         }
+        Command::Import { file, format } => import(&load_config(cli.config.as_deref(), false)?, &file, format),
+        Command::Export { format } => export(&load_config(cli.config.as_deref(), false)?, format),
         Command::Users { format } => users(&load_config(cli.config.as_deref(), false)?, format),
         Command::History { name, json, limit } => {
             history(&load_config(cli.config.as_deref(), false)?, name.as_deref(), json, limit)
@@ -312,6 +332,49 @@ fn validate(flag: Option<&Path>, files: &[PathBuf]) -> Result<(), Error> {
         out.flush()?;
         Err(Error::Usage(format!("{} problem(s) found", problems.len())))
     }
+}
+
+fn import(config: &Config, file: &Path, format: Option<BulkFormat>) -> Result<(), Error> {
+    let body = std::fs::read(file)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {}", file.display(), crate::describe_io(&e))))?;
+    let csv = match format {
+        Some(f) => f == BulkFormat::Csv,
+        None => file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+    };
+    let records = if csv { crate::bulk::parse_csv(&body) } else { crate::bulk::parse_json(&body) }
+        .map_err(|e| Error::Usage(format!("{}: {e}; nothing was imported", file.display())))?;
+    let reply = Store::open(&config.database)?.import(&records)?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &reply).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    if reply.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::RunFailed(format!("{} record(s) were not imported (the others were)", reply.errors.len())))
+    }
+}
+
+fn export(config: &Config, format: BulkFormat) -> Result<(), Error> {
+    let store = Store::open(&config.database)?;
+    let mut out = std::io::stdout().lock();
+    let mut writer = crate::api::ExportWriter::new(format == BulkFormat::Csv);
+    let mut failed = None;
+    store.export_each(|row| {
+        writer.push(&row);
+        if writer.full()
+            && let Err(e) = out.write_all(&writer.take())
+        {
+            failed = Some(e);
+            return false;
+        }
+        true
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    writer.finish();
+    out.write_all(&writer.take())?;
+    Ok(())
 }
 
 fn users(config: &Config, format: Format) -> Result<(), Error> {

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,7 @@ use crate::config::{self, Config};
 use crate::error::Error;
 use crate::manifest::{self, Manifest};
 use crate::run::{self, Cancel, RunOptions, Trigger};
+use crate::store::{Store, StoreError};
 
 const POLL: Duration = Duration::from_secs(1);
 
@@ -35,6 +37,10 @@ pub struct Shared {
     cancel: Cancel,
     /// Statuses of finished runs (for `--once`).
     results: Mutex<Vec<(String, &'static str)>>,
+    /// The loaded manifests by integration name (for the API).
+    manifests: RwLock<HashMap<String, Arc<Manifest>>>,
+    /// True while the scheduling loop runs (for `/healthz`).
+    ticking: AtomicBool,
 }
 
 impl Shared {
@@ -46,39 +52,63 @@ impl Shared {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a run of `m` unless one is going, in which case a `skipped` run is recorded.
-    /// Returns false when it was skipped.
-    pub fn trigger(self: &Arc<Self>, m: Arc<Manifest>, trigger: Trigger) -> bool {
-        if !self.running().insert(m.name.clone()) {
-            let config = self.config();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = run::record_skipped(&config, &m, trigger) {
-                    tracing::error!(integration = %m.name, "cannot record a skipped run: {e}");
-                }
-            });
-            return false;
-        }
-        let shared = self.clone();
-        tokio::spawn(async move {
-            let status = shared.run_one(&m, trigger).await;
-            shared.results.lock().unwrap_or_else(|e| e.into_inner()).push((m.name.clone(), status));
-            let mut running = shared.running();
-            running.remove(&m.name);
-            if running.is_empty() {
-                shared.idle.notify_waiters();
-            }
-        });
-        true
+    pub fn manifest(&self, name: &str) -> Option<Arc<Manifest>> {
+        self.manifests.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
-    async fn run_one(&self, m: &Manifest, trigger: Trigger) -> &'static str {
-        let permit = tokio::select! {
-            p = self.permits.acquire() => p,
-            () = self.cancel.cancelled() => return "failed",
-        };
-        let Ok(_permit) = permit else { return "failed" };
+    pub fn is_ticking(&self) -> bool {
+        self.ticking.load(Ordering::SeqCst)
+    }
+
+    /// Starts a run of `m` and returns its run id, unless one is going: then a
+    /// `skipped` run is recorded and `Ok(None)` returned.
+    pub fn trigger(self: &Arc<Self>, m: Arc<Manifest>, trigger: Trigger) -> Result<Option<i64>, StoreError> {
         let config = self.config();
-        let opts = RunOptions { trigger, dry_run: false, force: false, progress: false };
+        if !self.running().insert(m.name.clone()) {
+            run::record_skipped(&config, &m, trigger, None)?;
+            return Ok(None);
+        }
+        let begun =
+            Store::open(&config.database).and_then(|s| s.begin_run(&m.name, m.action.as_str(), trigger.as_str()));
+        let run_id = match begun {
+            Ok(id) => id,
+            Err(e) => {
+                self.finished(&m.name);
+                return Err(e);
+            }
+        };
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let status = shared.run_one(&m, trigger, run_id).await;
+            shared.results.lock().unwrap_or_else(|e| e.into_inner()).push((m.name.clone(), status));
+            shared.finished(&m.name);
+        });
+        Ok(Some(run_id))
+    }
+
+    fn finished(&self, name: &str) {
+        let mut running = self.running();
+        running.remove(name);
+        if running.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn run_one(&self, m: &Manifest, trigger: Trigger, run_id: i64) -> &'static str {
+        let config = self.config();
+        let permit = tokio::select! {
+            p = self.permits.acquire() => p.ok(),
+            () = self.cancel.cancelled() => None,
+        };
+        let Some(_permit) = permit else {
+            let reason = "cancelled: rosterd was stopping before the run started".to_string();
+            let end = crate::store::RunEnd { status: "failed", error: Some(reason), ..Default::default() };
+            if let Err(e) = Store::open(&config.database).and_then(|mut s| s.finish_run(run_id, &end)) {
+                tracing::error!(integration = %m.name, "cannot record a cancelled run: {e}");
+            }
+            return "failed";
+        };
+        let opts = RunOptions { trigger, dry_run: false, force: false, progress: false, run_id: Some(run_id) };
         match run::run(m, &config, opts, &self.cancel).await {
             Ok(report) => {
                 if report.succeeded() {
@@ -151,14 +181,23 @@ pub async fn serve(flag: Option<PathBuf>, config: Config, once: bool) -> Result<
         idle: Notify::new(),
         cancel: Cancel::default(),
         results: Mutex::new(Vec::new()),
+        manifests: RwLock::new(HashMap::new()),
+        ticking: AtomicBool::new(false),
     });
     // Opening the store first makes a bad database path a start-up error, not a failed run later.
-    crate::store::Store::open(&shared.config().database)?;
+    Store::open(&shared.config().database)?;
+    let api = if once { None } else { crate::api::bind(&shared.config()).await? };
     let mut daemon = Daemon { shared: shared.clone(), flag, entries: HashMap::new(), broken: HashMap::new() };
     daemon.rescan(false, !once);
     if once {
         return daemon.once().await;
     }
+    let stop_api = Arc::new(Notify::new());
+    let api_task = api.map(|listener| {
+        let (shared, stop) = (shared.clone(), stop_api.clone());
+        tokio::spawn(async move { crate::api::serve(listener, shared, async move { stop.notified().await }).await })
+    });
+    shared.ticking.store(true, Ordering::SeqCst);
     let n = daemon.entries.values().filter(|e| e.ticker.is_some()).count();
     notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status_line(n))]);
     tracing::info!("serving: {n} scheduled integration(s) from {}", shared.config().integrations_dir.display());
@@ -179,7 +218,12 @@ pub async fn serve(flag: Option<PathBuf>, config: Config, once: bool) -> Result<
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    shared.ticking.store(false, Ordering::SeqCst);
     daemon.shutdown().await;
+    stop_api.notify_waiters();
+    if let Some(task) = api_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     Ok(())
 }
 
@@ -231,6 +275,7 @@ impl Daemon {
         let gone: Vec<PathBuf> = self.entries.keys().filter(|p| !present.contains(p)).cloned().collect();
         for path in gone {
             if let Some(entry) = self.entries.remove(&path) {
+                self.index_remove(&entry.manifest.name);
                 stop(entry.ticker);
                 tracing::info!(integration = %entry.manifest.name, "manifest removed: unscheduled");
             }
@@ -269,6 +314,7 @@ impl Daemon {
                 {
                     stop(old.ticker);
                 }
+                self.shared.manifests.write().unwrap_or_else(|e| e.into_inner()).insert(m.name.clone(), m.clone());
                 match &m.schedule {
                     Some(s) => {
                         let next = s.next_after(Utc::now().with_timezone(&config.timezone));
@@ -287,6 +333,10 @@ impl Daemon {
                 self.broken.insert(path.to_path_buf(), stamp);
             }
         }
+    }
+
+    fn index_remove(&self, name: &str) {
+        self.shared.manifests.write().unwrap_or_else(|e| e.into_inner()).remove(name);
     }
 
     fn start_ticker(&self, m: Arc<Manifest>) -> JoinHandle<()> {
@@ -310,7 +360,9 @@ impl Daemon {
                     tokio::time::sleep(left.min(Duration::from_secs(60))).await;
                 }
                 tracing::debug!(integration = %m.name, "tick");
-                shared.trigger(m.clone(), Trigger::Schedule);
+                if let Err(e) = shared.trigger(m.clone(), Trigger::Schedule) {
+                    tracing::error!(integration = %m.name, "cannot start a run: {e}");
+                }
                 after = next.max(Utc::now() - chrono::Duration::milliseconds(1));
             }
         })
@@ -320,7 +372,7 @@ impl Daemon {
     async fn once(self) -> Result<(), Error> {
         let left_out = self.broken.len();
         for entry in self.entries.values() {
-            self.shared.trigger(entry.manifest.clone(), Trigger::Schedule);
+            self.shared.trigger(entry.manifest.clone(), Trigger::Schedule)?;
         }
         self.shared.wait_idle(None).await;
         let results = self.shared.results.lock().unwrap_or_else(|e| e.into_inner()).clone();

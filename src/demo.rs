@@ -119,7 +119,7 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
         let text = text.replace(REAL_HOST, &base);
         let file = PathBuf::from(format!("integrations/{name}.json"));
         let manifest = manifest::parse(name, &file, &text, &config).map_err(Error::Invalid)?;
-        let opts = RunOptions { trigger: Trigger::Manual, dry_run: false, force: false, progress: false };
+        let opts = RunOptions { trigger: Trigger::Manual, dry_run: false, force: false, progress: false, run_id: None };
         let report = crate::run::run(&manifest, &config, opts, &crate::run::Cancel::default()).await?;
         println!(
             "{name}: {} — fetched {}, created {}, updated {}, skipped {}",

@@ -15,11 +15,13 @@ pub mod user;
 pub mod fetch;
 pub mod mapping;
 
+pub mod bulk;
 pub mod plan;
 pub mod store;
 
 pub mod run;
 
+pub mod api;
 pub mod daemon;
 pub mod demo;
 

@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Show pages and records on stderr while fetching (only on a terminal).
     pub progress: bool,
+    /// A `runs` row already made for this run (status `running`), e.g. by the API to answer with its id.
+    pub run_id: Option<i64>,
 }
 
 /// What a run did, as `run --json` prints it.
@@ -114,10 +116,14 @@ impl Cancel {
 
 const CANCELLED: &str = "cancelled: rosterd was stopping; nothing was applied";
 
-/// Records a run that did not start because another run of the same integration is going.
-pub fn record_skipped(config: &Config, m: &Manifest, trigger: Trigger) -> Result<i64, StoreError> {
+/// Records a run that did not start because another run of the same integration is going
+/// (in the row `run_id` when one was made already).
+pub fn record_skipped(config: &Config, m: &Manifest, trigger: Trigger, run_id: Option<i64>) -> Result<i64, StoreError> {
     let mut store = Store::open(&config.database)?;
-    let run_id = store.begin_run(&m.name, m.action.as_str(), trigger.as_str())?;
+    let run_id = match run_id {
+        Some(id) => id,
+        None => store.begin_run(&m.name, m.action.as_str(), trigger.as_str())?,
+    };
     let reason = format!("another run of {} is in progress; this one was skipped", m.name);
     tracing::warn!(integration = %m.name, run_id, "{reason}");
     store.finish_run(run_id, &RunEnd { status: "skipped", error: Some(reason), ..RunEnd::default() })?;
@@ -178,13 +184,16 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     })?;
     let Some(_lock) = lock else {
         drop(store);
-        report.run_id = record_skipped(config, m, opts.trigger)?;
+        report.run_id = record_skipped(config, m, opts.trigger, opts.run_id)?;
         report.status = "skipped";
         report.error = Some(format!("another run of {} is in progress; this one was skipped", m.name));
         return Ok(report);
     };
-    store.close_abandoned_runs(&m.name)?;
-    report.run_id = store.begin_run(&m.name, report.action, report.trigger)?;
+    report.run_id = match opts.run_id {
+        Some(id) => id,
+        None => store.begin_run(&m.name, report.action, report.trigger)?,
+    };
+    store.close_abandoned_runs(&m.name, report.run_id)?;
     let span = tracing::info_span!("run", integration = %m.name, run_id = report.run_id, trigger = report.trigger);
     let (values, redactor) = form_values(m);
 

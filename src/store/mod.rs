@@ -3,6 +3,7 @@
 //! every change to users goes through `apply`, in one transaction.
 
 mod apply;
+mod bulk;
 mod migrate;
 
 use std::path::{Path, PathBuf};
@@ -89,14 +90,14 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Marks runs of `integration` left `running` by a process that is gone as failed.
-    /// Call only while holding that integration's run lock.
-    pub fn close_abandoned_runs(&self, integration: &str) -> Result<usize, StoreError> {
+    /// Marks runs of `integration` left `running` by a process that is gone as failed
+    /// (all but `current`). Call only while holding that integration's run lock.
+    pub fn close_abandoned_runs(&self, integration: &str, current: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
             "UPDATE runs SET status = 'failed', finished_at = ?2,
                  error = 'interrupted: the process running it stopped before it finished; nothing was applied'
-             WHERE integration = ?1 AND status = 'running'",
-            params![integration, now()],
+             WHERE integration = ?1 AND status = 'running' AND id != ?3",
+            params![integration, now(), current],
         )?)
     }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `rosterd` binary, a real SQLite file in a temp
 //! folder, and real HTTP over loopback. One test binary, a module per command.
 
+mod api;
 mod run;
 mod serve;
 mod sync;

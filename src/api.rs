@@ -1,0 +1,292 @@
+//! The HTTP API (seed 000): bulk export and import, run triggers, recent runs,
+//! health and metrics. Off unless `[api] listen` is set; every `/api/` route
+//! needs a bearer token from the config, compared in constant time.
+//! Handlers do store work on blocking threads; an import is one transaction.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::bulk;
+use crate::config::Config;
+use crate::daemon::Shared;
+use crate::error::{Error, Problem};
+use crate::run::Trigger;
+use crate::store::Store;
+
+/// Binds `[api] listen` when set; refuses to start without tokens.
+pub async fn bind(config: &Config) -> Result<Option<tokio::net::TcpListener>, Error> {
+    let Some(listen) = &config.api.listen else { return Ok(None) };
+    if config.api.tokens.is_empty() {
+        return Err(Error::Invalid(vec![Problem::new(
+            &config.display_file(),
+            "/api/tokens",
+            "the API is on ([api] listen) but has no tokens: set tokens or token_file, or remove listen",
+        )]));
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::Usage(format!("cannot listen on {listen} ([api] listen): {e}")))?;
+    tracing::info!("API listening on {}", listener.local_addr().map_or(listen.clone(), |a| a.to_string()));
+    Ok(Some(listener))
+}
+
+/// Serves the API until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await {
+        tracing::error!("API stopped: {e}");
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let limit = usize::try_from(shared.config().api.max_body_bytes).unwrap_or(usize::MAX);
+    let api = Router::new()
+        .route("/api/v1/user/bulk-export", post(export))
+        .route("/api/v1/user/bulk-import", post(import))
+        .route("/api/v1/integrations/{name}/run", post(trigger))
+        .route("/api/v1/runs", get(runs))
+        .layer(DefaultBodyLimit::max(limit))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).merge(api).with_state(shared)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a token's prefix.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let config = shared.config();
+    let ok = given.is_some_and(|g| {
+        config.api.tokens.iter().fold(false, |hit, t| hit | same(g.as_bytes(), t.expose().as_bytes()))
+    });
+    if !ok {
+        let mut response =
+            error(StatusCode::UNAUTHORIZED, "missing or invalid token: send Authorization: Bearer <token>");
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Runs store work on a blocking thread; a store error becomes a 503 with its message.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(store_error(e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+fn store_error(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+async fn import(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let limit = shared.config().api.max_body_bytes;
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {limit} bytes ([api] max_body_bytes)"),
+            );
+        }
+        Err(r) => return error(r.status(), r.body_text()),
+    };
+    let csv =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/csv"));
+    let parsed = if csv { bulk::parse_csv(&body) } else { bulk::parse_json(&body) };
+    let records = match parsed {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
+    };
+    let database = shared.config().database.clone();
+    match blocking(move || Store::open(&database).and_then(|mut s| s.import(&records))).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let csv = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
+    let database = shared.config().database.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let result = Store::open(&database).map_err(std::io::Error::other).and_then(|store| {
+            let mut chunk = ExportWriter::new(csv);
+            store
+                .export_each(|row| {
+                    chunk.push(&row);
+                    chunk.full().then(|| tx.blocking_send(Ok(chunk.take()))).is_none_or(|sent| sent.is_ok())
+                })
+                .map_err(std::io::Error::other)?;
+            chunk.finish();
+            let _ = tx.blocking_send(Ok(chunk.take()));
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::error!("export failed: {e}");
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let content_type = if csv { "text/csv; charset=utf-8" } else { "application/json" };
+    ([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response()
+}
+
+/// Builds an export a chunk at a time: `{"users": [...]}` or CSV with a header row.
+pub struct ExportWriter {
+    csv: Option<csv::Writer<Vec<u8>>>,
+    json: Vec<u8>,
+    first: bool,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl ExportWriter {
+    pub fn new(csv: bool) -> Self {
+        if csv {
+            let mut w = csv::Writer::from_writer(Vec::with_capacity(CHUNK));
+            let _ = w.write_record(bulk::EXPORT_COLUMNS);
+            Self { csv: Some(w), json: Vec::new(), first: true }
+        } else {
+            Self { csv: None, json: b"{\"users\": [".to_vec(), first: true }
+        }
+    }
+
+    pub fn push(&mut self, row: &bulk::ExportRow) {
+        match &mut self.csv {
+            Some(w) => {
+                let _ = w.write_record(row.csv_fields());
+            }
+            None => {
+                if !self.first {
+                    self.json.push(b',');
+                }
+                self.json.push(b'\n');
+                let _ = serde_json::to_writer(&mut self.json, row);
+            }
+        }
+        self.first = false;
+    }
+
+    pub fn full(&mut self) -> bool {
+        match &mut self.csv {
+            Some(w) => w.get_ref().len() >= CHUNK,
+            None => self.json.len() >= CHUNK,
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if self.csv.is_none() {
+            self.json.extend_from_slice(b"\n]}\n");
+        }
+    }
+
+    pub fn take(&mut self) -> Bytes {
+        match &mut self.csv {
+            Some(w) => {
+                let full = std::mem::replace(w, csv::Writer::from_writer(Vec::with_capacity(CHUNK)));
+                Bytes::from(full.into_inner().unwrap_or_default())
+            }
+            None => Bytes::from(std::mem::take(&mut self.json)),
+        }
+    }
+}
+
+async fn trigger(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    let Some(m) = shared.manifest(&name) else {
+        return error(StatusCode::NOT_FOUND, format!("no integration named {name}"));
+    };
+    let started = tokio::task::block_in_place(|| shared.trigger(m, Trigger::Api));
+    match started {
+        Ok(Some(run_id)) => {
+            (StatusCode::ACCEPTED, Json(json!({"run_id": run_id, "integration": name, "status": "running"})))
+                .into_response()
+        }
+        Ok(None) => error(StatusCode::CONFLICT, format!("a run of {name} is in progress")),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    integration: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn runs(State(shared): State<Arc<Shared>>, Query(q): Query<RunsQuery>) -> Response {
+    let database = shared.config().database.clone();
+    let limit = q.limit.unwrap_or(50).min(10_000);
+    let result = blocking(move || {
+        Store::open(&database).and_then(|s| s.runs(q.integration.as_deref().filter(|i| !i.is_empty()), limit))
+    })
+    .await;
+    match result {
+        Ok(rows) => Json(json!({"runs": rows})).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let database = shared.config().database.clone();
+    let store = blocking(move || Store::open(&database).and_then(|s| s.runs(None, 1).map(|_| ()))).await;
+    match (store, shared.is_ticking()) {
+        (Ok(()), true) => Json(json!({"status": "ok"})).into_response(),
+        (Ok(()), false) => error(StatusCode::SERVICE_UNAVAILABLE, "the scheduler is not running"),
+        (Err(r), _) => r,
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let database = shared.config().database.clone();
+    match blocking(move || Store::open(&database).and_then(|s| s.metrics())).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+}

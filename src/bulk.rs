@@ -1,0 +1,435 @@
+//! Bulk import and export in the User Sync API's shapes (seed 000), shared by
+//! the HTTP API and `rosterd import` / `rosterd export`. Parsing and planning
+//! are pure; `store` applies an import in one transaction.
+//!
+//! Records match on `employee_id` (the `external_id` column). `name` splits at
+//! its first space into first and last name; export joins them back.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::mapping::text;
+use crate::user::parse_email;
+
+/// Columns export writes, in order; import reads the same ones.
+pub const EXPORT_COLUMNS: [&str; 8] =
+    ["name", "employee_id", "username", "email", "phone", "job", "created_at", "updated_at"];
+/// Columns import ignores: they describe the row, not the person.
+const READ_ONLY: [&str; 2] = ["created_at", "updated_at"];
+
+/// A body that cannot be read at all: 400, nothing applied.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
+/// One record of an import request. An absent or empty value leaves that field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImportRecord {
+    pub index: usize,
+    pub name: Option<String>,
+    pub employee_id: Option<String>,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub job: Option<String>,
+    pub extra: Map<String, Value>,
+    /// Why the record cannot be used, found while parsing.
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ImportReply {
+    pub errors: Vec<ImportError>,
+    pub updated_users: Vec<UpdatedUser>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ImportError {
+    pub index: usize,
+    pub employee_id: Option<String>,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UpdatedUser {
+    pub name: String,
+    pub employee_id: String,
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// Parses `{"users": [...]}`.
+pub fn parse_json(body: &[u8]) -> Result<Vec<ImportRecord>, Malformed> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        let cause = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
+        Malformed(format!("invalid JSON at line {}, column {}: {cause}", e.line(), e.column()))
+    })?;
+    let users = match doc.get("users") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(Malformed("field \"users\" must be a list of user objects".into())),
+        None => return Err(Malformed("field \"users\" is missing; send {\"users\": [...]}".into())),
+    };
+    Ok(users.iter().enumerate().map(|(index, item)| json_record(index, item)).collect())
+}
+
+fn json_record(index: usize, item: &Value) -> ImportRecord {
+    let mut r = ImportRecord { index, ..ImportRecord::default() };
+    let Some(obj) = item.as_object() else {
+        r.problem = Some("a user must be an object".into());
+        return r;
+    };
+    for (key, value) in obj {
+        if let Err(reason) = r.set(key, value) {
+            r.problem.get_or_insert(reason);
+        }
+    }
+    r
+}
+
+/// Parses CSV with a header row that has `name` and `employee_id`.
+pub fn parse_csv(body: &[u8]) -> Result<Vec<ImportRecord>, Malformed> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body);
+    let headers = reader.headers().map_err(csv_error)?.clone();
+    for required in ["name", "employee_id"] {
+        if !headers.iter().any(|h| h == required) {
+            return Err(Malformed(format!(
+                "CSV needs a header row with \"name\" and \"employee_id\"; \"{required}\" is missing"
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for (index, row) in reader.records().enumerate() {
+        let row = row.map_err(csv_error)?;
+        let mut r = ImportRecord { index, ..ImportRecord::default() };
+        for (key, cell) in headers.iter().zip(row.iter()) {
+            if let Err(reason) = r.set(key, &Value::String(cell.to_string())) {
+                r.problem.get_or_insert(reason);
+            }
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn csv_error(e: csv::Error) -> Malformed {
+    let line = e.position().map(|p| format!("line {}: ", p.line())).unwrap_or_default();
+    Malformed(format!("invalid CSV: {line}{e}"))
+}
+
+impl ImportRecord {
+    fn set(&mut self, key: &str, value: &Value) -> Result<(), String> {
+        if READ_ONLY.contains(&key) {
+            return Ok(());
+        }
+        let slot = match key {
+            "name" => &mut self.name,
+            "employee_id" => &mut self.employee_id,
+            "username" => &mut self.username,
+            "email" => &mut self.email,
+            "phone" => &mut self.phone,
+            "job" => &mut self.job,
+            _ => {
+                if !matches!(value, Value::Null) && value.as_str().is_none_or(|s| !s.trim().is_empty()) {
+                    self.extra.insert(key.to_string(), value.clone());
+                }
+                return Ok(());
+            }
+        };
+        *slot = text(value, key)?;
+        Ok(())
+    }
+}
+
+/// A user as import sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Existing {
+    pub id: i64,
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub job: Option<String>,
+    pub extra: Map<String, Value>,
+}
+
+/// The fields an import writes for one user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    /// `None` creates a user.
+    pub id: Option<i64>,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub job: Option<String>,
+    pub extra: Map<String, Value>,
+}
+
+/// `first last`, or just `first`.
+pub fn full_name(first: Option<&str>, last: Option<&str>) -> String {
+    match (first.unwrap_or(""), last.unwrap_or("")) {
+        (f, "") => f.to_string(),
+        ("", l) => l.to_string(),
+        (f, l) => format!("{f} {l}"),
+    }
+}
+
+/// Splits a name at its first space.
+pub fn split_name(name: &str) -> (String, Option<String>) {
+    match name.trim().split_once(' ') {
+        Some((first, last)) if !last.trim().is_empty() => (first.to_string(), Some(last.trim().to_string())),
+        _ => (name.trim().to_string(), None),
+    }
+}
+
+/// `first.last` folded to lower-case ASCII letters and digits.
+pub fn username_base(first: &str, last: Option<&str>) -> String {
+    let fold = |s: &str| -> String {
+        deunicode::deunicode(s).chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+    };
+    let first = fold(first);
+    match last.map(fold).filter(|l| !l.is_empty()) {
+        Some(last) if !first.is_empty() => format!("{first}.{last}"),
+        Some(last) => last,
+        None if first.is_empty() => "user".into(),
+        None => first,
+    }
+}
+
+/// Decides what an import writes. Pure: the store applies the writes in one transaction.
+pub fn plan_import(records: &[ImportRecord], existing: &[Existing]) -> (Vec<Write>, ImportReply) {
+    let mut by_ext: HashMap<&str, usize> = HashMap::new();
+    let mut by_email: HashMap<String, usize> = HashMap::new();
+    let mut usernames: HashSet<String> = HashSet::new();
+    for (i, u) in existing.iter().enumerate() {
+        if let Some(x) = &u.external_id {
+            by_ext.insert(x, i);
+        }
+        if let Some(e) = &u.email {
+            by_email.insert(e.to_lowercase(), i);
+        }
+        if let Some(n) = &u.username {
+            usernames.insert(n.to_lowercase());
+        }
+    }
+    let mut writes = Vec::new();
+    let mut reply = ImportReply::default();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut new_emails: HashSet<String> = HashSet::new();
+    for r in records {
+        let fail = |error: String| ImportError { index: r.index, employee_id: r.employee_id.clone(), error };
+        let result = (|| -> Result<Option<(Write, UpdatedUser)>, String> {
+            if let Some(problem) = &r.problem {
+                return Err(problem.clone());
+            }
+            let ext = r.employee_id.clone().ok_or("employee_id is required")?;
+            let name = r.name.clone().ok_or("name is required")?;
+            if let Some(first) = seen.insert(ext.clone(), r.index) {
+                seen.insert(ext.clone(), first);
+                return Err(format!("employee_id {ext} is also used by record {first} of this request"));
+            }
+            let email = r.email.as_deref().map(parse_email).transpose()?;
+            let current = by_ext.get(ext.as_str()).map(|i| &existing[*i]);
+            if let Some(e) = &email {
+                let holder = by_email.get(e).map(|i| &existing[*i]);
+                if holder.is_some_and(|h| Some(h.id) != current.map(|c| c.id)) || (new_emails.contains(e)) {
+                    return Err(format!("email {e} already belongs to another user"));
+                }
+            }
+            let (first, last) = match current {
+                Some(c) if full_name(c.first_name.as_deref(), c.last_name.as_deref()) == name.trim() => {
+                    (c.first_name.clone(), c.last_name.clone())
+                }
+                _ => {
+                    let (f, l) = split_name(&name);
+                    (Some(f), l)
+                }
+            };
+            let mut extra = current.map(|c| c.extra.clone()).unwrap_or_default();
+            extra.extend(r.extra.clone());
+            let keep =
+                |new: &Option<String>, old: Option<&Option<String>>| new.clone().or_else(|| old.cloned().flatten());
+            let mut write = Write {
+                id: current.map(|c| c.id),
+                external_id: ext.clone(),
+                email: keep(&email, current.map(|c| &c.email)),
+                first_name: first,
+                last_name: last,
+                username: keep(&r.username, current.map(|c| &c.username)),
+                phone: keep(&r.phone, current.map(|c| &c.phone)),
+                job: keep(&r.job, current.map(|c| &c.job)),
+                extra,
+            };
+            if let Some(c) = current {
+                if let Some(u) = &r.username
+                    && c.username.as_deref() != Some(u.as_str())
+                    && usernames.contains(&u.to_lowercase())
+                {
+                    return Err(format!("username {u} is taken"));
+                }
+                let unchanged = write.email == c.email
+                    && write.first_name == c.first_name
+                    && write.last_name == c.last_name
+                    && write.username == c.username
+                    && write.phone == c.phone
+                    && write.job == c.job
+                    && write.extra == c.extra;
+                if unchanged {
+                    return Ok(None);
+                }
+                let listed =
+                    UpdatedUser { name: name.trim().to_string(), employee_id: ext, action: "update", username: None };
+                return Ok(Some((write, listed)));
+            }
+            let username = match &r.username {
+                Some(u) if usernames.contains(&u.to_lowercase()) => return Err(format!("username {u} is taken")),
+                Some(u) => u.clone(),
+                None => unique(
+                    &username_base(write.first_name.as_deref().unwrap_or(""), write.last_name.as_deref()),
+                    &usernames,
+                ),
+            };
+            write.username = Some(username.clone());
+            let listed = UpdatedUser {
+                name: name.trim().to_string(),
+                employee_id: ext,
+                action: "create",
+                username: Some(username),
+            };
+            Ok(Some((write, listed)))
+        })();
+        match result {
+            Ok(None) => {}
+            Ok(Some((write, listed))) => {
+                if let Some(u) = &write.username {
+                    usernames.insert(u.to_lowercase());
+                }
+                if let Some(e) = &write.email
+                    && write.id.is_none()
+                {
+                    new_emails.insert(e.clone());
+                }
+                writes.push(write);
+                reply.updated_users.push(listed);
+            }
+            Err(error) => reply.errors.push(fail(error)),
+        }
+    }
+    (writes, reply)
+}
+
+fn unique(base: &str, taken: &HashSet<String>) -> String {
+    if !taken.contains(base) {
+        return base.to_string();
+    }
+    (2..).map(|n| format!("{base}{n}")).find(|c| !taken.contains(c)).unwrap_or_else(|| base.to_string())
+}
+
+/// One user as export writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportRow {
+    pub name: String,
+    pub employee_id: Option<String>,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub job: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl ExportRow {
+    pub fn csv_fields(&self) -> [&str; 8] {
+        fn o(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or("")
+        }
+        [
+            &self.name,
+            o(&self.employee_id),
+            o(&self.username),
+            o(&self.email),
+            o(&self.phone),
+            o(&self.job),
+            &self.created_at,
+            &self.updated_at,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usernames_fold_accents_and_drop_the_rest() {
+        assert_eq!(username_base("Mary", Some("Ann-Smith")), "mary.annsmith");
+        assert_eq!(username_base("Kai", Some("Müller")), "kai.muller");
+        assert_eq!(username_base("Seth", None), "seth");
+        let taken: HashSet<String> = ["seth.jones".into(), "seth.jones2".into()].into();
+        assert_eq!(unique("seth.jones", &taken), "seth.jones3");
+    }
+
+    #[test]
+    fn names_split_at_the_first_space() {
+        assert_eq!(split_name("Mary Ann Smith"), ("Mary".into(), Some("Ann Smith".into())));
+        assert_eq!(split_name("Cher"), ("Cher".into(), None));
+        assert_eq!(full_name(Some("Cher"), None), "Cher");
+    }
+
+    #[test]
+    fn the_seed_example_creates_and_updates() {
+        let existing = [Existing {
+            id: 1,
+            external_id: Some("X-13892".into()),
+            email: Some("bjones@goodbuilders.biz".into()),
+            first_name: Some("Bob".into()),
+            last_name: Some("Jones".into()),
+            username: Some("bob.jones".into()),
+            phone: Some("360-555-0000".into()),
+            job: Some("South Bridge Project".into()),
+            extra: Map::new(),
+        }];
+        let body = json!({"users": [
+            {"email": "bjones@goodbuilders.biz", "employee_id": "X-13892", "phone": "360-555-1212", "name": "Bob Jones", "job": "South Bridge Project"},
+            {"name": "Seth Jones", "employee_id": "Z-8274", "job": "Fortune Tower 2 Project"},
+            {"name": "No Id"}
+        ]});
+        let records = parse_json(body.to_string().as_bytes()).unwrap();
+        let (writes, reply) = plan_import(&records, &existing);
+        assert_eq!(writes.len(), 2);
+        assert_eq!(
+            serde_json::to_value(&reply).unwrap(),
+            json!({
+                "errors": [{"index": 2, "employee_id": null, "error": "employee_id is required"}],
+                "updated_users": [
+                    {"name": "Bob Jones", "employee_id": "X-13892", "action": "update"},
+                    {"name": "Seth Jones", "employee_id": "Z-8274", "action": "create", "username": "seth.jones"}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_name_the_line_or_field() {
+        assert!(parse_json(b"{\"users\": [\n{,}]}").unwrap_err().0.contains("line 2"));
+        assert!(parse_json(b"{\"people\": []}").unwrap_err().0.contains("\"users\" is missing"));
+        assert!(parse_csv(b"name,email\nA,a@x.io\n").unwrap_err().0.contains("employee_id"));
+        assert!(parse_csv(b"name,employee_id\nA,1\nB,2,extra\n").unwrap_err().0.contains("line 3"));
+    }
+
+    #[test]
+    fn csv_extra_columns_go_to_extra_fields_and_empty_cells_keep_values() {
+        let records = parse_csv(b"name,employee_id,phone,badge\nAnn Lee,E1,,B-7\n").unwrap();
+        assert_eq!(records[0].phone, None);
+        assert_eq!(records[0].extra, json!({"badge": "B-7"}).as_object().unwrap().clone());
+    }
+}

@@ -1,0 +1,171 @@
+//! Bulk import and export against the store: an import is planned by
+//! `bulk::plan_import` and written in one transaction; export reads users in
+//! id order, a page at a time, so a large directory streams.
+
+use rusqlite::{TransactionBehavior, params};
+use serde_json::{Map, Value};
+
+use super::{Store, StoreError, now};
+use crate::bulk::{self, Existing, ExportRow, ImportRecord, ImportReply};
+
+impl Store {
+    /// Applies the valid records of one import in one transaction.
+    pub fn import(&mut self, records: &[ImportRecord]) -> Result<ImportReply, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing = {
+            let mut stmt = tx.prepare(
+                "SELECT id, external_id, email, first_name, last_name, username, phone, job, extra_fields FROM users",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let extra: String = r.get(8)?;
+                Ok(Existing {
+                    id: r.get(0)?,
+                    external_id: r.get(1)?,
+                    email: r.get(2)?,
+                    first_name: r.get(3)?,
+                    last_name: r.get(4)?,
+                    username: r.get(5)?,
+                    phone: r.get(6)?,
+                    job: r.get(7)?,
+                    extra: match serde_json::from_str(&extra) {
+                        Ok(Value::Object(m)) => m,
+                        _ => Map::new(),
+                    },
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        let (writes, reply) = bulk::plan_import(records, &existing);
+        drop(existing);
+        let at = now();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO users (external_id, email, first_name, last_name, username, phone, job, extra_fields,
+                                    active, source, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, 'import', ?9, ?9)",
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE users SET external_id = ?2, email = ?3, first_name = ?4, last_name = ?5, username = ?6,
+                     phone = ?7, job = ?8, extra_fields = ?9, updated_at = ?10 WHERE id = ?1",
+            )?;
+            for w in &writes {
+                let extra = Value::Object(w.extra.clone()).to_string();
+                match w.id {
+                    None => insert.execute(params![
+                        w.external_id,
+                        w.email,
+                        w.first_name,
+                        w.last_name,
+                        w.username,
+                        w.phone,
+                        w.job,
+                        extra,
+                        at
+                    ])?,
+                    Some(id) => update.execute(params![
+                        id,
+                        w.external_id,
+                        w.email,
+                        w.first_name,
+                        w.last_name,
+                        w.username,
+                        w.phone,
+                        w.job,
+                        extra,
+                        at
+                    ])?,
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(reply)
+    }
+
+    /// Calls `f` with every user in id order, from one statement (one
+    /// consistent snapshot), without holding them all; `f` returns false to stop.
+    pub fn export_each(&self, mut f: impl FnMut(ExportRow) -> bool) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT first_name, last_name, external_id, username, email, phone, job, created_at, updated_at
+             FROM users ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let first: Option<String> = r.get(0)?;
+            let last: Option<String> = r.get(1)?;
+            let row = ExportRow {
+                name: bulk::full_name(first.as_deref(), last.as_deref()),
+                employee_id: r.get(2)?,
+                username: r.get(3)?,
+                email: r.get(4)?,
+                phone: r.get(5)?,
+                job: r.get(6)?,
+                created_at: r.get(7)?,
+                updated_at: r.get(8)?,
+            };
+            if !f(row) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The Prometheus text for `/metrics`, computed from the store.
+    pub fn metrics(&self) -> Result<String, StoreError> {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut w = |s: String| out.push_str(&s);
+        w("# HELP rosterd_runs_total Runs by integration and status.\n# TYPE rosterd_runs_total counter\n".into());
+        let mut stmt = self.conn.prepare(
+            "SELECT integration, status, COUNT(*) FROM runs WHERE status != 'running' GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+        for row in rows {
+            let (i, s, n) = row?;
+            w(format!("rosterd_runs_total{{integration=\"{}\",status=\"{s}\"}} {n}\n", label(&i)));
+        }
+        w("# HELP rosterd_last_success_timestamp_seconds When each integration last ran ok.\n# TYPE rosterd_last_success_timestamp_seconds gauge\n".into());
+        let mut stmt = self.conn.prepare(
+            "SELECT integration, CAST(strftime('%s', MAX(finished_at)) AS INTEGER) FROM runs WHERE status = 'ok' GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
+        for row in rows {
+            if let (i, Some(t)) = row? {
+                w(format!("rosterd_last_success_timestamp_seconds{{integration=\"{}\"}} {t}\n", label(&i)));
+            }
+        }
+        w("# HELP rosterd_run_duration_seconds How long finished runs took.\n# TYPE rosterd_run_duration_seconds histogram\n".into());
+        const BUCKETS: [f64; 10] = [0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
+        let mut stmt = self.conn.prepare(
+            "SELECT integration, (julianday(finished_at) - julianday(started_at)) * 86400.0 FROM runs
+             WHERE finished_at IS NOT NULL AND status IN ('ok', 'failed', 'held', 'dry-run') ORDER BY 1",
+        )?;
+        let mut by_integration: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))? {
+            let (i, d) = row?;
+            by_integration.entry(i).or_default().push(d.max(0.0));
+        }
+        for (i, durations) in &by_integration {
+            let i = label(i);
+            for b in BUCKETS {
+                let n = durations.iter().filter(|d| **d <= b).count();
+                w(format!("rosterd_run_duration_seconds_bucket{{integration=\"{i}\",le=\"{b}\"}} {n}\n"));
+            }
+            w(format!("rosterd_run_duration_seconds_bucket{{integration=\"{i}\",le=\"+Inf\"}} {}\n", durations.len()));
+            w(format!("rosterd_run_duration_seconds_sum{{integration=\"{i}\"}} {}\n", durations.iter().sum::<f64>()));
+            w(format!("rosterd_run_duration_seconds_count{{integration=\"{i}\"}} {}\n", durations.len()));
+        }
+        w("# HELP rosterd_users Users by active state.\n# TYPE rosterd_users gauge\n".into());
+        let (active, inactive): (i64, i64) = self.conn.query_row(
+            "SELECT COALESCE(SUM(active = 1), 0), COALESCE(SUM(active = 0), 0) FROM users",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let _ = write!(out, "rosterd_users{{active=\"1\"}} {active}\nrosterd_users{{active=\"0\"}} {inactive}\n");
+        Ok(out)
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

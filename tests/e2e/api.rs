@@ -1,0 +1,325 @@
+//! The HTTP API and `rosterd import` / `export`, over real loopback HTTP
+//! against the real daemon.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::TestDir;
+
+const TOKEN: &str = "test-token-123";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    child: tokio::process::Child,
+}
+
+impl Api {
+    async fn start(dir: &TestDir, extra: &str) -> Self {
+        let port = free_port();
+        dir.config(&format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{TOKEN}\"]\nmax_body_bytes = 4096\n{extra}"
+        ));
+        let mut cmd = tokio::process::Command::from(dir.command(&["serve"]));
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let api = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            child: cmd.spawn().unwrap(),
+        };
+        for _ in 0..100 {
+            if let Ok(r) = api.client.get(format!("{}/healthz", api.base)).send().await
+                && r.status() == 200
+            {
+                return api;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the API did not come up");
+    }
+
+    fn post(&self, route: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{route}", self.base)).header("authorization", format!("Bearer {TOKEN}"))
+    }
+
+    async fn import(&self, body: Value) -> (u16, Value) {
+        let r = self
+            .post("/api/v1/user/bulk-import")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap())
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn seed_users() -> Value {
+    json!({"users": [
+        {"email": "mjones@goodbuilders.biz", "employee_id": "Y-58439", "phone": "360-555-3434", "name": "Mary Jones", "job": "Corporate Office"},
+        {"email": "bjones@goodbuilders.biz", "employee_id": "X-13892", "phone": "360-555-1212", "name": "Bob Jones", "job": "South Bridge Project"},
+        {"name": "Seth Jones", "employee_id": "Z-8274", "job": "Fortune Tower 2 Project"}
+    ]})
+}
+
+#[tokio::test]
+async fn every_api_route_needs_a_valid_token() {
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    for auth in [None, Some("Bearer wrong"), Some(&format!("Basic {TOKEN}") as &str), Some("Bearer ")] {
+        for (method, route) in [
+            ("POST", "/api/v1/user/bulk-export"),
+            ("POST", "/api/v1/user/bulk-import"),
+            ("GET", "/api/v1/runs"),
+            ("POST", "/api/v1/integrations/x/run"),
+        ] {
+            let mut req = api.client.request(method.parse().unwrap(), format!("{}{route}", api.base));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{method} {route} with {auth:?}");
+            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn import_creates_then_lists_only_what_changed() {
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    let (status, reply) = api.import(seed_users()).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["errors"], json!([]));
+    assert_eq!(
+        reply["updated_users"][2],
+        json!({"name": "Seth Jones", "employee_id": "Z-8274", "action": "create", "username": "seth.jones"})
+    );
+    assert_eq!(dir.query("SELECT DISTINCT source FROM users"), ["import"]);
+
+    let mut second = seed_users();
+    second["users"][1]["phone"] = json!("360-555-9999");
+    let (status, reply) = api.import(second).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        reply,
+        json!({"errors": [], "updated_users": [{"name": "Bob Jones", "employee_id": "X-13892", "action": "update"}]})
+    );
+    assert_eq!(dir.query("SELECT phone FROM users WHERE external_id = 'X-13892'"), ["360-555-9999"]);
+}
+
+#[tokio::test]
+async fn a_bad_record_is_reported_by_index_and_the_others_are_applied() {
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    let (status, reply) = api
+        .import(json!({"users": [
+            {"name": "Ann Lee", "employee_id": "E1"},
+            {"name": "No Id"},
+            {"name": "Bad Email", "employee_id": "E3", "email": "nope"},
+            {"name": "Seth Jones", "employee_id": "E4"},
+            {"name": "Seth Jones", "employee_id": "E5"}
+        ]}))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["errors"],
+        json!([
+            {"index": 1, "employee_id": null, "error": "employee_id is required"},
+            {"index": 2, "employee_id": "E3", "error": "invalid email \"nope\""}
+        ])
+    );
+    assert_eq!(reply["updated_users"][2]["username"], "seth.jones2");
+    assert_eq!(dir.query("SELECT external_id FROM users ORDER BY id"), ["E1", "E4", "E5"]);
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400_and_apply_nothing() {
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    let r = api
+        .post("/api/v1/user/bulk-import")
+        .body("{\"users\": [\n{\"name\": \"A\", \"employee_id\": \"1\"},\n{oops}]}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("line 3"), "{body}");
+    let r = api
+        .post("/api/v1/user/bulk-import")
+        .header("content-type", "text/csv")
+        .body("name,email\nA,a@x.io\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = api
+        .post("/api/v1/user/bulk-import")
+        .header("content-type", "text/csv")
+        .body("name,employee_id\nA,1\nB,2,3\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(dir.query("SELECT COUNT(*) FROM users"), ["0"]);
+}
+
+#[tokio::test]
+async fn csv_import_and_both_export_formats() {
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    let csv =
+        "name,employee_id,email,phone,job,badge\nMary Ann-Smith,E1,Mary@Acme.Example,,Ops,B-7\nKai Müller,E2,,555,,\n";
+    let r = api.post("/api/v1/user/bulk-import").header("content-type", "text/csv").body(csv).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let reply: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(reply["updated_users"][0]["username"], "mary.annsmith");
+    assert_eq!(reply["updated_users"][1]["username"], "kai.muller");
+    assert_eq!(
+        dir.query("SELECT email, extra_fields FROM users WHERE external_id = 'E1'"),
+        ["mary@acme.example\t{\"badge\":\"B-7\"}"]
+    );
+
+    let r = api.post("/api/v1/user/bulk-export").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let first = body["users"][0].as_object().unwrap();
+    let keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    let mut expected = ["name", "employee_id", "username", "email", "phone", "job", "created_at", "updated_at"];
+    let mut sorted = keys.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(body["users"][0]["name"], "Mary Ann-Smith");
+    assert_eq!(body["users"][1]["email"], Value::Null);
+
+    let r = api.post("/api/v1/user/bulk-export").header("accept", "text/csv").send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = r.text().await.unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("name,employee_id,username,email,phone,job,created_at,updated_at"));
+    assert!(lines.next().unwrap().starts_with("Mary Ann-Smith,E1,mary.annsmith,mary@acme.example,,Ops,"), "{text}");
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_413() {
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    let users: Vec<Value> =
+        (0..200).map(|i| json!({"name": format!("User {i}"), "employee_id": format!("E{i}")})).collect();
+    let (status, body) = api.import(json!({"users": users})).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("max_body_bytes"), "{body}");
+    assert_eq!(dir.query("SELECT COUNT(*) FROM users"), ["0"]);
+}
+
+#[tokio::test]
+async fn healthz_metrics_and_run_triggers() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": [{"email": "a@acme.example", "first": "A", "last": "B"}]}))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&server)
+        .await;
+    let dir = TestDir::new();
+    dir.manifest(
+        "hr",
+        &json!({
+            "execute": [{"url": format!("{}/people", server.uri())}],
+            "action": "create", "data_from": "data",
+            "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}
+        }),
+    );
+    let api = Api::start(&dir, "").await;
+    let health = api.client.get(format!("{}/healthz", api.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let r = api.post("/api/v1/integrations/nope/run").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = api.post("/api/v1/integrations/hr/run").send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let started: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let run_id = started["run_id"].as_i64().unwrap();
+    let r = api.post("/api/v1/integrations/hr/run").send().await.unwrap();
+    assert_eq!(r.status(), 409);
+
+    let mut finished = false;
+    for _ in 0..100 {
+        let r = api
+            .client
+            .get(format!("{}/api/v1/runs?integration=hr&limit=5", api.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let runs: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        if runs["runs"].as_array().unwrap().iter().any(|r| r["id"] == run_id && r["status"] == "ok") {
+            assert_eq!(runs["runs"].as_array().unwrap().iter().find(|r| r["id"] == run_id).unwrap()["trigger"], "api");
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(finished, "the triggered run finished ok");
+
+    let metrics = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "rosterd_runs_total{integration=\"hr\",status=\"ok\"} 1",
+        "rosterd_runs_total{integration=\"hr\",status=\"skipped\"} 1",
+        "rosterd_users{active=\"1\"} 1",
+        "rosterd_run_duration_seconds_count{integration=\"hr\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert!(metrics.contains("rosterd_last_success_timestamp_seconds{integration=\"hr\"} "), "{metrics}");
+}
+
+#[tokio::test]
+async fn listen_without_tokens_refuses_to_start() {
+    let dir = TestDir::new();
+    dir.config("[api]\nlisten = \"127.0.0.1:0\"\n");
+    let out = dir.run_async(&["serve"]).await;
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("/api/tokens") && out.stderr().contains("no tokens"), "{}", out.all());
+}
+
+#[tokio::test]
+async fn cli_export_then_import_changes_nothing() {
+    let dir = TestDir::new();
+    dir.write("people.json", &seed_users().to_string());
+    let out = dir.run_async(&["import", "people.json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(out.json()["updated_users"].as_array().unwrap().len(), 3);
+    for format in ["json", "csv"] {
+        let exported = dir.run_async(&["export", "--format", format]).await;
+        assert_eq!(exported.code(), 0, "{}", exported.all());
+        let file = dir.write(&format!("export.{format}"), &exported.stdout());
+        let again = dir.run_async(&["import", file.to_str().unwrap()]).await;
+        assert_eq!(again.code(), 0, "{}", again.all());
+        assert_eq!(again.json(), json!({"errors": [], "updated_users": []}), "{format}");
+    }
+    dir.write("bad.json", "{\"users\": [{\"name\": \"X\"}]}");
+    let out = dir.run_async(&["import", "bad.json"]).await;
+    assert_eq!(out.code(), 1, "a failed record makes import exit 1: {}", out.all());
+    assert_eq!(out.json()["errors"][0]["index"], 0);
+}
