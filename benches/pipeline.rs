@@ -1,0 +1,401 @@
+//! End-to-end benchmark: the real `rosterd` binary against a generated
+//! BambooHR-shaped source served from memory on 127.0.0.1, compared with a
+//! floor measured in the same run (one HTTP client, typed serde, one prepared
+//! INSERT in one transaction). Prints a table; asserts nothing about time,
+//! but every row's counts are checked so a fast wrong answer cannot pass.
+//!
+//! cargo bench --bench pipeline                 # N = 10,000 and 100,000
+//! cargo bench --bench pipeline -- --n 1000000  # one N (or a comma list)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::Deserialize;
+
+const PAGE: usize = 500;
+
+/// What the source serves: `n` people; with `variant` 1, every 10th changed;
+/// with `vanish`, every 100th (offset 1) missing.
+#[derive(Default)]
+struct Source {
+    n: AtomicU32,
+    variant: AtomicU32,
+    vanish: AtomicU32,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: usize,
+}
+
+fn person(out: &mut String, i: usize, changed: bool) {
+    use std::fmt::Write;
+    let dept = if changed { format!("Dept {} (moved)", i % 40) } else { format!("Dept {}", i % 40) };
+    let _ = write!(
+        out,
+        r#"{{"id":"{}","firstName":"First{i}","lastName":"Last{i}","workEmail":"user{i}@example.com","department":"{dept}","jobTitle":"Engineer {}","mobilePhone":"+1-555-{:07}","location":"Office {}","status":"Active","hireDate":"2020-01-{:02}"}}"#,
+        100_000 + i,
+        i % 7,
+        i,
+        i % 30,
+        1 + i % 28
+    );
+}
+
+async fn page(State(src): State<Arc<Source>>, Query(q): Query<PageQuery>) -> impl IntoResponse {
+    let n = src.n.load(Ordering::SeqCst) as usize;
+    let variant = src.variant.load(Ordering::SeqCst) == 1;
+    let vanish = src.vanish.load(Ordering::SeqCst) == 1;
+    let start = (q.page - 1) * PAGE;
+    let end = (start + PAGE).min(n);
+    let mut body = String::with_capacity(PAGE * 260 + 100);
+    body.push_str(r#"{"title":"bench","employees":["#);
+    let mut first = true;
+    for i in start..end {
+        if vanish && i % 100 == 1 {
+            continue;
+        }
+        if !first {
+            body.push(',');
+        }
+        first = false;
+        person(&mut body, i, variant && i % 10 == 0);
+    }
+    body.push_str("],\"next\":");
+    if end < n {
+        body.push_str(&format!("\"/people?page={}\"}}", q.page + 1));
+    } else {
+        body.push_str("null}");
+    }
+    ([("content-type", "application/json")], body)
+}
+
+async fn start_source() -> (String, Arc<Source>) {
+    let src = Arc::new(Source::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/people", get(page)).with_state(src.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), src)
+}
+
+fn manifest(base: &str, action: &str, structure: &str, extra: &str) -> String {
+    format!(
+        r#"{{"execute": [{{"url": "{base}/people?page=1"}}], "action": "{action}", "data_from": "employees",
+            "next_page_from": "next", "data_structure": {structure} {extra}}}"#
+    )
+}
+
+const CORE: &str = r#"{"email": "workEmail", "first_name": "firstName", "last_name": "lastName", "external_id": "id",
+    "department": "department", "job": "jobTitle", "phone": "mobilePhone"}"#;
+const UPDATE: &str = r#"{"email": "workEmail", "bamboohr_id": "id", "dept": "department", "location": "location"}"#;
+
+struct Outcome {
+    secs: f64,
+    peak_rss_mb: f64,
+    report: serde_json::Value,
+}
+
+/// Runs the binary, waiting with wait4 so the child's own peak RSS is known.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
+fn rosterd(dir: &Path, args: &[&str]) -> Outcome {
+    let started = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rosterd"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by wait4 for the child we spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; pointers are to live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    let secs = started.elapsed().as_secs_f64();
+    let report = serde_json::from_str(&text).unwrap_or_else(|_| panic!("rosterd {args:?} printed: {text}"));
+    Outcome { secs, peak_rss_mb: usage.ru_maxrss as f64 / 1024.0, report }
+}
+
+fn expect(report: &serde_json::Value, status: &str, counts: [i64; 4]) {
+    let got = ["created", "updated", "deactivated", "skipped"].map(|k| report[k].as_i64().unwrap_or(-1));
+    assert_eq!(report["status"], status, "{report}");
+    assert_eq!(got, counts, "created/updated/deactivated/skipped: {report}");
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[derive(Deserialize)]
+struct FloorPage {
+    employees: Vec<FloorPerson>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FloorPerson {
+    id: String,
+    first_name: String,
+    last_name: String,
+    work_email: String,
+    department: String,
+    job_title: String,
+    mobile_phone: String,
+}
+
+/// The floor: fetch every page with one client, parse into typed structs, insert with one statement in one transaction.
+async fn floor(base: &str, db: &Path) -> f64 {
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    conn.pragma_update(None, "cache_size", -65536).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE UNIQUE, first_name TEXT, last_name TEXT,
+         external_id TEXT UNIQUE, username TEXT, phone TEXT, job TEXT, department TEXT, extra_fields TEXT NOT NULL DEFAULT '{}',
+         active INTEGER NOT NULL DEFAULT 1, source TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    )
+    .unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO users (email, first_name, last_name, external_id, phone, job, department, created_at, updated_at)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)")
+            .unwrap();
+        let mut url = format!("{base}/people?page=1");
+        loop {
+            let bytes = client.get(&url).send().await.unwrap().bytes().await.unwrap();
+            let page: FloorPage = serde_json::from_slice(&bytes).unwrap();
+            for p in &page.employees {
+                insert
+                    .execute(rusqlite::params![
+                        p.work_email,
+                        p.first_name,
+                        p.last_name,
+                        p.id,
+                        p.mobile_phone,
+                        p.job_title,
+                        p.department,
+                        "2026-01-01 00:00:00"
+                    ])
+                    .unwrap();
+            }
+            match page.next {
+                Some(next) => url = format!("{base}{next}"),
+                None => break,
+            }
+        }
+    }
+    tx.commit().unwrap();
+    started.elapsed().as_secs_f64()
+}
+
+struct Row {
+    what: String,
+    n: usize,
+    secs: f64,
+    rss: f64,
+    written: i64,
+    floor: f64,
+}
+
+fn fresh_dir(root: &Path, name: &str, manifests: &[(&str, String)]) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("integrations")).unwrap();
+    std::fs::write(dir.join("rosterd.toml"), "[sync]\nmax_deactivate = \"5%\"\n[http]\nmax_pages = 100000\n").unwrap();
+    for (n, text) in manifests {
+        std::fs::write(dir.join(format!("integrations/{n}.json")), text).unwrap();
+    }
+    dir
+}
+
+async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>) {
+    let (base, src) = start_source().await;
+    src.n.store(n as u32, Ordering::SeqCst);
+    let floor_secs = floor(&base, &root.join(format!("floor-{n}.db"))).await;
+    rows.push(Row {
+        what: "floor: fetch + typed parse + insert".into(),
+        n,
+        secs: floor_secs,
+        rss: 0.0,
+        written: n as i64,
+        floor: floor_secs,
+    });
+
+    let manifests =
+        [("create", manifest(&base, "create", CORE, "")), ("update", manifest(&base, "update", UPDATE, ""))];
+    let dir = fresh_dir(root, &format!("create-{n}"), &manifests);
+    let db = dir.join("rosterd.db");
+    let mut row = |what: &str, o: &Outcome, written: i64| {
+        rows.push(Row { what: what.into(), n, secs: o.secs, rss: o.peak_rss_mb, written, floor: floor_secs })
+    };
+
+    let o = rosterd(&dir, &["run", "create", "--json"]);
+    expect(&o.report, "ok", [n as i64, 0, 0, 0]);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM users"), n as i64);
+    row("create into an empty store", &o, n as i64);
+
+    let o = rosterd(&dir, &["run", "create", "--dry-run", "--json"]);
+    expect(&o.report, "dry-run", [0, 0, 0, 0]);
+    row("create again, dry run", &o, 0);
+
+    rusqlite::Connection::open(&db).unwrap().execute("UPDATE users SET updated_at = 'sentinel'", []).unwrap();
+    let o = rosterd(&dir, &["run", "create", "--json"]);
+    expect(&o.report, "ok", [0, 0, 0, 0]);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM users WHERE updated_at = 'sentinel'"), n as i64, "no user row written");
+    row("create again (no-op)", &o, 0);
+
+    let o = rosterd(&dir, &["run", "update", "--json"]);
+    expect(&o.report, "ok", [0, n as i64, 0, 0]);
+    src.variant.store(1, Ordering::SeqCst);
+    rusqlite::Connection::open(&db).unwrap().execute("UPDATE users SET updated_at = 'sentinel'", []).unwrap();
+    let o = rosterd(&dir, &["run", "update", "--json"]);
+    let changed = n.div_ceil(10) as i64;
+    expect(&o.report, "ok", [0, changed, 0, 0]);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM users WHERE updated_at != 'sentinel'"),
+        changed,
+        "only changed rows written"
+    );
+    row("update, 10% changed", &o, changed);
+    src.variant.store(0, Ordering::SeqCst);
+
+    let sync = [("sync", manifest(&base, "sync", CORE, r#", "match_on": "external_id""#))];
+    let dir = fresh_dir(root, &format!("sync-{n}"), &sync);
+    let o = rosterd(&dir, &["run", "sync", "--json"]);
+    expect(&o.report, "ok", [n as i64, 0, 0, 0]);
+    row("sync, initial (creates all)", &o, n as i64);
+    src.variant.store(1, Ordering::SeqCst);
+    src.vanish.store(1, Ordering::SeqCst);
+    let o = rosterd(&dir, &["run", "sync", "--json"]);
+    let vanished = (0..n).filter(|i| i % 100 == 1).count() as i64;
+    let changed = (0..n).filter(|i| i % 10 == 0 && i % 100 != 1).count() as i64;
+    expect(&o.report, "ok", [0, changed, vanished, 0]);
+    assert_eq!(count(&dir.join("rosterd.db"), "SELECT COUNT(*) FROM users WHERE active = 0"), vanished);
+    row("sync, 10% changed, 1% vanished", &o, changed + vanished);
+    src.variant.store(0, Ordering::SeqCst);
+    src.vanish.store(0, Ordering::SeqCst);
+}
+
+async fn bulk(n: usize, root: &Path, rows: &mut Vec<Row>) {
+    let dir = root.join(format!("api-{n}"));
+    std::fs::create_dir_all(dir.join("integrations")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        dir.join("rosterd.toml"),
+        format!("[api]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"t\"]\nmax_body_bytes = 1073741824\n"),
+    )
+    .unwrap();
+    let mut child =
+        std::process::Command::new(env!("CARGO_BIN_EXE_rosterd")).arg("serve").current_dir(&dir).spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let json: String = {
+        let users: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"name":"First{i} Last{i}","employee_id":"J{i}","email":"j{i}@example.com","phone":"555-{i}","job":"Job {}"}}"#, i % 9))
+            .collect();
+        format!("{{\"users\":[{}]}}", users.join(","))
+    };
+    let csv: String = std::iter::once("name,employee_id,email,phone,job".to_string())
+        .chain((0..n).map(|i| format!("First{i} Last{i},C{i},c{i}@example.com,555-{i},Job {}", i % 9)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut measure = |what: &str, secs: f64, written: i64| {
+        rows.push(Row { what: what.into(), n, secs, rss: 0.0, written, floor: 0.0 })
+    };
+    for (what, body, ctype) in [("bulk-import JSON", json, "application/json"), ("bulk-import CSV", csv, "text/csv")] {
+        let started = Instant::now();
+        let r = client
+            .post(format!("{base}/api/v1/user/bulk-import"))
+            .bearer_auth("t")
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let reply: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(reply["updated_users"].as_array().unwrap().len(), n, "{what}");
+        assert_eq!(reply["errors"].as_array().unwrap().len(), 0, "{what}");
+        measure(what, secs, n as i64);
+    }
+    for (what, accept) in [("bulk-export JSON", "application/json"), ("bulk-export CSV", "text/csv")] {
+        let started = Instant::now();
+        let r = client
+            .post(format!("{base}/api/v1/user/bulk-export"))
+            .bearer_auth("t")
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        let body = r.bytes().await.unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        let records = if accept == "text/csv" {
+            body.iter().filter(|b| **b == b'\n').count() as i64 - 1
+        } else {
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["users"].as_array().unwrap().len() as i64
+        };
+        assert_eq!(records, 2 * n as i64, "{what}");
+        measure(what, secs, 0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let ns: Vec<usize> = match args.iter().position(|a| a == "--n") {
+        Some(i) => args[i + 1].split(',').map(|v| v.trim().parse().expect("--n takes numbers")).collect(),
+        None => vec![10_000, 100_000],
+    };
+    let bulk_n = 100_000;
+    let root = std::env::temp_dir().join(format!("rosterd-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        for n in &ns {
+            pipeline(*n, &root, &mut rows).await;
+        }
+        if !args.iter().any(|a| a == "--no-bulk") {
+            bulk(bulk_n, &root, &mut rows).await;
+        }
+    });
+    let _ = std::fs::remove_dir_all(&root);
+    println!("\n| N | what | wall s | records/s | peak RSS MB | rows written | x floor |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let ratio =
+            if r.floor > 0.0 && !r.what.starts_with("floor") { format!("{:.2}", r.secs / r.floor) } else { "".into() };
+        let rss = if r.rss > 0.0 { format!("{:.0}", r.rss) } else { "".into() };
+        println!(
+            "| {} | {} | {:.2} | {:.0} | {rss} | {} | {ratio} |",
+            r.n,
+            r.what,
+            r.secs,
+            r.n as f64 / r.secs,
+            r.written
+        );
+    }
+}

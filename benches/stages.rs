@@ -1,0 +1,126 @@
+//! Micro-benchmarks of the pure stages: mapping a page, rendering templates,
+//! planning 100,000 records against 100,000 users. Prints the median of
+//! several runs. `cargo bench --bench stages`
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rosterd::manifest::{Action, Core, FieldPath, MatchOn, Target};
+use rosterd::mapping::{Record, map_record};
+use rosterd::plan::{PlanOptions, plan};
+use rosterd::template::Renderer;
+use rosterd::user::{Fields, StoredUser};
+use serde_json::{Map, Value, json};
+
+fn median(mut f: impl FnMut(), runs: usize) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[runs / 2]
+}
+
+fn main() {
+    let page: Vec<Value> = (0..500)
+        .map(|i| {
+            json!({"id": format!("{}", 100_000 + i), "firstName": format!("First{i}"), "lastName": format!("Last{i}"),
+                        "workEmail": format!("User{i}@Example.com"), "department": format!("Dept {}", i % 40),
+                        "phones": [{"type": "work", "number": format!("555-{i}")}]})
+        })
+        .collect();
+    let structure: Vec<(Target, FieldPath)> = [
+        ("email", "workEmail"),
+        ("first_name", "firstName"),
+        ("last_name", "lastName"),
+        ("external_id", "id"),
+        ("department", "department"),
+        ("phone", "$.phones[?(@.type == 'work')].number"),
+    ]
+    .iter()
+    .map(|(t, p)| (Target::from_name(t), FieldPath::parse(p).unwrap()))
+    .collect();
+    let t = median(
+        || {
+            for (i, r) in page.iter().enumerate() {
+                black_box(map_record(&structure, i, r));
+            }
+        },
+        21,
+    );
+    println!("map one page (500 records, 6 fields, one JSONPath): {:.3} ms ({:.0} records/s)", t * 1e3, 500.0 / t);
+
+    let renderer = Renderer::default();
+    let ctx = json!({"KEY": "secret", "COMPANY_ID": "acme", "responses": [{"token": "abc"}]});
+    let t = median(
+        || {
+            for _ in 0..1000 {
+                black_box(
+                    renderer
+                        .render("https://api.example.com/{{COMPANY_ID}}/v1/{{ responses.0.token }}?k={{KEY}}", &ctx)
+                        .unwrap(),
+                );
+            }
+        },
+        11,
+    );
+    println!("render a URL template: {:.1} µs each", t * 1e6 / 1000.0);
+
+    let n = 100_000;
+    let users: Vec<StoredUser> = (0..n)
+        .map(|i| StoredUser {
+            id: i as i64 + 1,
+            fields: Fields {
+                email: Some(format!("user{i}@example.com")),
+                first_name: Some(format!("First{i}")),
+                last_name: Some(format!("Last{i}")),
+                external_id: Some(format!("{}", 100_000 + i)),
+                ..Fields::default()
+            },
+            active: true,
+            extra: Map::new(),
+            owner: Some("hr".into()),
+        })
+        .collect();
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            index: i,
+            fields: Fields {
+                email: Some(format!("user{i}@example.com")),
+                first_name: Some(format!("First{i}")),
+                last_name: Some(if i % 10 == 0 { format!("Changed{i}") } else { format!("Last{i}") }),
+                external_id: Some(format!("{}", 100_000 + i)),
+                ..Fields::default()
+            },
+            ..Record::default()
+        })
+        .collect();
+    let mapped = [
+        Target::Core(Core::Email),
+        Target::Core(Core::FirstName),
+        Target::Core(Core::LastName),
+        Target::Core(Core::ExternalId),
+    ];
+    let opts = PlanOptions {
+        integration: "hr",
+        action: Action::Sync,
+        match_on: MatchOn::ExternalId,
+        mapped: &mapped,
+        ignored_emails: &[],
+        auto_clear_email: false,
+    };
+    let mut updates = 0;
+    let t = median(
+        || {
+            let p = plan(&records, &users, &opts);
+            updates = p.updates.len();
+            black_box(p);
+        },
+        5,
+    );
+    assert_eq!(updates, n / 10);
+    println!("plan a sync of 100,000 records against 100,000 users (10% changed): {:.0} ms", t * 1e3);
+}
