@@ -613,3 +613,113 @@ async fn a_run_while_another_holds_the_lock_is_skipped() {
     statuses.sort();
     assert_eq!(statuses, ["ok", "skipped"]);
 }
+
+#[tokio::test]
+async fn a_timeout_fails_the_run_with_that_cause() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": people(0..1)}))
+                .set_delay(std::time::Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
+    dir.config(&cfg.replace("[http]\nretries = 2\n", "[http]\nretries = 0\ntimeout_secs = 1\n"));
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("step 0 (GET http://") && out.stderr().contains("timed out"), "{}", out.all());
+    assert_eq!(count_users(&dir), 0);
+}
+
+#[tokio::test]
+async fn a_response_over_max_response_bytes_fails_the_run() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(0..50)})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
+    dir.config(&cfg.replace("[http]\n", "[http]\nmax_response_bytes = 1000\n"));
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("over max_response_bytes (1000)"), "{}", out.all());
+    assert_eq!(count_users(&dir), 0);
+}
+
+#[tokio::test]
+async fn polling_repeats_a_step_until_continue_if_holds() {
+    let server = MockServer::start().await;
+    Mock::given(path("/export"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"state": "pending"})))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/export"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"state": "done", "id": 77})))
+        .mount(&server)
+        .await;
+    Mock::given(path("/export/77"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"data": people(0..2)})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    let mut m = paged(&server, json!({}));
+    m.as_object_mut().unwrap().remove("next_page_from");
+    m["execute"] = json!([
+        {"url": format!("{}/export", server.uri()), "continue_if": {"response_notation": "state", "value": "done"},
+         "polling": {"interval": 0.1, "amount": 5}},
+        {"url": format!("{}/export/{{{{ responses.0.id }}}}", server.uri()), "status_code": ["201", 202]}
+    ]);
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(count_users(&dir), 2);
+    assert_eq!(server.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/export").count(), 3);
+
+    m["execute"][0]["polling"] = json!({"interval": 0, "amount": 1});
+    m["execute"][0]["continue_if"]["value"] = json!("never");
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("continue_if not met: \"state\" is"), "{}", out.all());
+}
+
+#[tokio::test]
+async fn a_status_outside_status_code_fails_and_generate_ids_are_fresh_each_run() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(0..1)})))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    let mut m = paged(&server, json!({}));
+    m["execute"][0]["url"] = json!(format!("{}/people?nonce={{{{NONCE}}}}", server.uri()));
+    m["initial_data_form"] = json!([{"id": "KEY", "name": "key"}, {"id": "NONCE", "name": "generate"}]);
+    dir.manifest("hr", &m);
+    assert_eq!(dir.run_async(&["run", "hr"]).await.code(), 0);
+    assert_eq!(dir.run_async(&["run", "hr"]).await.code(), 0);
+    let nonces: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.query_pairs().find(|(k, _)| k == "nonce").unwrap().1.into_owned())
+        .collect();
+    assert_eq!(nonces.len(), 2);
+    assert_ne!(nonces[0], nonces[1]);
+    assert!(nonces.iter().all(|n| n.len() == 32), "{nonces:?}");
+
+    m["execute"][0]["status_code"] = json!([204]);
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("HTTP 200 OK (expected 204)"), "{}", out.all());
+}
