@@ -217,7 +217,7 @@ fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
         writeln!(out, "  dry run: nothing was written to users")?;
         let sample = 10;
         let emails = |f: &crate::user::Fields| f.email.clone().or_else(|| f.external_id.clone()).unwrap_or_default();
-        writeln!(out, "  would create {}", plan.creates.len())?;
+        writeln!(out, "  would create {}", plan.n_created)?;
         for c in plan.creates.iter().take(sample) {
             let name = [c.fields.first_name.as_deref(), c.fields.last_name.as_deref()]
                 .iter()
@@ -227,8 +227,8 @@ fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
                 .join(" ");
             writeln!(out, "    + {}  {name}", emails(&c.fields))?;
         }
-        more(out, plan.creates.len(), sample)?;
-        writeln!(out, "  would update {}", plan.updates.len() + plan.cleared_emails.len())?;
+        more(out, plan.n_created, sample)?;
+        writeln!(out, "  would update {}", plan.n_changed())?;
         for u in plan.updates.iter().take(sample) {
             let changes: Vec<String> = u
                 .changes
@@ -242,12 +242,12 @@ fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
         for c in plan.cleared_emails.iter().take(sample) {
             writeln!(out, "    ~ {}  email cleared (auto_clear_email)", c.label)?;
         }
-        more(out, plan.updates.len(), sample)?;
-        writeln!(out, "  would deactivate {}", plan.deactivations.len())?;
+        more(out, plan.n_updated, sample)?;
+        writeln!(out, "  would deactivate {}", plan.n_deactivated)?;
         for d in plan.deactivations.iter().take(sample) {
             writeln!(out, "    - {}", d.label)?;
         }
-        more(out, plan.deactivations.len(), sample)?;
+        more(out, plan.n_deactivated, sample)?;
     } else {
         writeln!(
             out,
@@ -270,9 +270,9 @@ fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
     Ok(())
 }
 
-fn more(out: &mut impl Write, total: usize, shown: usize) -> Result<(), Error> {
-    if total > shown {
-        writeln!(out, "    ... and {} more", total - shown)?;
+fn more(out: &mut impl Write, total: u64, shown: usize) -> Result<(), Error> {
+    if total > shown as u64 {
+        writeln!(out, "    ... and {} more", total - shown as u64)?;
     }
     Ok(())
 }

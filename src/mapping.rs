@@ -26,6 +26,128 @@ impl Record {
     }
 }
 
+/// Mapped records packed into one buffer, about the size of their text,
+/// instead of a few hundred bytes of `String` and map headers each: a run of
+/// a million records keeps them in about 100 MB rather than a gigabyte.
+#[derive(Debug, Default)]
+pub struct RecordArena {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+const HAS_ACTIVE: u16 = 1 << 8;
+const ACTIVE: u16 = 1 << 9;
+const HAS_EXTRA: u16 = 1 << 10;
+const HAS_PROBLEM: u16 = 1 << 11;
+
+impl RecordArena {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn push(&mut self, r: &Record) {
+        let mut mask = 0u16;
+        for (bit, c) in crate::user::TEXT_COLUMNS.iter().enumerate() {
+            if r.fields.get(*c).is_some() {
+                mask |= 1 << bit;
+            }
+        }
+        if let Some(a) = r.active {
+            mask |= HAS_ACTIVE | if a { ACTIVE } else { 0 };
+        }
+        let extra = (!r.extra.is_empty()).then(|| Value::Object(r.extra.clone()).to_string());
+        if extra.is_some() {
+            mask |= HAS_EXTRA;
+        }
+        if r.problem.is_some() {
+            mask |= HAS_PROBLEM;
+        }
+        put_varint(&mut self.bytes, r.index as u64);
+        self.bytes.extend_from_slice(&mask.to_le_bytes());
+        for c in crate::user::TEXT_COLUMNS {
+            if let Some(v) = r.fields.get(c) {
+                put_str(&mut self.bytes, v);
+            }
+        }
+        if let Some(e) = &extra {
+            put_str(&mut self.bytes, e);
+        }
+        if let Some(p) = &r.problem {
+            put_str(&mut self.bytes, p);
+        }
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn get(&self, i: usize) -> Record {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let mut cur = &self.bytes[start..self.ends[i]];
+        let index = take_varint(&mut cur) as usize;
+        let mask = u16::from_le_bytes([cur[0], cur[1]]);
+        cur = &cur[2..];
+        let mut r = Record { index, ..Record::default() };
+        for (bit, c) in crate::user::TEXT_COLUMNS.iter().enumerate() {
+            if mask & (1 << bit) != 0 {
+                r.fields.set(*c, Some(take_str(&mut cur).to_string()));
+            }
+        }
+        if mask & HAS_ACTIVE != 0 {
+            r.active = Some(mask & ACTIVE != 0);
+        }
+        if mask & HAS_EXTRA != 0
+            && let Ok(Value::Object(m)) = serde_json::from_str(take_str(&mut cur))
+        {
+            r.extra = m;
+        }
+        if mask & HAS_PROBLEM != 0 {
+            r.problem = Some(take_str(&mut cur).to_string());
+        }
+        r
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Record> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn take_varint(cur: &mut &[u8]) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    while let Some((&b, rest)) = cur.split_first() {
+        *cur = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            break;
+        }
+        shift += 7;
+    }
+    v
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn take_str<'a>(cur: &mut &'a [u8]) -> &'a str {
+    let len = take_varint(cur) as usize;
+    let (s, rest) = cur.split_at(len);
+    *cur = rest;
+    // Only `put_str` writes here, always from a `&str`.
+    std::str::from_utf8(s).unwrap_or_default()
+}
+
 /// Maps one record.
 pub fn map_record(structure: &[(Target, FieldPath)], index: usize, source: &Value) -> Record {
     let mut record = Record { index, ..Record::default() };
@@ -172,6 +294,23 @@ mod tests {
     fn numbers_keep_their_written_form() {
         assert_eq!(text(&json!(42), "x").unwrap().as_deref(), Some("42"));
         assert_eq!(text(&json!(true), "x").unwrap().as_deref(), Some("true"));
+    }
+
+    #[test]
+    fn the_arena_gives_back_what_it_was_given() {
+        let ds = structure(&[("email", "e"), ("last_name", "l"), ("active", "a"), ("badge", "b"), ("phone", "$.p[*]")]);
+        let inputs = [
+            json!({"e": "A@x.io", "l": "Lee", "a": false, "b": {"n": 1}}),
+            json!({"l": "Ünïcødé"}),
+            json!({"e": "bad", "p": ["1", "2"]}),
+            json!({}),
+        ];
+        let mut arena = RecordArena::default();
+        let records: Vec<Record> = inputs.iter().enumerate().map(|(i, v)| map_record(&ds, i + 200, v)).collect();
+        for r in &records {
+            arena.push(r);
+        }
+        assert_eq!(arena.iter().collect::<Vec<_>>(), records);
     }
 
     #[test]

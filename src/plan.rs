@@ -1,9 +1,13 @@
-//! Decides what a run changes: records + the store's current users → a
-//! `Plan` of creations, updates, deactivations and skips with reasons.
-//! Pure: no I/O, no clock; the same inputs give the same plan, and applying
-//! a plan then planning the same records again gives an empty plan.
+//! Decides what a run changes, record by record: creations, updates,
+//! deactivations and skips with reasons. The rules are pure; the users they
+//! act on are behind `Directory`, which the store implements inside the run's
+//! one transaction (looking users up by index and writing each decision as it
+//! is made) and `MemoryDirectory` implements for tests and benchmarks. So a
+//! run never holds every user in memory, and a plan applied then planned again
+//! changes nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -12,6 +16,33 @@ use crate::manifest::{Action, Core, MatchOn, Target};
 use crate::mapping::Record;
 use crate::store::Skip;
 use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
+
+/// How many of each kind of change a plan keeps to show; the counts are always exact.
+pub const SAMPLE: usize = 1000;
+/// How many skip reasons a plan keeps; `n_skipped` is always exact.
+pub const MAX_SKIPS: usize = 10_000;
+
+/// The users a plan reads and changes. Lookups see the changes already made.
+pub trait Directory {
+    type Error;
+    /// The user holding `value` in `key` (`Core::Email`, case-insensitive, or `Core::ExternalId`).
+    fn find(&mut self, key: Core, value: &str) -> Result<Option<StoredUser>, Self::Error>;
+    /// Adds a user owned by `owner`; returns its id.
+    fn create(&mut self, user: &NewUser, owner: &str) -> Result<i64, Self::Error>;
+    /// Writes a user's fields, `active` and `extra_fields`; with `adopt`, `owner` takes it.
+    fn update(&mut self, update: &Update, owner: &str) -> Result<(), Self::Error>;
+    fn clear_email(&mut self, id: i64) -> Result<(), Self::Error>;
+    fn adopt(&mut self, id: i64, owner: &str) -> Result<(), Self::Error>;
+    /// How many active users `owner` owns.
+    fn owned_active(&mut self, owner: &str) -> Result<u64, Self::Error>;
+    /// Deactivates `owner`'s active users except `keep`; returns how many, and the first `sample`.
+    fn deactivate_others(
+        &mut self,
+        owner: &str,
+        keep: &HashSet<i64>,
+        sample: usize,
+    ) -> Result<(u64, Vec<Deactivation>), Self::Error>;
+}
 
 /// What the plan needs besides records and users.
 #[derive(Debug, Clone)]
@@ -26,20 +57,28 @@ pub struct PlanOptions<'a> {
     pub auto_clear_email: bool,
 }
 
+/// What a run changed (or, for a dry run, would change): exact counts, and the
+/// first `SAMPLE` changes of each kind to show.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
-    pub creates: Vec<NewUser>,
-    pub updates: Vec<Update>,
-    pub deactivations: Vec<Deactivation>,
-    /// Users whose email is cleared so a synced user can take it (`auto_clear_email`).
-    pub cleared_emails: Vec<Deactivation>,
-    /// Unchanged users this integration takes ownership of.
-    pub adoptions: Vec<i64>,
-    pub skips: Vec<Skip>,
+    pub n_created: u64,
+    pub n_updated: u64,
+    pub n_deactivated: u64,
+    pub n_cleared: u64,
+    pub n_adopted: u64,
+    pub n_skipped: u64,
     /// Records that matched a user whose data already agrees.
     pub unchanged: u64,
     /// Owned, active users before the run: the base of a percentage `max_deactivate`.
     pub owned_active: u64,
+    pub creates: Vec<NewUser>,
+    pub updates: Vec<Update>,
+    pub deactivations: Vec<Deactivation>,
+    /// Users whose email was cleared so a synced user could take it (`auto_clear_email`).
+    pub cleared_emails: Vec<Deactivation>,
+    /// Unchanged users this integration took ownership of.
+    pub adoptions: Vec<i64>,
+    pub skips: Vec<Skip>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,16 +117,24 @@ pub struct Deactivation {
 }
 
 impl Plan {
-    pub fn n_updated(&self) -> u64 {
-        (self.updates.len() + self.cleared_emails.len()) as u64
+    /// Users whose stored data changed, emails cleared for another user included.
+    pub fn n_changed(&self) -> u64 {
+        self.n_updated + self.n_cleared
     }
 
+    /// True when the run changed nothing at all (ownership included).
     pub fn is_empty(&self) -> bool {
-        self.creates.is_empty()
-            && self.updates.is_empty()
-            && self.deactivations.is_empty()
-            && self.cleared_emails.is_empty()
-            && self.adoptions.is_empty()
+        self.n_created == 0
+            && self.n_updated == 0
+            && self.n_deactivated == 0
+            && self.n_cleared == 0
+            && self.n_adopted == 0
+    }
+}
+
+fn keep<T>(list: &mut Vec<T>, item: T) {
+    if list.len() < SAMPLE {
+        list.push(item);
     }
 }
 
@@ -99,31 +146,42 @@ fn label(user: &StoredUser) -> String {
         .unwrap_or_else(|| format!("user #{}", user.id))
 }
 
-/// Plans one run.
+/// Plans one run and applies each decision to `dir` as it is made.
 ///
 /// A record refused because another user holds its email or external id is
 /// tried again after the others, and again while retries make progress: a
 /// later record may free the value (emails that move between people in one
-/// export), and the plan must not depend on record order.
-pub fn plan(records: &[Record], current: &[StoredUser], opts: &PlanOptions<'_>) -> Plan {
-    let mut planner = Planner::new(current, opts);
-    let mut waiting: Vec<(&Record, String)> = Vec::new();
+/// export), and the outcome must not depend on record order.
+pub fn plan<D: Directory>(
+    records: impl IntoIterator<Item = Record>,
+    dir: &mut D,
+    opts: &PlanOptions<'_>,
+) -> Result<Plan, D::Error> {
+    let mut planner = Planner::new(dir, opts);
+    if opts.action == Action::Sync {
+        planner.plan.owned_active = planner.dir.owned_active(opts.integration)?;
+    }
+    let mut waiting: Vec<(Record, String)> = Vec::new();
     for record in records {
-        match planner.admit(record).and_then(|key| planner.act(record, &key)) {
+        let outcome = match planner.admit(&record) {
+            Ok(key) => planner.act(&record, &key)?,
+            Err(refusal) => Err(refusal),
+        };
+        match outcome {
             Ok(()) => {}
             Err(Refusal::Conflict(reason)) => waiting.push((record, reason)),
-            Err(Refusal::Final(reason)) => planner.skip(record, reason),
+            Err(Refusal::Final(reason)) => planner.skip(&record, reason),
         }
     }
     loop {
         let before = waiting.len();
         let mut still = Vec::new();
         for (record, reason) in waiting {
-            let key = planner.key(record).unwrap_or_default();
-            match planner.act(record, &key) {
+            let key = planner.key(&record).unwrap_or_default();
+            match planner.act(&record, &key)? {
                 Ok(()) => {}
                 Err(Refusal::Conflict(_)) => still.push((record, reason)),
-                Err(Refusal::Final(reason)) => planner.skip(record, reason),
+                Err(Refusal::Final(reason)) => planner.skip(&record, reason),
             }
         }
         waiting = still;
@@ -131,13 +189,16 @@ pub fn plan(records: &[Record], current: &[StoredUser], opts: &PlanOptions<'_>) 
             break;
         }
     }
-    let mut skipped: Vec<(&Record, String)> = waiting;
-    skipped.sort_by_key(|(r, _)| r.index);
-    for (record, reason) in skipped {
-        planner.skip(record, reason);
+    for (record, reason) in waiting {
+        planner.skip(&record, reason);
     }
     planner.plan.skips.sort_by_key(|s| s.record);
-    planner.finish()
+    if opts.action == Action::Sync {
+        let (n, sample) = planner.dir.deactivate_others(opts.integration, &planner.matched, SAMPLE)?;
+        planner.plan.n_deactivated = n;
+        planner.plan.deactivations = sample;
+    }
+    Ok(planner.plan)
 }
 
 /// Why a record is not used: final, or a conflict with another user that a
@@ -159,52 +220,39 @@ impl From<&str> for Refusal {
     }
 }
 
-struct Planner<'a> {
+/// A decision about one record, or the directory's error.
+type Step<E> = Result<Result<(), Refusal>, E>;
+
+struct Planner<'a, D> {
     opts: &'a PlanOptions<'a>,
-    users: &'a [StoredUser],
-    by_email: HashMap<String, usize>,
-    by_external: HashMap<String, usize>,
-    /// Keys (email or external id) of users this run creates, with their record index.
-    new_emails: HashMap<String, usize>,
-    new_externals: HashMap<String, usize>,
-    /// Match keys already seen in this run, with the record that used them.
-    seen_keys: HashMap<String, usize>,
-    /// Users matched by a record (not deactivated by a sync).
-    matched: HashSet<usize>,
-    cleared: HashSet<usize>,
+    dir: &'a mut D,
+    /// Match keys seen in this run (by hash), with the record that used them first.
+    seen: HashMap<(u64, u64), usize>,
+    /// Users matched or created by a record: present in the source, never deactivated.
+    matched: HashSet<i64>,
+    /// Seeds the second half of a key's 128-bit hash: keys are remembered by
+    /// hash, not text, so a million-record run does not keep a million strings.
+    seed: std::hash::RandomState,
     plan: Plan,
 }
 
-impl<'a> Planner<'a> {
-    fn new(users: &'a [StoredUser], opts: &'a PlanOptions<'a>) -> Self {
-        let mut by_email = HashMap::with_capacity(users.len());
-        let mut by_external = HashMap::with_capacity(users.len());
-        for (i, u) in users.iter().enumerate() {
-            if let Some(e) = &u.fields.email {
-                by_email.insert(e.to_lowercase(), i);
-            }
-            if let Some(x) = &u.fields.external_id {
-                by_external.insert(x.clone(), i);
-            }
-        }
-        let owned_active =
-            users.iter().filter(|u| u.active && u.owner.as_deref() == Some(opts.integration)).count() as u64;
+impl<'a, D: Directory> Planner<'a, D> {
+    fn new(dir: &'a mut D, opts: &'a PlanOptions<'a>) -> Self {
         Self {
             opts,
-            users,
-            by_email,
-            by_external,
-            new_emails: HashMap::new(),
-            new_externals: HashMap::new(),
-            seen_keys: HashMap::new(),
+            dir,
+            seen: HashMap::new(),
             matched: HashSet::new(),
-            cleared: HashSet::new(),
-            plan: Plan { owned_active, ..Plan::default() },
+            seed: std::hash::RandomState::new(),
+            plan: Plan::default(),
         }
     }
 
     fn skip(&mut self, r: &Record, reason: String) {
-        self.plan.skips.push(Skip { record: r.index, key: r.key(), reason });
+        self.plan.n_skipped += 1;
+        if self.plan.skips.len() < MAX_SKIPS {
+            self.plan.skips.push(Skip { record: r.index, key: r.key(), reason });
+        }
     }
 
     fn key(&self, r: &Record) -> Result<String, Refusal> {
@@ -216,6 +264,12 @@ impl<'a> Planner<'a> {
         }
     }
 
+    fn hash(&self, key: &str) -> (u64, u64) {
+        let mut a = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut a);
+        (a.finish(), self.seed.hash_one(key))
+    }
+
     /// Checks a record can be used at all and returns its match key; a key
     /// already used by an earlier record of the run is refused.
     fn admit(&mut self, r: &Record) -> Result<String, Refusal> {
@@ -223,14 +277,15 @@ impl<'a> Planner<'a> {
             return Err(Refusal::Final(problem.clone()));
         }
         let key = self.key(r)?;
-        if let Some(first) = self.seen_keys.insert(key.clone(), r.index) {
-            self.seen_keys.insert(key.clone(), first);
+        let hash = self.hash(&key);
+        if let Some(first) = self.seen.get(&hash) {
             return Err(Refusal::Final(format!("duplicate of record {first} ({key}) in this run")));
         }
+        self.seen.insert(hash, r.index);
         Ok(key)
     }
 
-    fn act(&mut self, r: &Record, key: &str) -> Result<(), Refusal> {
+    fn act(&mut self, r: &Record, key: &str) -> Step<D::Error> {
         match self.opts.action {
             Action::Create => self.create(r),
             Action::Update => self.update(r),
@@ -238,64 +293,47 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn find(&self, c: Core, value: &str) -> Option<usize> {
-        match c {
-            Core::Email => self.by_email.get(value).copied(),
-            _ => self.by_external.get(value).copied(),
-        }
-    }
-
-    fn create(&mut self, r: &Record) -> Result<(), Refusal> {
+    fn create(&mut self, r: &Record) -> Step<D::Error> {
         let email = r.fields.email.as_deref().unwrap_or_default();
-        if self.find(Core::Email, email).is_some() {
+        if self.dir.find(Core::Email, email)?.is_some() {
             self.plan.unchanged += 1;
-            return Ok(());
+            return Ok(Ok(()));
         }
         if r.fields.first_name.is_none() || r.fields.last_name.is_none() {
-            return Err("missing first_name or last_name".into());
+            return Ok(Err("missing first_name or last_name".into()));
         }
         self.add_new_user(r)
     }
 
-    fn add_new_user(&mut self, r: &Record) -> Result<(), Refusal> {
-        if let Some(email) = &r.fields.email {
-            if self.opts.ignored_emails.contains(email) {
-                return Err("email is in ignored_emails".into());
-            }
-            if let Some(first) = self.new_emails.get(email) {
-                return Err(format!("email {email} is also used by record {first}, created in this run").into());
-            }
+    fn add_new_user(&mut self, r: &Record) -> Step<D::Error> {
+        if let Some(email) = &r.fields.email
+            && self.opts.ignored_emails.contains(email)
+        {
+            return Ok(Err("email is in ignored_emails".into()));
         }
-        if let Some(ext) = &r.fields.external_id {
-            if let Some(i) = self.find(Core::ExternalId, ext) {
-                return Err(Refusal::Conflict(format!(
-                    "external_id {ext} already belongs to {}",
-                    label(&self.users[i])
-                )));
-            }
-            if let Some(first) = self.new_externals.get(ext) {
-                return Err(format!("external_id {ext} is also used by record {first}, created in this run").into());
-            }
+        if let Some(ext) = &r.fields.external_id
+            && let Some(holder) = self.dir.find(Core::ExternalId, ext)?
+        {
+            return Ok(Err(Refusal::Conflict(format!("external_id {ext} already belongs to {}", label(&holder)))));
         }
-        if let Some(email) = &r.fields.email {
-            self.new_emails.insert(email.clone(), r.index);
-        }
-        if let Some(ext) = &r.fields.external_id {
-            self.new_externals.insert(ext.clone(), r.index);
-        }
-        self.plan.creates.push(NewUser {
+        let user = NewUser {
             record: r.index,
             fields: r.fields.clone(),
             active: r.active.unwrap_or(true),
             extra: r.extra.clone(),
-        });
-        Ok(())
+        };
+        let id = self.dir.create(&user, self.opts.integration)?;
+        self.matched.insert(id);
+        self.plan.n_created += 1;
+        keep(&mut self.plan.creates, user);
+        Ok(Ok(()))
     }
 
-    fn update(&mut self, r: &Record) -> Result<(), Refusal> {
+    fn update(&mut self, r: &Record) -> Step<D::Error> {
         let email = r.fields.email.as_deref().unwrap_or_default();
-        let i = self.find(Core::Email, email).ok_or("no user with this email")?;
-        let user = &self.users[i];
+        let Some(user) = self.dir.find(Core::Email, email)? else {
+            return Ok(Err("no user with this email".into()));
+        };
         let mut extra = user.extra.clone();
         for target in self.opts.mapped {
             let value = match target {
@@ -311,56 +349,55 @@ impl<'a> Planner<'a> {
         let changes = extra_changes(&user.extra, &extra);
         if changes.is_empty() {
             self.plan.unchanged += 1;
-            return Ok(());
+            return Ok(Ok(()));
         }
-        self.plan.updates.push(Update {
+        let update = Update {
             user_id: user.id,
             record: r.index,
-            label: label(user),
+            label: label(&user),
             changes,
             fields: user.fields.clone(),
             active: user.active,
             extra,
             adopt: false,
-        });
-        Ok(())
+        };
+        self.write_update(update)
     }
 
-    fn sync(&mut self, r: &Record, key: &str) -> Result<(), Refusal> {
+    fn write_update(&mut self, update: Update) -> Step<D::Error> {
+        self.dir.update(&update, self.opts.integration)?;
+        self.plan.n_updated += 1;
+        keep(&mut self.plan.updates, update);
+        Ok(Ok(()))
+    }
+
+    fn sync(&mut self, r: &Record, key: &str) -> Step<D::Error> {
         let key_field = if self.opts.match_on == MatchOn::Email { Core::Email } else { Core::ExternalId };
-        let Some(i) = self.find(key_field, key) else {
-            self.claim_email(r, None)?;
+        let Some(user) = self.dir.find(key_field, key)? else {
+            if let Err(refusal) = self.claim_email(r, None)? {
+                return Ok(Err(refusal));
+            }
             return self.add_new_user(r);
         };
-        let user = &self.users[i];
         if let Some(owner) = user.owner.as_deref().filter(|o| *o != self.opts.integration) {
-            return Err(format!("{} is owned by integration {owner}", label(user)).into());
+            return Ok(Err(Refusal::Conflict(format!("{} is owned by integration {owner}", label(&user)))));
         }
-        self.matched.insert(i);
-        // What the user holds at this point of the run: an email cleared for another record is gone.
-        let mut current = user.fields.clone();
-        if self.cleared.contains(&i) {
-            current.email = None;
-        }
-        let mut fields = current.clone();
+        self.matched.insert(user.id);
+        let mut fields = user.fields.clone();
         for c in TEXT_COLUMNS {
             if let Some(v) = r.fields.get(c) {
                 fields.set(c, Some(v.to_string()));
             }
         }
-        if fields.email != current.email {
-            self.claim_email(r, Some(i))?;
+        if let Some(ext) = &r.fields.external_id
+            && let Some(holder) = self.dir.find(Core::ExternalId, ext)?.filter(|h| h.id != user.id)
+        {
+            return Ok(Err(Refusal::Conflict(format!("external_id {ext} already belongs to {}", label(&holder)))));
         }
-        if let Some(ext) = &r.fields.external_id {
-            if let Some(j) = self.find(Core::ExternalId, ext).filter(|j| *j != i) {
-                return Err(Refusal::Conflict(format!(
-                    "external_id {ext} already belongs to {}",
-                    label(&self.users[j])
-                )));
-            }
-            if let Some(first) = self.new_externals.get(ext) {
-                return Err(format!("external_id {ext} is also used by record {first}, created in this run").into());
-            }
+        if fields.email != user.fields.email
+            && let Err(refusal) = self.claim_email(r, Some(user.id))?
+        {
+            return Ok(Err(refusal));
         }
         let mut extra = user.extra.clone();
         for (k, v) in &r.extra {
@@ -376,91 +413,49 @@ impl<'a> Planner<'a> {
         if changes.is_empty() {
             self.plan.unchanged += 1;
             if adopt {
-                self.plan.adoptions.push(user.id);
+                self.dir.adopt(user.id, self.opts.integration)?;
+                self.plan.n_adopted += 1;
+                keep(&mut self.plan.adoptions, user.id);
             }
-            return Ok(());
+            return Ok(Ok(()));
         }
-        self.reindex(i, &current, &fields);
-        self.plan.updates.push(Update {
-            user_id: user.id,
-            record: r.index,
-            label: label(user),
-            changes,
-            fields,
-            active,
-            extra,
-            adopt,
-        });
-        Ok(())
-    }
-
-    /// Keeps the lookup maps true after user `i` changes its email or external id,
-    /// so later records in the run see the new values.
-    fn reindex(&mut self, i: usize, old: &Fields, new: &Fields) {
-        if old.email != new.email {
-            if let Some(e) = &old.email
-                && self.by_email.get(&e.to_lowercase()) == Some(&i)
-            {
-                self.by_email.remove(&e.to_lowercase());
-            }
-            if let Some(e) = &new.email {
-                self.by_email.insert(e.to_lowercase(), i);
-            }
+        if adopt {
+            self.plan.n_adopted += 1;
         }
-        if old.external_id != new.external_id {
-            if let Some(x) = &old.external_id
-                && self.by_external.get(x) == Some(&i)
-            {
-                self.by_external.remove(x);
-            }
-            if let Some(x) = &new.external_id {
-                self.by_external.insert(x.clone(), i);
-            }
-        }
+        let update =
+            Update { user_id: user.id, record: r.index, label: label(&user), changes, fields, active, extra, adopt };
+        self.write_update(update)
     }
 
     /// Makes sure the record's email is free for user `me` (None = a new user):
     /// clears another user's email with `auto_clear_email`, or refuses.
-    fn claim_email(&mut self, r: &Record, me: Option<usize>) -> Result<(), Refusal> {
-        let Some(email) = &r.fields.email else { return Ok(()) };
-        if let Some(first) = self.new_emails.get(email).filter(|_| me.is_some()) {
-            return Err(format!("email {email} is also used by record {first}, created in this run").into());
-        }
-        let Some(other) = self.find(Core::Email, email).filter(|o| Some(*o) != me) else { return Ok(()) };
-        let holder = &self.users[other];
+    fn claim_email(&mut self, r: &Record, me: Option<i64>) -> Step<D::Error> {
+        let Some(email) = &r.fields.email else { return Ok(Ok(())) };
+        let Some(holder) = self.dir.find(Core::Email, email)?.filter(|h| Some(h.id) != me) else {
+            return Ok(Ok(()));
+        };
         if let Some(owner) = holder.owner.as_deref().filter(|o| *o != self.opts.integration) {
-            return Err(Refusal::Conflict(format!(
+            return Ok(Err(Refusal::Conflict(format!(
                 "email {email} belongs to {}, owned by integration {owner}",
-                label(holder)
-            )));
+                label(&holder)
+            ))));
         }
-        if !self.opts.auto_clear_email || self.matched.contains(&other) {
-            return Err(Refusal::Conflict(format!(
+        if !self.opts.auto_clear_email || self.matched.contains(&holder.id) {
+            return Ok(Err(Refusal::Conflict(format!(
                 "email {email} already belongs to {} (user #{}){}",
-                label(holder),
+                label(&holder),
                 holder.id,
                 if self.opts.auto_clear_email {
                     ", which this run also updates"
                 } else {
                     "; set auto_clear_email to take it"
                 }
-            )));
+            ))));
         }
-        self.by_email.remove(email);
-        self.cleared.insert(other);
-        self.plan.cleared_emails.push(Deactivation { user_id: holder.id, label: label(holder) });
-        Ok(())
-    }
-
-    fn finish(mut self) -> Plan {
-        if self.opts.action == Action::Sync {
-            for (i, u) in self.users.iter().enumerate() {
-                if u.active && u.owner.as_deref() == Some(self.opts.integration) && !self.matched.contains(&i) {
-                    self.plan.deactivations.push(Deactivation { user_id: u.id, label: label(u) });
-                }
-            }
-        }
-        self.plan
+        self.dir.clear_email(holder.id)?;
+        self.plan.n_cleared += 1;
+        keep(&mut self.plan.cleared_emails, Deactivation { user_id: holder.id, label: label(&holder) });
+        Ok(Ok(()))
     }
 }
 
@@ -486,6 +481,146 @@ fn extra_changes(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<Chan
         .filter(|(k, v)| old.get(*k) != Some(*v))
         .map(|(k, v)| Change { field: format!("extra_fields.{k}"), old: show(old.get(k)), new: show(Some(v)) })
         .collect()
+}
+
+/// Users held in memory, with the uniqueness rules the store enforces
+/// (a broken rule is an error). For tests, benchmarks, and reasoning about plans.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryDirectory {
+    pub users: Vec<StoredUser>,
+    by_id: HashMap<i64, usize>,
+    max_id: i64,
+    by_email: HashMap<String, usize>,
+    by_external: HashMap<String, usize>,
+}
+
+impl MemoryDirectory {
+    pub fn new(users: Vec<StoredUser>) -> Self {
+        let mut dir = Self { users, ..Self::default() };
+        for i in 0..dir.users.len() {
+            dir.index(i);
+        }
+        dir
+    }
+
+    fn index(&mut self, i: usize) {
+        let u = &self.users[i];
+        self.by_id.insert(u.id, i);
+        self.max_id = self.max_id.max(u.id);
+        if let Some(e) = &u.fields.email {
+            self.by_email.insert(e.to_lowercase(), i);
+        }
+        if let Some(x) = &u.fields.external_id {
+            self.by_external.insert(x.clone(), i);
+        }
+    }
+
+    fn position(&self, id: i64) -> Result<usize, String> {
+        self.by_id.get(&id).copied().ok_or_else(|| format!("no user #{id}"))
+    }
+
+    fn check_free(&self, fields: &Fields, me: Option<usize>) -> Result<(), String> {
+        if let Some(e) = &fields.email
+            && let Some(i) = self.by_email.get(&e.to_lowercase()).filter(|i| Some(**i) != me)
+        {
+            return Err(format!("UNIQUE: email {e} is held by user #{}", self.users[*i].id));
+        }
+        if let Some(x) = &fields.external_id
+            && let Some(i) = self.by_external.get(x).filter(|i| Some(**i) != me)
+        {
+            return Err(format!("UNIQUE: external_id {x} is held by user #{}", self.users[*i].id));
+        }
+        Ok(())
+    }
+
+    fn unindex(&mut self, i: usize) {
+        let u = &self.users[i];
+        if let Some(e) = &u.fields.email {
+            self.by_email.remove(&e.to_lowercase());
+        }
+        if let Some(x) = &u.fields.external_id {
+            self.by_external.remove(x);
+        }
+    }
+}
+
+impl Directory for MemoryDirectory {
+    type Error = String;
+
+    fn find(&mut self, key: Core, value: &str) -> Result<Option<StoredUser>, String> {
+        let i = match key {
+            Core::Email => self.by_email.get(&value.to_lowercase()),
+            _ => self.by_external.get(value),
+        };
+        Ok(i.map(|i| self.users[*i].clone()))
+    }
+
+    fn create(&mut self, user: &NewUser, owner: &str) -> Result<i64, String> {
+        self.check_free(&user.fields, None)?;
+        let id = self.max_id + 1;
+        self.users.push(StoredUser {
+            id,
+            fields: user.fields.clone(),
+            active: user.active,
+            extra: user.extra.clone(),
+            owner: Some(owner.to_string()),
+        });
+        self.index(self.users.len() - 1);
+        Ok(id)
+    }
+
+    fn update(&mut self, update: &Update, owner: &str) -> Result<(), String> {
+        let i = self.position(update.user_id)?;
+        self.check_free(&update.fields, Some(i))?;
+        self.unindex(i);
+        let u = &mut self.users[i];
+        u.fields = update.fields.clone();
+        u.active = update.active;
+        u.extra = update.extra.clone();
+        if update.adopt {
+            u.owner = Some(owner.to_string());
+        }
+        self.index(i);
+        Ok(())
+    }
+
+    fn clear_email(&mut self, id: i64) -> Result<(), String> {
+        let i = self.position(id)?;
+        self.unindex(i);
+        self.users[i].fields.email = None;
+        self.index(i);
+        Ok(())
+    }
+
+    fn adopt(&mut self, id: i64, owner: &str) -> Result<(), String> {
+        let i = self.position(id)?;
+        self.users[i].owner = Some(owner.to_string());
+        Ok(())
+    }
+
+    fn owned_active(&mut self, owner: &str) -> Result<u64, String> {
+        Ok(self.users.iter().filter(|u| u.active && u.owner.as_deref() == Some(owner)).count() as u64)
+    }
+
+    fn deactivate_others(
+        &mut self,
+        owner: &str,
+        keep: &HashSet<i64>,
+        sample: usize,
+    ) -> Result<(u64, Vec<Deactivation>), String> {
+        let mut n = 0;
+        let mut shown = Vec::new();
+        for u in &mut self.users {
+            if u.active && u.owner.as_deref() == Some(owner) && !keep.contains(&u.id) {
+                u.active = false;
+                n += 1;
+                if shown.len() < sample {
+                    shown.push(Deactivation { user_id: u.id, label: label(u) });
+                }
+            }
+        }
+        Ok((n, shown))
+    }
 }
 
 #[cfg(test)]
@@ -529,53 +664,9 @@ mod tests {
 
     const NAMES: &[Target] = &[Target::Core(Core::Email), Target::Core(Core::FirstName), Target::Core(Core::LastName)];
 
-    /// Applies a plan to users in memory the way `store::apply_run` does, and
-    /// checks the uniqueness rules SQLite would enforce.
-    fn apply(users: &[StoredUser], p: &Plan, integration: &str) -> Vec<StoredUser> {
-        let mut out = users.to_vec();
-        let by_id = |out: &mut Vec<StoredUser>, id: i64| out.iter().position(|u| u.id == id).unwrap();
-        for c in &p.cleared_emails {
-            let i = by_id(&mut out, c.user_id);
-            out[i].fields.email = None;
-        }
-        for u in &p.updates {
-            let i = by_id(&mut out, u.user_id);
-            out[i].fields = u.fields.clone();
-            out[i].active = u.active;
-            out[i].extra = u.extra.clone();
-            if u.adopt {
-                out[i].owner = Some(integration.to_string());
-            }
-        }
-        for id in &p.adoptions {
-            let i = by_id(&mut out, *id);
-            out[i].owner = Some(integration.to_string());
-        }
-        for d in &p.deactivations {
-            let i = by_id(&mut out, d.user_id);
-            out[i].active = false;
-        }
-        let first_id = out.iter().map(|u| u.id).max().unwrap_or(0) + 1;
-        for (next, n) in (first_id..).zip(&p.creates) {
-            out.push(StoredUser {
-                id: next,
-                fields: n.fields.clone(),
-                active: n.active,
-                extra: n.extra.clone(),
-                owner: Some(integration.into()),
-            });
-        }
-        let mut emails = HashSet::new();
-        let mut externals = HashSet::new();
-        for u in &out {
-            if let Some(e) = &u.fields.email {
-                assert!(emails.insert(e.to_lowercase()), "two users with email {e}");
-            }
-            if let Some(x) = &u.fields.external_id {
-                assert!(externals.insert(x.clone()), "two users with external_id {x}");
-            }
-        }
-        out
+    /// Plans against a `MemoryDirectory` holding `current`; panics if a store rule would break.
+    fn plan(records: &[Record], current: &[StoredUser], o: &PlanOptions<'_>) -> Plan {
+        super::plan(records.to_vec(), &mut MemoryDirectory::new(current.to_vec()), o).unwrap()
     }
 
     mod generated {
@@ -652,9 +743,11 @@ mod tests {
                 let records: Vec<Record> = records.into_iter().enumerate().map(|(i, mut r)| { r.index = i; r }).collect();
                 let match_on = if by_external { MatchOn::ExternalId } else { MatchOn::Email };
                 let o = PlanOptions { match_on, auto_clear_email, ..opts(action, ALL) };
-                let first = plan(&records, &users, &o);
-                let after = apply(&users, &first, "hr");
-                let second = plan(&records, &after, &o);
+                let mut dir = MemoryDirectory::new(users.clone());
+                let first = super::super::plan(records.clone(), &mut dir, &o);
+                prop_assert!(first.is_ok(), "a store rule broke: {first:?}");
+                let first = first.unwrap();
+                let second = super::super::plan(records, &mut dir, &o).unwrap();
                 prop_assert!(second.is_empty(), "first: {first:?}\nsecond: {second:?}");
                 for u in users.iter().filter(|u| u.owner.as_deref() != Some("hr") ) {
                     prop_assert!(!first.deactivations.iter().any(|d| d.user_id == u.id), "deactivated a user it does not own");

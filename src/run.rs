@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::fetch::{self, Client};
 use crate::manifest::{Manifest, Target};
-use crate::plan::{self, Plan, PlanOptions};
+use crate::plan::{Plan, PlanOptions};
 use crate::redact::Redactor;
 use crate::store::{Counts, RunEnd, Skip, Store, StoreError};
 
@@ -251,17 +251,16 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     let n_fetched = report.fetched;
     let applied = tokio::task::spawn_blocking(move || {
         let mut store = store;
-        store.apply_run(run_id, &integration, |users| {
-            let opts_plan = PlanOptions {
-                integration: &integration,
-                action,
-                match_on,
-                mapped: &mapped,
-                ignored_emails: &ignored,
-                auto_clear_email,
-            };
-            let plan = plan::plan(&records, users, &opts_plan);
-            let held = over_limit(&plan, limit);
+        let opts_plan = PlanOptions {
+            integration: &integration,
+            action,
+            match_on,
+            mapped: &mapped,
+            ignored_emails: &ignored,
+            auto_clear_email,
+        };
+        store.apply_run(run_id, &records, &opts_plan, |plan| {
+            let held = over_limit(plan, limit);
             let (status, error) = match (&held, opts.dry_run, opts.force) {
                 _ if cancel.is_cancelled() => ("failed", Some(CANCELLED.to_string())),
                 (_, true, _) => ("dry-run", None),
@@ -270,13 +269,12 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
             };
             let counts = Counts {
                 fetched: n_fetched,
-                created: plan.creates.len() as i64,
-                updated: plan.n_updated() as i64,
-                deactivated: plan.deactivations.len() as i64,
-                skipped: plan.skips.len() as i64,
+                created: plan.n_created as i64,
+                updated: plan.n_changed() as i64,
+                deactivated: plan.n_deactivated as i64,
+                skipped: plan.n_skipped as i64,
             };
-            let end = RunEnd { status, counts, error, skips: plan.skips.clone(), requests: trace };
-            (plan, end)
+            RunEnd { status, counts, error, skips: plan.skips.clone(), requests: trace }
         })
     })
     .instrument(span.clone())
@@ -336,7 +334,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
 /// Why a plan deactivates more than `limit` allows, or `None` when it is within it.
 fn over_limit(plan: &Plan, limit: crate::config::Limit) -> Option<String> {
     let allowed = limit.allowed(plan.owned_active);
-    let n = plan.deactivations.len() as u64;
+    let n = plan.n_deactivated;
     (n > allowed).then(|| {
         format!(
             "would deactivate {n} of {} owned active users, over max_deactivate {limit} ({allowed})",

@@ -14,13 +14,13 @@ use serde_json::{Map, Value};
 pub use client::{Client, Request, Response, excerpt};
 
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
-use crate::mapping::{Record, map_record, text};
+use crate::mapping::{RecordArena, map_record, text};
 use crate::template::{Renderer, TemplateError};
 
 /// Everything a fetch produced.
 #[derive(Debug, Default)]
 pub struct Fetched {
-    pub records: Vec<Record>,
+    pub records: RecordArena,
     pub pages: u32,
 }
 
@@ -175,7 +175,9 @@ impl Fetch<'_> {
             let Some(items) = self.page_items(page, &req, page_no)? else { break };
             let n_items = items.len();
             let base = out.records.len();
-            out.records.extend(items.iter().enumerate().map(|(i, item)| map_record(&m.data_structure, base + i, item)));
+            for (i, item) in items.iter().enumerate() {
+                out.records.push(&map_record(&m.data_structure, base + i, item));
+            }
             drop(items);
             progress(page_no, out.records.len());
             if n_items == 0 && !matches!(m.pagination, Pagination::None) {
