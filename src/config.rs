@@ -339,11 +339,6 @@ impl Config {
         self.secrets.get(name).and_then(|t| t.get(id)).cloned()
     }
 
-    /// Manifest names that have a `[secrets.NAME]` table, for spotting typos.
-    pub fn secret_tables(&self) -> impl Iterator<Item = &str> {
-        self.secrets.keys().map(String::as_str)
-    }
-
     pub fn is_ignored(&self, email: &str) -> bool {
         self.ignored_emails.iter().any(|e| e == email)
     }

@@ -205,6 +205,18 @@ fn is_missing(value: &Value) -> bool {
     }
 }
 
+/// What kind of JSON value this is, for messages: "a list", "an object", ...
+pub fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// A JSON value as text: strings trimmed, numbers as written, booleans as `true`/`false`.
 /// Null and blank strings are missing.
 pub fn text(value: &Value, field: &str) -> Result<Option<String>, String> {
@@ -214,12 +226,7 @@ pub fn text(value: &Value, field: &str) -> Result<Option<String>, String> {
         Value::String(s) => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
-        Value::Array(_) | Value::Object(_) => {
-            return Err(format!(
-                "\"{field}\" is {}, expected text",
-                if value.is_array() { "a list" } else { "an object" }
-            ));
-        }
+        Value::Array(_) | Value::Object(_) => return Err(format!("\"{field}\" is {}, expected text", kind(value))),
     })
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 pub use client::{Client, Request, Response, excerpt};
 
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
-use crate::mapping::{RecordArena, map_record, text};
+use crate::mapping::{RecordArena, kind, map_record, text};
 use crate::template::{Renderer, TemplateError};
 
 /// Everything a fetch produced.
@@ -295,17 +295,6 @@ impl Fetch<'_> {
 
     fn loop_error(&self, page_no: u32, what: &str) -> String {
         format!("page {page_no}: the source sent a next-page {what} it had sent before; stopping instead of looping")
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -58,12 +58,6 @@ pub struct Manifest {
     pub auto_clear_email: bool,
 }
 
-impl Manifest {
-    pub fn maps(&self, target: &Target) -> bool {
-        self.data_structure.iter().any(|(t, _)| t == target)
-    }
-}
-
 /// One value from `initial_data_form`, resolved from config, environment or credentials.
 #[derive(Debug, Clone)]
 pub struct FormValue {

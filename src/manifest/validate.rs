@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::{Action, ContinueIf, FieldPath, FormValue, Manifest, MatchOn, Pagination, Polling, Step, Target};
 use crate::config::{Config, Limit, secret_env_name};
 use crate::error::{Problem, pointer_token};
+use crate::mapping::kind;
 use crate::schedule::Schedule;
 
 const TOP_KEYS: &[&str] = &[
@@ -78,17 +79,6 @@ struct Scope<'a> {
     responses_below: usize,
     next_page_token: bool,
     paging: bool,
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The known name a typo most likely meant: a small edit distance, or one

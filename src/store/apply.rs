@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{RunEnd, Store, StoreError, now};
 use crate::manifest::Core;
@@ -91,10 +91,7 @@ fn stored_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
             job: r.get(7)?,
             department: r.get(8)?,
         },
-        extra: match serde_json::from_str(&extra) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        },
+        extra: super::extra_map(&extra),
         active: r.get::<_, i64>(10)? != 0,
         owner: r.get(11)?,
     })

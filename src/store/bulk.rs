@@ -3,7 +3,7 @@
 //! id order, a page at a time, so a large directory streams.
 
 use rusqlite::{TransactionBehavior, params};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Store, StoreError, now};
 use crate::bulk::{self, Existing, ExportRow, ImportRecord, ImportReply};
@@ -27,10 +27,7 @@ impl Store {
                     username: r.get(5)?,
                     phone: r.get(6)?,
                     job: r.get(7)?,
-                    extra: match serde_json::from_str(&extra) {
-                        Ok(Value::Object(m)) => m,
-                        _ => Map::new(),
-                    },
+                    extra: super::extra_map(&extra),
                 })
             })?;
             rows.collect::<Result<Vec<_>, _>>()?

@@ -34,7 +34,6 @@ pub enum StoreError {
 
 pub struct Store {
     conn: Connection,
-    path: PathBuf,
 }
 
 /// UTC now as the store writes it: `YYYY-MM-DD HH:MM:SS`.
@@ -67,13 +66,9 @@ impl Store {
             Ok(())
         };
         setup().map_err(|e| fail(explain(&e)))?;
-        let mut store = Self { conn, path: path.to_path_buf() };
+        let mut store = Self { conn };
         migrate::run(&mut store.conn, path)?;
         Ok(store)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     #[cfg(test)]
@@ -126,7 +121,7 @@ impl Store {
                 phone: r.get(6)?,
                 job: r.get(7)?,
                 department: r.get(8)?,
-                extra_fields: serde_json::from_str(&extra).unwrap_or_else(|_| Value::Object(Map::new())),
+                extra_fields: Value::Object(extra_map(&extra)),
                 active: r.get(10)?,
                 source: r.get(11)?,
                 created_at: r.get(12)?,
@@ -186,6 +181,14 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The `extra_fields` column as a map (`{}` when it is not a JSON object).
+pub(crate) fn extra_map(text: &str) -> Map<String, Value> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
     }
 }
 
