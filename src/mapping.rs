@@ -29,11 +29,16 @@ impl Record {
 /// Mapped records packed into one buffer, about the size of their text,
 /// instead of a few hundred bytes of `String` and map headers each: a run of
 /// a million records keeps them in about 100 MB rather than a gigabyte.
+/// Records are stored in chunks so growing never copies (and never briefly
+/// holds two copies); a record's position is its index, so that is not stored.
 #[derive(Debug, Default)]
 pub struct RecordArena {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
+    chunks: Vec<Vec<u8>>,
+    /// (chunk, end offset in the chunk) of each record.
+    ends: Vec<(u32, u32)>,
 }
+
+const CHUNK: usize = 4 << 20;
 
 const HAS_ACTIVE: u16 = 1 << 8;
 const ACTIVE: u16 = 1 << 9;
@@ -50,6 +55,7 @@ impl RecordArena {
     }
 
     pub fn push(&mut self, r: &Record) {
+        debug_assert_eq!(r.index, self.len(), "records are pushed in order");
         let mut mask = 0u16;
         for (bit, c) in crate::user::TEXT_COLUMNS.iter().enumerate() {
             if r.fields.get(*c).is_some() {
@@ -66,26 +72,37 @@ impl RecordArena {
         if r.problem.is_some() {
             mask |= HAS_PROBLEM;
         }
-        put_varint(&mut self.bytes, r.index as u64);
-        self.bytes.extend_from_slice(&mask.to_le_bytes());
+        let mut bytes = Vec::with_capacity(128);
+        bytes.extend_from_slice(&mask.to_le_bytes());
         for c in crate::user::TEXT_COLUMNS {
             if let Some(v) = r.fields.get(c) {
-                put_str(&mut self.bytes, v);
+                put_str(&mut bytes, v);
             }
         }
         if let Some(e) = &extra {
-            put_str(&mut self.bytes, e);
+            put_str(&mut bytes, e);
         }
         if let Some(p) = &r.problem {
-            put_str(&mut self.bytes, p);
+            put_str(&mut bytes, p);
         }
-        self.ends.push(self.bytes.len());
+        let fits = self.chunks.last().is_some_and(|c| c.len() + bytes.len() <= c.capacity());
+        if !fits {
+            self.chunks.push(Vec::with_capacity(CHUNK.max(bytes.len())));
+        }
+        let chunk = self.chunks.len() - 1;
+        let last = &mut self.chunks[chunk];
+        last.extend_from_slice(&bytes);
+        self.ends.push((chunk as u32, last.len() as u32));
     }
 
     pub fn get(&self, i: usize) -> Record {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        let mut cur = &self.bytes[start..self.ends[i]];
-        let index = take_varint(&mut cur) as usize;
+        let (chunk, end) = self.ends[i];
+        let start = match i.checked_sub(1).map(|p| self.ends[p]) {
+            Some((c, e)) if c == chunk => e,
+            _ => 0,
+        };
+        let mut cur = &self.chunks[chunk as usize][start as usize..end as usize];
+        let index = i;
         let mask = u16::from_le_bytes([cur[0], cur[1]]);
         cur = &cur[2..];
         let mut r = Record { index, ..Record::default() };
@@ -313,7 +330,7 @@ mod tests {
             json!({}),
         ];
         let mut arena = RecordArena::default();
-        let records: Vec<Record> = inputs.iter().enumerate().map(|(i, v)| map_record(&ds, i + 200, v)).collect();
+        let records: Vec<Record> = inputs.iter().enumerate().map(|(i, v)| map_record(&ds, i, v)).collect();
         for r in &records {
             arena.push(r);
         }

@@ -39,9 +39,41 @@ pub trait Directory {
     fn deactivate_others(
         &mut self,
         owner: &str,
-        keep: &HashSet<i64>,
+        keep: &IdSet,
         sample: usize,
     ) -> Result<(u64, Vec<Deactivation>), Self::Error>;
+}
+
+/// A set of user ids as a bitmap: ids are small dense integers, so a million
+/// of them take 125 KB instead of the tens of MB of a hash set.
+#[derive(Debug, Default)]
+pub struct IdSet {
+    bits: Vec<u64>,
+    /// Ids a bitmap cannot hold (negative); SQLite never hands them out, but a set must not lie.
+    others: HashSet<i64>,
+}
+
+impl IdSet {
+    pub fn insert(&mut self, id: i64) {
+        match usize::try_from(id) {
+            Ok(i) => {
+                if self.bits.len() <= i / 64 {
+                    self.bits.resize(i / 64 + 1, 0);
+                }
+                self.bits[i / 64] |= 1 << (i % 64);
+            }
+            Err(_) => {
+                self.others.insert(id);
+            }
+        }
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        match usize::try_from(id) {
+            Ok(i) => self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0),
+            Err(_) => self.others.contains(&id),
+        }
+    }
 }
 
 /// What the plan needs besides records and users.
@@ -157,7 +189,10 @@ pub fn plan<D: Directory>(
     dir: &mut D,
     opts: &PlanOptions<'_>,
 ) -> Result<Plan, D::Error> {
+    let records = records.into_iter();
     let mut planner = Planner::new(dir, opts);
+    // Sized once, so the table never holds its old and new copies at the same time.
+    planner.seen.reserve(records.size_hint().0);
     if opts.action == Action::Sync {
         planner.plan.owned_active = planner.dir.owned_active(opts.integration)?;
     }
@@ -229,7 +264,7 @@ struct Planner<'a, D> {
     /// Match keys seen in this run (by hash), with the record that used them first.
     seen: HashMap<(u64, u64), usize>,
     /// Users matched or created by a record: present in the source, never deactivated.
-    matched: HashSet<i64>,
+    matched: IdSet,
     /// Seeds the second half of a key's 128-bit hash: keys are remembered by
     /// hash, not text, so a million-record run does not keep a million strings.
     seed: std::hash::RandomState,
@@ -242,7 +277,7 @@ impl<'a, D: Directory> Planner<'a, D> {
             opts,
             dir,
             seen: HashMap::new(),
-            matched: HashSet::new(),
+            matched: IdSet::default(),
             seed: std::hash::RandomState::new(),
             plan: Plan::default(),
         }
@@ -440,7 +475,7 @@ impl<'a, D: Directory> Planner<'a, D> {
                 label(&holder)
             ))));
         }
-        if !self.opts.auto_clear_email || self.matched.contains(&holder.id) {
+        if !self.opts.auto_clear_email || self.matched.contains(holder.id) {
             return Ok(Err(Refusal::Conflict(format!(
                 "email {email} already belongs to {} (user #{}){}",
                 label(&holder),
@@ -605,13 +640,13 @@ impl Directory for MemoryDirectory {
     fn deactivate_others(
         &mut self,
         owner: &str,
-        keep: &HashSet<i64>,
+        keep: &IdSet,
         sample: usize,
     ) -> Result<(u64, Vec<Deactivation>), String> {
         let mut n = 0;
         let mut shown = Vec::new();
         for u in &mut self.users {
-            if u.active && u.owner.as_deref() == Some(owner) && !keep.contains(&u.id) {
+            if u.active && u.owner.as_deref() == Some(owner) && !keep.contains(u.id) {
                 u.active = false;
                 n += 1;
                 if shown.len() < sample {
@@ -753,6 +788,20 @@ mod tests {
                     prop_assert!(!first.deactivations.iter().any(|d| d.user_id == u.id), "deactivated a user it does not own");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn id_sets_hold_what_was_put_in() {
+        let mut set = IdSet::default();
+        for id in [0, 1, 63, 64, 1_000_003, -5] {
+            set.insert(id);
+        }
+        for id in [0, 1, 63, 64, 1_000_003, -5] {
+            assert!(set.contains(id), "{id}");
+        }
+        for id in [2, 62, 65, 1_000_002, 5_000_000, -4] {
+            assert!(!set.contains(id), "{id}");
         }
     }
 

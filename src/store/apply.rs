@@ -5,8 +5,6 @@
 //! its changes together with its `runs` row; a dry run or a held run rolls
 //! back every change and records only its `runs` row.
 
-use std::collections::HashSet;
-
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::Value;
@@ -14,7 +12,7 @@ use serde_json::Value;
 use super::{RunEnd, Store, StoreError, now};
 use crate::manifest::Core;
 use crate::mapping::RecordArena;
-use crate::plan::{self, Deactivation, Directory, NewUser, Plan, PlanOptions, Update};
+use crate::plan::{self, Deactivation, Directory, IdSet, NewUser, Plan, PlanOptions, Update};
 use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
 
 /// At most this many skip reasons are kept per run; the count is always exact.
@@ -184,7 +182,7 @@ impl Directory for SqlDirectory<'_> {
     fn deactivate_others(
         &mut self,
         owner: &str,
-        keep: &HashSet<i64>,
+        keep: &IdSet,
         sample: usize,
     ) -> rusqlite::Result<(u64, Vec<Deactivation>)> {
         let mut gone = Vec::new();
@@ -197,7 +195,7 @@ impl Directory for SqlDirectory<'_> {
             let mut rows = stmt.query([owner])?;
             while let Some(r) = rows.next()? {
                 let id: i64 = r.get(0)?;
-                if keep.contains(&id) {
+                if keep.contains(id) {
                     continue;
                 }
                 gone.push(id);
