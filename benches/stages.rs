@@ -116,7 +116,7 @@ fn main() {
     let t = median(
         || {
             let mut dir = MemoryDirectory::new(users.clone());
-            let p = plan(records.iter().cloned(), &mut dir, &opts).unwrap();
+            let p = plan(&records[..], &mut dir, &opts).unwrap();
             updates = p.n_updated;
             black_box(p);
         },

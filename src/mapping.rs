@@ -128,6 +128,66 @@ impl RecordArena {
     pub fn iter(&self) -> impl Iterator<Item = Record> + '_ {
         (0..self.len()).map(|i| self.get(i))
     }
+
+    /// One text field of record `i` without decoding the rest; `None` for a
+    /// record with a problem (it never takes part in matching).
+    pub fn field(&self, i: usize, c: Core) -> Option<&str> {
+        let (chunk, end) = self.ends[i];
+        let start = match i.checked_sub(1).map(|p| self.ends[p]) {
+            Some((c, e)) if c == chunk => e,
+            _ => 0,
+        };
+        let mut cur = &self.chunks[chunk as usize][start as usize..end as usize];
+        let mask = u16::from_le_bytes([cur[0], cur[1]]);
+        cur = &cur[2..];
+        if mask & HAS_PROBLEM != 0 {
+            return None;
+        }
+        for (bit, col) in crate::user::TEXT_COLUMNS.iter().enumerate() {
+            if mask & (1 << bit) != 0 {
+                let value = take_str(&mut cur);
+                if *col == c {
+                    return Some(value);
+                }
+            } else if *col == c {
+                return None;
+            }
+        }
+        None
+    }
+}
+
+/// Records a plan can read by position, more than once.
+pub trait Records {
+    fn count(&self) -> usize;
+    fn record(&self, i: usize) -> Record;
+    /// Field `c` of record `i`, or `None` when it is absent or the record has a problem.
+    fn key(&self, i: usize, c: Core) -> Option<&str>;
+}
+
+impl Records for RecordArena {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn record(&self, i: usize) -> Record {
+        self.get(i)
+    }
+    fn key(&self, i: usize, c: Core) -> Option<&str> {
+        self.field(i, c)
+    }
+}
+
+impl Records for [Record] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn record(&self, i: usize) -> Record {
+        self[i].clone()
+    }
+    fn key(&self, i: usize, c: Core) -> Option<&str> {
+        let r = &self[i];
+        if r.problem.is_some() { None } else { r.fields.get(c) }
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -335,6 +395,10 @@ mod tests {
             arena.push(r);
         }
         assert_eq!(arena.iter().collect::<Vec<_>>(), records);
+        assert_eq!(arena.field(0, Core::Email), Some("a@x.io"));
+        assert_eq!(arena.field(0, Core::LastName), Some("Lee"));
+        assert_eq!(arena.field(1, Core::Email), None);
+        assert_eq!(arena.field(2, Core::Email), None, "a record with a problem has no key");
     }
 
     #[test]

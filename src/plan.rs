@@ -7,13 +7,13 @@
 //! changes nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::manifest::{Action, Core, MatchOn, Target};
-use crate::mapping::Record;
+use crate::mapping::{Record, Records};
 use crate::store::Skip;
 use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
 
@@ -184,20 +184,19 @@ fn label(user: &StoredUser) -> String {
 /// tried again after the others, and again while retries make progress: a
 /// later record may free the value (emails that move between people in one
 /// export), and the outcome must not depend on record order.
-pub fn plan<D: Directory>(
-    records: impl IntoIterator<Item = Record>,
+pub fn plan<D: Directory, R: Records + ?Sized>(
+    records: &R,
     dir: &mut D,
     opts: &PlanOptions<'_>,
 ) -> Result<Plan, D::Error> {
-    let records = records.into_iter();
     let mut planner = Planner::new(dir, opts);
-    // Sized once, so the table never holds its old and new copies at the same time.
-    planner.seen.reserve(records.size_hint().0);
+    planner.repeats = repeated_keys(records, planner.key_field());
     if opts.action == Action::Sync {
         planner.plan.owned_active = planner.dir.owned_active(opts.integration)?;
     }
     let mut waiting: Vec<(Record, String)> = Vec::new();
-    for record in records {
+    for i in 0..records.count() {
+        let record = records.record(i);
         let outcome = match planner.admit(&record) {
             Ok(key) => planner.act(&record, &key)?,
             Err(refusal) => Err(refusal),
@@ -236,6 +235,32 @@ pub fn plan<D: Directory>(
     Ok(planner.plan)
 }
 
+/// Records whose match key an earlier record already used, with that earlier
+/// record. Found before planning by sorting 64-bit hashes of the keys (16 bytes
+/// a record, freed at once) and comparing the texts within each hash group, so
+/// it is exact without keeping every key while the run writes.
+fn repeated_keys<R: Records + ?Sized>(records: &R, c: Core) -> HashMap<usize, usize> {
+    let seed = std::hash::RandomState::new();
+    let mut hashes: Vec<(u64, u32)> =
+        (0..records.count()).filter_map(|i| records.key(i, c).map(|k| (seed.hash_one(k), i as u32))).collect();
+    hashes.sort_unstable();
+    let mut repeats = HashMap::new();
+    for group in hashes.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
+        let mut firsts: Vec<(&str, usize)> = Vec::new();
+        for &(_, i) in group {
+            let i = i as usize;
+            let Some(key) = records.key(i, c) else { continue };
+            match firsts.iter().find(|(k, _)| *k == key) {
+                Some((_, first)) => {
+                    repeats.insert(i, *first);
+                }
+                None => firsts.push((key, i)),
+            }
+        }
+    }
+    repeats
+}
+
 /// Why a record is not used: final, or a conflict with another user that a
 /// later record may resolve.
 enum Refusal {
@@ -261,26 +286,16 @@ type Step<E> = Result<Result<(), Refusal>, E>;
 struct Planner<'a, D> {
     opts: &'a PlanOptions<'a>,
     dir: &'a mut D,
-    /// Match keys seen in this run (by hash), with the record that used them first.
-    seen: HashMap<(u64, u64), usize>,
+    /// Records repeating an earlier record's match key, with that record.
+    repeats: HashMap<usize, usize>,
     /// Users matched or created by a record: present in the source, never deactivated.
     matched: IdSet,
-    /// Seeds the second half of a key's 128-bit hash: keys are remembered by
-    /// hash, not text, so a million-record run does not keep a million strings.
-    seed: std::hash::RandomState,
     plan: Plan,
 }
 
 impl<'a, D: Directory> Planner<'a, D> {
     fn new(dir: &'a mut D, opts: &'a PlanOptions<'a>) -> Self {
-        Self {
-            opts,
-            dir,
-            seen: HashMap::new(),
-            matched: IdSet::default(),
-            seed: std::hash::RandomState::new(),
-            plan: Plan::default(),
-        }
+        Self { opts, dir, repeats: HashMap::new(), matched: IdSet::default(), plan: Plan::default() }
     }
 
     fn skip(&mut self, r: &Record, reason: String) {
@@ -299,10 +314,11 @@ impl<'a, D: Directory> Planner<'a, D> {
         }
     }
 
-    fn hash(&self, key: &str) -> (u64, u64) {
-        let mut a = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut a);
-        (a.finish(), self.seed.hash_one(key))
+    fn key_field(&self) -> Core {
+        match (self.opts.action, self.opts.match_on) {
+            (Action::Sync, MatchOn::ExternalId) => Core::ExternalId,
+            _ => Core::Email,
+        }
     }
 
     /// Checks a record can be used at all and returns its match key; a key
@@ -312,11 +328,9 @@ impl<'a, D: Directory> Planner<'a, D> {
             return Err(Refusal::Final(problem.clone()));
         }
         let key = self.key(r)?;
-        let hash = self.hash(&key);
-        if let Some(first) = self.seen.get(&hash) {
+        if let Some(first) = self.repeats.get(&r.index) {
             return Err(Refusal::Final(format!("duplicate of record {first} ({key}) in this run")));
         }
-        self.seen.insert(hash, r.index);
         Ok(key)
     }
 
@@ -701,7 +715,7 @@ mod tests {
 
     /// Plans against a `MemoryDirectory` holding `current`; panics if a store rule would break.
     fn plan(records: &[Record], current: &[StoredUser], o: &PlanOptions<'_>) -> Plan {
-        super::plan(records.to_vec(), &mut MemoryDirectory::new(current.to_vec()), o).unwrap()
+        super::plan(records, &mut MemoryDirectory::new(current.to_vec()), o).unwrap()
     }
 
     mod generated {
@@ -779,10 +793,10 @@ mod tests {
                 let match_on = if by_external { MatchOn::ExternalId } else { MatchOn::Email };
                 let o = PlanOptions { match_on, auto_clear_email, ..opts(action, ALL) };
                 let mut dir = MemoryDirectory::new(users.clone());
-                let first = super::super::plan(records.clone(), &mut dir, &o);
+                let first = super::super::plan(&records[..], &mut dir, &o);
                 prop_assert!(first.is_ok(), "a store rule broke: {first:?}");
                 let first = first.unwrap();
-                let second = super::super::plan(records, &mut dir, &o).unwrap();
+                let second = super::super::plan(&records[..], &mut dir, &o).unwrap();
                 prop_assert!(second.is_empty(), "first: {first:?}\nsecond: {second:?}");
                 for u in users.iter().filter(|u| u.owner.as_deref() != Some("hr") ) {
                     prop_assert!(!first.deactivations.iter().any(|d| d.user_id == u.id), "deactivated a user it does not own");

@@ -46,7 +46,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let plan = {
             let mut dir = SqlDirectory { tx: &tx, at: now() };
-            plan::plan(records.iter(), &mut dir, opts)?
+            plan::plan(records, &mut dir, opts)?
         };
         let end = decide(&plan);
         if end.status == "ok" {

@@ -723,3 +723,22 @@ async fn a_status_outside_status_code_fails_and_generate_ids_are_fresh_each_run(
     assert_eq!(out.code(), 1, "{}", out.all());
     assert!(out.stderr().contains("HTTP 200 OK (expected 204)"), "{}", out.all());
 }
+
+#[tokio::test]
+async fn a_next_page_seen_before_fails_the_run_instead_of_looping() {
+    let server = MockServer::start().await;
+    for p in [1u32, 2] {
+        let body =
+            json!({"data": people(p * 10..p * 10 + 2), "next": format!("{}/people?page={}", server.uri(), 3 - p)});
+        Mock::given(query_param("page", p.to_string()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    let dir = dir_with_secrets("hr");
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains("next-page URL it had sent before"), "{}", out.all());
+    assert_eq!(count_users(&dir), 0);
+}

@@ -249,3 +249,23 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     assert_eq!(out.code(), 0, "{}", out.all());
     assert!(unit.contains("Type=notify") && unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
 }
+
+#[tokio::test]
+async fn log_format_json_writes_one_json_object_per_line() {
+    let server = source(Duration::ZERO).await;
+    let dir = TestDir::new();
+    dir.config("log_format = \"json\"\n");
+    dir.manifest("hr", &manifest(&server, "0 3 * * *", "/people"));
+    let out = Daemon::start(&dir, &["--once"]).wait(Duration::from_secs(30)).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let stderr = out.stderr();
+    assert!(!stderr.is_empty());
+    let mut saw_run_span = false;
+    for line in stderr.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["span"]["integration"] == "hr" && v["span"]["run_id"].is_number() {
+            saw_run_span = true;
+        }
+    }
+    assert!(saw_run_span, "a log line inside the run span names integration and run_id:\n{stderr}");
+}
