@@ -380,7 +380,7 @@ fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     // Without an OS random source nothing else here is safe either; a clock
     // fallback keeps the value unique per run.
-    if getrandom::fill(&mut bytes).is_err() {
+    if getrandom::getrandom(&mut bytes).is_err() {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         bytes = nanos.to_le_bytes();
     }

@@ -199,7 +199,7 @@ impl Client {
     fn backoff(&self, attempt: u32) -> Duration {
         let base = self.http.retry_base_ms.saturating_mul(1u64 << (attempt - 1).min(16));
         let mut jitter = [0u8; 2];
-        let _ = getrandom::fill(&mut jitter);
+        let _ = getrandom::getrandom(&mut jitter);
         let jitter = u64::from(u16::from_le_bytes(jitter)) % (base / 4 + 1);
         Duration::from_millis(base + jitter)
     }
