@@ -197,41 +197,15 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     let span = tracing::info_span!("run", integration = %m.name, run_id = report.run_id, trigger = report.trigger);
     let (values, redactor) = form_values(m);
 
-    let fetched = async {
-        tracing::info!("fetching");
-        let mut client = Client::new(&config.http, redactor.clone())?;
-        let show = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let mut progress = |pages: u32, records: usize| {
-            if show {
-                eprint!("\r{}: page {pages}, {records} records", m.name);
-            }
-        };
-        let result = tokio::select! {
-            result = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress) => result,
-            () = cancel.cancelled() => Err(CANCELLED.to_string()),
-        };
-        if show {
-            eprintln!();
-        }
-        Ok::<_, String>((result, std::mem::take(&mut client.trace)))
-    }
-    .instrument(span.clone())
-    .await;
-
-    let (fetched, trace) = match fetched {
-        Ok((result, trace)) => (result, trace),
-        Err(e) => (Err(e), Vec::new()),
-    };
+    let (fetched, trace) = fetch_phase(m, config, opts, cancel, values, &redactor).instrument(span.clone()).await;
     let fetched = match fetched {
         Ok(f) => f,
         Err(e) => {
             let error = redactor.redact(&e);
             span.in_scope(|| tracing::error!("run failed: {error}"));
             let mut store = store;
-            store.finish_run(
-                report.run_id,
-                &RunEnd { status: "failed", error: Some(error.clone()), requests: trace, ..RunEnd::default() },
-            )?;
+            let end = RunEnd { status: "failed", error: Some(error.clone()), requests: trace, ..RunEnd::default() };
+            store.finish_run(report.run_id, &end)?;
             report.error = Some(error);
             report.duration_ms = started.elapsed().as_millis() as u64;
             return Ok(report);
@@ -241,61 +215,14 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     report.fetched = fetched.records.len() as i64;
 
     let limit = m.max_deactivate.unwrap_or(config.max_deactivate);
-    let integration = m.name.clone();
-    let mapped: Vec<Target> = m.data_structure.iter().map(|(t, _)| t.clone()).collect();
-    let ignored = config.ignored_emails.clone();
-    let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
-    let run_id = report.run_id;
-    let records = fetched.records;
-    let cancel = cancel.clone();
-    let n_fetched = report.fetched;
-    let applied = tokio::task::spawn_blocking(move || {
-        let mut store = store;
-        let opts_plan = PlanOptions {
-            integration: &integration,
-            action,
-            match_on,
-            mapped: &mapped,
-            ignored_emails: &ignored,
-            auto_clear_email,
-        };
-        store.apply_run(run_id, &records, &opts_plan, |plan| {
-            let held = over_limit(plan, limit);
-            let (status, error) = match (&held, opts.dry_run, opts.force) {
-                _ if cancel.is_cancelled() => ("failed", Some(CANCELLED.to_string())),
-                (_, true, _) => ("dry-run", None),
-                (Some(why), false, false) => ("held", Some(format!("held: {why}; run with --force to apply"))),
-                _ => ("ok", None),
-            };
-            let counts = Counts {
-                fetched: n_fetched,
-                created: plan.n_created as i64,
-                updated: plan.n_changed() as i64,
-                deactivated: plan.n_deactivated as i64,
-                skipped: plan.n_skipped as i64,
-            };
-            RunEnd { status, counts, error, skips: plan.skips.clone(), requests: trace }
-        })
-    })
-    .instrument(span.clone())
-    .await;
-
+    let applied = apply_phase(store, m, config, opts, cancel, &report, fetched.records, trace, limit)
+        .instrument(span.clone())
+        .await;
     let outcome = match applied {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => {
-            return Ok(fail_after_fetch(config, report, format!("applying failed and was rolled back: {e}"), started));
-        }
-        Err(join) => {
-            return Ok(fail_after_fetch(
-                config,
-                report,
-                format!("applying stopped and was rolled back: {join}"),
-                started,
-            ));
-        }
+        Ok(outcome) => outcome,
+        Err(error) => return Ok(fail_after_fetch(config, report, error, started)),
     };
     let end = outcome.end;
-    let held = over_limit(&outcome.plan, limit);
     report.status = end.status;
     report.created = end.counts.created;
     report.updated = end.counts.updated;
@@ -303,14 +230,14 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     report.skipped = end.counts.skipped;
     report.unchanged = outcome.plan.unchanged;
     report.error = end.error.as_deref().map(|e| redactor.redact(e));
-    report.notice = match (held, opts.dry_run) {
-        (Some(why), true) => Some(format!("a real run would be held: it {why}; --force applies it")),
-        (Some(why), false) if opts.force => Some(format!("applied with --force: {why}")),
-        (Some(why), false) => Some(format!(
+    report.notice = over_limit(&outcome.plan, limit).and_then(|why| match end.status {
+        "dry-run" => Some(format!("a real run would be held: it {why}; --force applies it")),
+        "ok" => Some(format!("applied with --force: {why}")),
+        "held" => Some(format!(
             "held: nothing applied; this run {why}. Check the source, then run again with --force to apply"
         )),
-        (None, _) => None,
-    };
+        _ => None,
+    });
     report.skips = outcome.plan.skips.iter().take(REPORT_SKIPS).cloned().collect();
     if opts.dry_run {
         report.plan = Some(outcome.plan);
@@ -329,6 +256,91 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
         )
     });
     Ok(report)
+}
+
+/// Fetches every page into records, unless cancelled; the trace comes back either way.
+async fn fetch_phase(
+    m: &Manifest,
+    config: &Config,
+    opts: RunOptions,
+    cancel: &Cancel,
+    values: Map<String, Value>,
+    redactor: &Redactor,
+) -> (Result<fetch::Fetched, String>, Vec<crate::store::RequestRow>) {
+    tracing::info!("fetching");
+    let mut client = match Client::new(&config.http, redactor.clone()) {
+        Ok(c) => c,
+        Err(e) => return (Err(e), Vec::new()),
+    };
+    let show = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress = |pages: u32, records: usize| {
+        if show {
+            eprint!("\r{}: page {pages}, {records} records", m.name);
+        }
+    };
+    let result = tokio::select! {
+        result = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress) => result,
+        () = cancel.cancelled() => Err(CANCELLED.to_string()),
+    };
+    if show {
+        eprintln!();
+    }
+    (result, std::mem::take(&mut client.trace))
+}
+
+/// Plans and applies the records in the store's one transaction, on a blocking
+/// thread; decides how the run ends (ok, dry-run, held, cancelled).
+#[allow(clippy::too_many_arguments)]
+async fn apply_phase(
+    store: Store,
+    m: &Manifest,
+    config: &Config,
+    opts: RunOptions,
+    cancel: &Cancel,
+    report: &RunReport,
+    records: crate::mapping::RecordArena,
+    trace: Vec<crate::store::RequestRow>,
+    limit: crate::config::Limit,
+) -> Result<crate::store::ApplyOutcome, String> {
+    let integration = m.name.clone();
+    let mapped: Vec<Target> = m.data_structure.iter().map(|(t, _)| t.clone()).collect();
+    let ignored = config.ignored_emails.clone();
+    let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
+    let (run_id, n_fetched) = (report.run_id, report.fetched);
+    let cancel = cancel.clone();
+    let applied = tokio::task::spawn_blocking(move || {
+        let mut store = store;
+        let opts_plan = PlanOptions {
+            integration: &integration,
+            action,
+            match_on,
+            mapped: &mapped,
+            ignored_emails: &ignored,
+            auto_clear_email,
+        };
+        store.apply_run(run_id, &records, &opts_plan, |plan| {
+            let (status, error) = match (over_limit(plan, limit), opts.dry_run, opts.force) {
+                _ if cancel.is_cancelled() => ("failed", Some(CANCELLED.to_string())),
+                (_, true, _) => ("dry-run", None),
+                (Some(why), false, false) => ("held", Some(format!("held: {why}; run with --force to apply"))),
+                _ => ("ok", None),
+            };
+            let counts = Counts {
+                fetched: n_fetched,
+                created: plan.n_created as i64,
+                updated: plan.n_changed() as i64,
+                deactivated: plan.n_deactivated as i64,
+                skipped: plan.n_skipped as i64,
+            };
+            RunEnd { status, counts, error, skips: plan.skips.clone(), requests: trace }
+        })
+    })
+    .await;
+    match applied {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => Err(format!("applying failed and was rolled back: {e}")),
+        Err(join) => Err(format!("applying stopped and was rolled back: {join}")),
+    }
 }
 
 /// Why a plan deactivates more than `limit` allows, or `None` when it is within it.
