@@ -189,13 +189,15 @@ pub fn find_manifest(config: &Config, name: &str) -> Result<manifest::Manifest, 
 }
 
 fn print_report(report: &RunReport, json: bool) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
+    let mut text = Vec::new();
     if json {
-        serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from)?;
-        writeln!(out)?;
+        serde_json::to_writer_pretty(&mut text, report).map_err(std::io::Error::from)?;
+        writeln!(text)?;
     } else {
-        write_report(&mut out, report)?;
+        write_report(&mut text, report)?;
     }
+    let mut out = std::io::stdout().lock();
+    out.write_all(report.redactor.redact(&String::from_utf8_lossy(&text)).as_bytes())?;
     out.flush()?;
     if report.succeeded() {
         Ok(())

@@ -74,6 +74,10 @@ pub struct RunReport {
     /// A dry run's plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// Hides this run's secrets in whatever is printed from the report
+    /// (source data in a plan or a skip reason could carry one).
+    #[serde(skip)]
+    pub redactor: Redactor,
 }
 
 impl RunReport {
@@ -177,6 +181,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
         notice: None,
         skips: Vec::new(),
         plan: None,
+        redactor: Redactor::default(),
     };
     let lock = try_lock(&config.database, &m.name).map_err(|e| StoreError::Open {
         path: config.database.clone(),
@@ -196,6 +201,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     store.close_abandoned_runs(&m.name, report.run_id)?;
     let span = tracing::info_span!("run", integration = %m.name, run_id = report.run_id, trigger = report.trigger);
     let (values, redactor) = form_values(m);
+    report.redactor = redactor.clone();
 
     let (fetched, trace) = fetch_phase(m, config, opts, cancel, values, &redactor).instrument(span.clone()).await;
     let fetched = match fetched {
@@ -308,6 +314,7 @@ async fn apply_phase(
     let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
     let (run_id, n_fetched) = (report.run_id, report.fetched);
     let cancel = cancel.clone();
+    let redactor = report.redactor.clone();
     let applied = tokio::task::spawn_blocking(move || {
         let mut store = store;
         let opts_plan = PlanOptions {
@@ -332,7 +339,16 @@ async fn apply_phase(
                 deactivated: plan.n_deactivated as i64,
                 skipped: plan.n_skipped as i64,
             };
-            RunEnd { status, counts, error, skips: plan.skips.clone(), requests: trace }
+            let skips = plan
+                .skips
+                .iter()
+                .map(|s| Skip {
+                    record: s.record,
+                    key: s.key.as_deref().map(|k| redactor.redact(k)),
+                    reason: redactor.redact(&s.reason),
+                })
+                .collect();
+            RunEnd { status, counts, error, skips, requests: trace }
         })
     })
     .await;

@@ -22,7 +22,7 @@ fn people(range: std::ops::Range<u32>) -> Vec<Value> {
 fn dir_with_secrets(name: &str) -> TestDir {
     let dir = TestDir::new();
     dir.config(&format!(
-        "[http]\nretries = 2\nretry_base_ms = 10\n[secrets.{name}]\nKEY = {}\nREPORT_ID = \"42\"\nCOMPANY_ID = \"acme\"\n",
+        "[http]\nretries = 2\nretry_base_ms = 10\n[secrets.{name}]\nKEY = {}\nREPORT_ID = \"42\"\nCOMPANY_ID = \"acmeco\"\n",
         toml_string(KEY)
     ));
     dir
@@ -43,7 +43,7 @@ fn basic() -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:x")))
 }
 
-const REPORT: &str = "/api/gateway.php/acme/v1/reports/42";
+const REPORT: &str = "/api/gateway.php/acmeco/v1/reports/42";
 
 /// A simple paged manifest named `hr` against `server`.
 fn paged(server: &MockServer, extra: Value) -> Value {
@@ -115,7 +115,7 @@ async fn a_post_body_is_rendered_leaf_by_leaf() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/search"))
-        .and(body_json(json!({"key": KEY, "filters": [{"company": "acme"}], "limit": 100})))
+        .and(body_json(json!({"key": KEY, "filters": [{"company": "acmeco"}], "limit": 100})))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(0..2)})))
         .expect(1)
         .mount(&server)
@@ -741,4 +741,29 @@ async fn a_next_page_seen_before_fails_the_run_instead_of_looping() {
     assert_eq!(out.code(), 1, "{}", out.all());
     assert!(out.stderr().contains("next-page URL it had sent before"), "{}", out.all());
     assert_eq!(count_users(&dir), 0);
+}
+
+#[tokio::test]
+async fn a_source_echoing_a_secret_does_not_leak_it_through_plans_or_skips() {
+    let server = MockServer::start().await;
+    let echoed = json!({"data": [
+        {"workEmail": "ok@acme.example", "firstName": "Ok", "lastName": KEY, "id": "1"},
+        {"workEmail": format!("{KEY}@nowhere"), "firstName": "Bad", "lastName": "Email", "id": "2"}
+    ]});
+    Mock::given(path("/people")).respond_with(ResponseTemplate::new(200).set_body_json(echoed)).mount(&server).await;
+    let dir = dir_with_secrets("hr");
+    let mut m = paged(&server, json!({}));
+    m.as_object_mut().unwrap().remove("next_page_from");
+    dir.manifest("hr", &m);
+    let mut everything = String::new();
+    for args in [&["run", "hr", "--dry-run"][..], &["run", "hr", "--dry-run", "--json"], &["run", "hr", "--json"]] {
+        let out = dir.run_async(args).await;
+        assert_eq!(out.code(), 0, "{}", out.all());
+        everything.push_str(&out.all());
+    }
+    for table in ["runs", "run_requests", "run_skips"] {
+        everything.push_str(&dir.query(&format!("SELECT * FROM {table}")).join("\n"));
+    }
+    assert!(!everything.contains(KEY), "the secret leaked:\n{everything}");
+    assert!(everything.contains("***KEY***"), "{everything}");
 }
