@@ -122,11 +122,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let config =
                 config::parse_str(&format!("database = {:?}\n", db.display().to_string()), Path::new("./demo.toml"))
                     .map_err(Error::Invalid)?;
-            println!("\nusers ({}):", db.display());
+            writeln!(std::io::stdout(), "\nusers ({}):", db.display())?;
             users(&config, Format::Table)?;
-            println!("\nhistory:");
+            writeln!(std::io::stdout(), "\nhistory:")?;
             history(&config, None, false, 50)?;
-            println!("\nthe demo database is {}; point `database` at it to look around", db.display());
+            writeln!(
+                std::io::stdout(),
+                "\nthe demo database is {}; point `database` at it to look around",
+                db.display()
+            )?;
             Ok(())
         }
         Command::Import { file, format } => import(&load_config(cli.config.as_deref(), false)?, &file, format),

@@ -2,6 +2,7 @@
 //! messy records) on 127.0.0.1 at a free port, and the shipped example
 //! manifests run against it, host swapped, into `./rosterd-demo.db`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -31,18 +32,18 @@ pub const DEMO_REPORT: &str = "7";
 /// The sample employees: mostly clean, a few as real exports have them.
 pub fn employees() -> Vec<Value> {
     let people = [
-        ("101", "Ann", "Lee", "ann.lee@demo-co.example", "Engineering"),
-        ("102", "Bob", "Jones", "Bob.Jones@Demo-Co.example", "Sales"),
-        ("103", "Chidi", "Okafor", "chidi.okafor@demo-co.example", "Finance"),
+        ("101", "Ann", "Lee", "ann.lee@example.org", "Engineering"),
+        ("102", "Bob", "Jones", "Bob.Jones@Example.org", "Sales"),
+        ("103", "Chidi", "Okafor", "chidi.okafor@example.org", "Finance"),
         ("104", "Dana", "Kim", "", "Engineering"),
-        ("105", "Eero", "", "eero@demo-co.example", "Support"),
-        ("106", "Fatima", "Zahra", "fatima.zahra@demo-co.example", "People"),
+        ("105", "Eero", "", "eero@example.org", "Support"),
+        ("106", "Fatima", "Zahra", "fatima.zahra@example.org", "People"),
         ("107", "Gus", "Grant", "not-an-email", "Sales"),
-        ("108", "Hana", "Sato", "hana.sato@demo-co.example", "Engineering"),
-        ("109", "Bob", "Jones", "bob.jones@demo-co.example", "Sales"),
-        ("110", "Ines", "Moreau", "ines.moreau@demo-co.example", "Marketing"),
-        ("111", "Jonas", "Berg", "jonas.berg@demo-co.example", "Engineering"),
-        ("112", "Kai", "Müller", "kai.muller@demo-co.example", "Finance"),
+        ("108", "Hana", "Sato", "hana.sato@example.org", "Engineering"),
+        ("109", "Bob", "Jones", "bob.jones@example.org", "Sales"),
+        ("110", "Ines", "Moreau", "ines.moreau@example.org", "Marketing"),
+        ("111", "Jonas", "Berg", "jonas.berg@example.org", "Engineering"),
+        ("112", "Kai", "Müller", "kai.muller@example.org", "Finance"),
     ];
     people
         .iter()
@@ -103,10 +104,11 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
     let (addr, source) =
         serve_source().await.map_err(|e| Error::Usage(format!("cannot start the demo source: {e}")))?;
     let base = format!("http://{addr}");
-    println!(
+    writeln!(
+        std::io::stdout(),
         "demo source: {base}/api/gateway.php/{DEMO_COMPANY}/v1/reports/{DEMO_REPORT} ({} employees)",
         employees().len()
-    );
+    )?;
     let mut toml = String::from("database = \"rosterd-demo.db\"\n[http]\nretries = 0\n");
     for (name, _) in MANIFESTS {
         toml.push_str(&format!(
@@ -121,12 +123,18 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
         let manifest = manifest::parse(name, &file, &text, &config).map_err(Error::Invalid)?;
         let opts = RunOptions { trigger: Trigger::Manual, dry_run: false, force: false, progress: false, run_id: None };
         let report = crate::run::run(&manifest, &config, opts, &crate::run::Cancel::default()).await?;
-        println!(
+        writeln!(
+            std::io::stdout(),
             "{name}: {} — fetched {}, created {}, updated {}, skipped {}",
-            report.status, report.fetched, report.created, report.updated, report.skipped
-        );
+            report.status,
+            report.fetched,
+            report.created,
+            report.updated,
+            report.skipped
+        )?;
         for s in report.skips.iter().take(5) {
-            println!("    skipped record {} ({}): {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason);
+            let line = format!("    skipped record {} ({}): {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason);
+            writeln!(std::io::stdout(), "{}", report.redactor.redact(&line))?;
         }
         if !report.succeeded() {
             failed.push(format!("{name}: {}", report.error.unwrap_or_default()));

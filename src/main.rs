@@ -9,6 +9,8 @@ fn main() -> ExitCode {
     let cli = rosterd::cli::Cli::parse();
     match rosterd::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Output piped into a command that stopped reading (`| head`): nothing more to say.
+        Err(rosterd::error::Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             let text = e.to_string();
             if !text.is_empty() {

@@ -108,3 +108,18 @@ fn a_locked_database_is_a_clear_error() {
     assert!(start.elapsed().as_secs() < 60);
     conn.execute_batch("ROLLBACK").unwrap();
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_instead_of_panicking() {
+    let dir = TestDir::new();
+    let mut child = dir
+        .command(&["demo"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = crate::Out(child.wait_with_output().unwrap());
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(!out.stderr().contains("panicked"), "{}", out.all());
+}
