@@ -27,6 +27,10 @@ pub trait Directory {
     type Error;
     /// The user holding `value` in `key` (`Core::Email`, case-insensitive, or `Core::ExternalId`).
     fn find(&mut self, key: Core, value: &str) -> Result<Option<StoredUser>, Self::Error>;
+    /// Whether any user holds `value` in `key`: `find` without reading the user.
+    fn holds(&mut self, key: Core, value: &str) -> Result<bool, Self::Error> {
+        Ok(self.find(key, value)?.is_some())
+    }
     /// Adds a user owned by `owner`; returns its id.
     fn create(&mut self, user: &NewUser, owner: &str) -> Result<i64, Self::Error>;
     /// Writes a user's fields, `active` and `extra_fields`; with `adopt`, `owner` takes it.
@@ -344,7 +348,7 @@ impl<'a, D: Directory> Planner<'a, D> {
 
     fn create(&mut self, r: &Record) -> Step<D::Error> {
         let email = r.fields.email.as_deref().unwrap_or_default();
-        if self.dir.find(Core::Email, email)?.is_some() {
+        if self.dir.holds(Core::Email, email)? {
             self.plan.unchanged += 1;
             return Ok(Ok(()));
         }
@@ -361,6 +365,7 @@ impl<'a, D: Directory> Planner<'a, D> {
             return Ok(Err("email is in ignored_emails".into()));
         }
         if let Some(ext) = &r.fields.external_id
+            && self.dir.holds(Core::ExternalId, ext)?
             && let Some(holder) = self.dir.find(Core::ExternalId, ext)?
         {
             return Ok(Err(Refusal::Conflict(format!("external_id {ext} already belongs to {}", label(&holder)))));
@@ -438,7 +443,8 @@ impl<'a, D: Directory> Planner<'a, D> {
                 fields.set(c, Some(v.to_string()));
             }
         }
-        if let Some(ext) = &r.fields.external_id
+        // The matched user already holding this external id is the common case: no lookup.
+        if let Some(ext) = r.fields.external_id.as_ref().filter(|x| user.fields.external_id.as_ref() != Some(*x))
             && let Some(holder) = self.dir.find(Core::ExternalId, ext)?.filter(|h| h.id != user.id)
         {
             return Ok(Err(Refusal::Conflict(format!("external_id {ext} already belongs to {}", label(&holder)))));
@@ -480,6 +486,9 @@ impl<'a, D: Directory> Planner<'a, D> {
     /// clears another user's email with `auto_clear_email`, or refuses.
     fn claim_email(&mut self, r: &Record, me: Option<i64>) -> Step<D::Error> {
         let Some(email) = &r.fields.email else { return Ok(Ok(())) };
+        if !self.dir.holds(Core::Email, email)? {
+            return Ok(Ok(()));
+        }
         let Some(holder) = self.dir.find(Core::Email, email)?.filter(|h| Some(h.id) != me) else {
             return Ok(Ok(()));
         };

@@ -111,6 +111,15 @@ impl Directory for SqlDirectory<'_> {
         self.tx.prepare_cached(&sql)?.query_row([value], stored_user).optional()
     }
 
+    fn holds(&mut self, key: Core, value: &str) -> rusqlite::Result<bool> {
+        // Answered from the unique index alone (a covering index search).
+        let sql = match key {
+            Core::Email => "SELECT 1 FROM users WHERE email = ?1",
+            _ => "SELECT 1 FROM users WHERE external_id = ?1",
+        };
+        self.tx.prepare_cached(sql)?.exists([value])
+    }
+
     fn create(&mut self, user: &NewUser, owner: &str) -> rusqlite::Result<i64> {
         let [email, first, last, ext, username, phone, job, dept] = text_values(&user.fields);
         let extra = Value::Object(user.extra.clone()).to_string();
@@ -135,7 +144,10 @@ impl Directory for SqlDirectory<'_> {
                 self.at
             ])?;
         let id = self.tx.last_insert_rowid();
-        self.adopt(id, owner)?;
+        // A new user has no ownership row yet: a plain INSERT, not the REPLACE of adopt.
+        self.tx
+            .prepare_cached("INSERT INTO ownership (user_id, integration) VALUES (?1, ?2)")?
+            .execute(params![id, owner])?;
         Ok(id)
     }
 
