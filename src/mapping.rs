@@ -1,7 +1,7 @@
 //! Turns one source record (JSON) into a typed `Record` through the
-//! manifest's `data_structure`. Pure: no I/O, no async. A value that cannot be
-//! used makes the whole record carry a `problem`, which the plan records as
-//! its skip reason.
+//! manifest's `data_structure`, and packs a run's records into a
+//! `RecordArena`. Pure: no I/O, no async. A value that cannot be used makes the
+//! whole record carry a `problem`, which the plan records as its skip reason.
 
 use serde_json::{Map, Value};
 

@@ -1,6 +1,6 @@
 //! The SQLite store: opening (WAL, busy timeout, migrations), the `runs`
 //! bookkeeping, and the queries commands print. Only this module speaks SQL;
-//! every change to users goes through `apply`, in one transaction.
+//! users change only in a run's transaction (`apply`) or an import's (`bulk`).
 
 mod apply;
 mod bulk;
