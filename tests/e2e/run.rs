@@ -18,11 +18,19 @@ fn people(range: std::ops::Range<u32>) -> Vec<Value> {
     range.map(|i| employee(i, &format!("First{i}"), &format!("Last{i}"), &format!("user{i}@acme.example"))).collect()
 }
 
-/// A dir whose config holds the secrets of integration `name`.
+/// Quick retries, so retry tests do not wait.
+const QUICK: &str = "retries = 2\nretry_base_ms = 10";
+
+/// A dir whose config holds the secrets of integration `name`, quick retries.
 fn dir_with_secrets(name: &str) -> TestDir {
+    dir_with_config(name, "", QUICK)
+}
+
+/// Like `dir_with_secrets`, with `top` (top-level keys or other tables) and `http` (the `[http]` keys).
+fn dir_with_config(name: &str, top: &str, http: &str) -> TestDir {
     let dir = TestDir::new();
     dir.config(&format!(
-        "[http]\nretries = 2\nretry_base_ms = 10\n[secrets.{name}]\nKEY = {}\nREPORT_ID = \"42\"\nCOMPANY_ID = \"acmeco\"\n",
+        "{top}\n[http]\n{http}\n[secrets.{name}]\nKEY = {}\nREPORT_ID = \"42\"\nCOMPANY_ID = \"acmeco\"\n",
         toml_string(KEY)
     ));
     dir
@@ -147,9 +155,7 @@ async fn messy_records_are_skipped_with_reasons_and_the_rest_created() {
         employee(7, "It", "Admin", "it-admin@acme.example")
     ]});
     Mock::given(path(REPORT)).respond_with(ResponseTemplate::new(200).set_body_json(records)).mount(&server).await;
-    let dir = dir_with_secrets("bamboohr-create");
-    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
-    dir.config(&format!("ignored_emails = [\"IT-admin@acme.example\"]\n{cfg}"));
+    let dir = dir_with_config("bamboohr-create", "ignored_emails = [\"IT-admin@acme.example\"]", QUICK);
     dir.manifest("bamboohr-create", &seed_create(&server));
     let out = dir.run_async(&["run", "bamboohr-create", "--json"]).await;
     assert_eq!(out.code(), 0, "{}", out.all());
@@ -252,9 +258,7 @@ async fn amount_pages_to_fetch_caps_the_pages() {
 async fn reaching_max_pages_with_more_to_come_fails_the_run() {
     let server = MockServer::start().await;
     mount_pages(&server, 3, 2, 0..=1).await;
-    let dir = dir_with_secrets("hr");
-    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
-    dir.config(&cfg.replace("[http]\n", "[http]\nmax_pages = 2\n"));
+    let dir = dir_with_config("hr", "", &format!("{QUICK}\nmax_pages = 2"));
     dir.manifest("hr", &paged(&server, json!({})));
     let out = dir.run_async(&["run", "hr"]).await;
     assert_eq!(out.code(), 1, "{}", out.all());
@@ -318,7 +322,7 @@ async fn link_header_and_offset_pagination() {
             .mount(&server)
             .await;
     }
-    let dir = dir_with_secrets("hr");
+    let dir = dir_with_config("hr", "[secrets.linked]\nKEY = \"k\"\n[secrets.offset]\nKEY = \"k\"", QUICK);
     let mut linked = paged(&server, json!({"next_page_from": "link:next"}));
     linked["execute"][0]["url"] = json!(format!("{}/linked?p=1", server.uri()));
     dir.manifest("linked", &linked);
@@ -326,8 +330,7 @@ async fn link_header_and_offset_pagination() {
     offset.as_object_mut().unwrap().remove("next_page_from");
     offset["execute"][0]["url"] = json!(format!("{}/offset?offset={{{{ OFFSET }}}}&limit={{{{LIMIT}}}}", server.uri()));
     dir.manifest("offset", &offset);
-    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
-    dir.config(&format!("{cfg}\n[secrets.linked]\nKEY = \"k\"\n[secrets.offset]\nKEY = \"k\"\n"));
+
     let out = dir.run_async(&["run", "linked"]).await;
     assert_eq!(out.code(), 0, "{}", out.all());
     let out = dir.run_async(&["run", "offset"]).await;
@@ -625,9 +628,7 @@ async fn a_timeout_fails_the_run_with_that_cause() {
         )
         .mount(&server)
         .await;
-    let dir = dir_with_secrets("hr");
-    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
-    dir.config(&cfg.replace("[http]\nretries = 2\n", "[http]\nretries = 0\ntimeout_secs = 1\n"));
+    let dir = dir_with_config("hr", "", "retries = 0\ntimeout_secs = 1");
     dir.manifest("hr", &paged(&server, json!({})));
     let out = dir.run_async(&["run", "hr"]).await;
     assert_eq!(out.code(), 1, "{}", out.all());
@@ -642,9 +643,7 @@ async fn a_response_over_max_response_bytes_fails_the_run() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": people(0..50)})))
         .mount(&server)
         .await;
-    let dir = dir_with_secrets("hr");
-    let cfg = std::fs::read_to_string(dir.path().join("rosterd.toml")).unwrap();
-    dir.config(&cfg.replace("[http]\n", "[http]\nmax_response_bytes = 1000\n"));
+    let dir = dir_with_config("hr", "", &format!("{QUICK}\nmax_response_bytes = 1000"));
     dir.manifest("hr", &paged(&server, json!({})));
     let out = dir.run_async(&["run", "hr"]).await;
     assert_eq!(out.code(), 1, "{}", out.all());
