@@ -54,6 +54,21 @@ impl RecordArena {
         self.ends.is_empty()
     }
 
+    /// Keeps the first `len` records.
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len() {
+            return;
+        }
+        self.ends.truncate(len);
+        match self.ends.last() {
+            Some(&(chunk, end)) => {
+                self.chunks.truncate(chunk as usize + 1);
+                self.chunks[chunk as usize].truncate(end as usize);
+            }
+            None => self.chunks.clear(),
+        }
+    }
+
     pub fn push(&mut self, r: &Record) {
         debug_assert_eq!(r.index, self.len(), "records are pushed in order");
         let mut mask = 0u16;
@@ -225,20 +240,36 @@ fn take_str<'a>(cur: &mut &'a [u8]) -> &'a str {
     std::str::from_utf8(s).unwrap_or_default()
 }
 
+/// What one path found in one record.
+#[derive(Debug, Clone, Copy)]
+pub enum Hits<'a> {
+    None,
+    One(&'a Value),
+    /// More than one value (a JSONPath); how many.
+    Many(usize),
+}
+
 /// Maps one record.
 pub fn map_record(structure: &[(Target, FieldPath)], index: usize, source: &Value) -> Record {
+    map_hits(structure, index, |i| {
+        let hits = structure[i].1.select(source);
+        match hits.as_slice() {
+            [] => Hits::None,
+            [one] => Hits::One(one),
+            many => Hits::Many(many.len()),
+        }
+    })
+}
+
+/// Maps one record from what each `structure` path found (`hit(i)` for entry `i`).
+pub fn map_hits<'a>(structure: &[(Target, FieldPath)], index: usize, mut hit: impl FnMut(usize) -> Hits<'a>) -> Record {
     let mut record = Record { index, ..Record::default() };
-    for (target, path) in structure {
-        let hits = path.select(source);
-        let value = match hits.as_slice() {
-            [] => continue,
-            [one] => *one,
-            many => {
-                record.problem.get_or_insert(format!(
-                    "\"{}\" matched {} values, expected one",
-                    target.name(),
-                    many.len()
-                ));
+    for (i, (target, _)) in structure.iter().enumerate() {
+        let value = match hit(i) {
+            Hits::None => continue,
+            Hits::One(one) => one,
+            Hits::Many(n) => {
+                record.problem.get_or_insert(format!("\"{}\" matched {n} values, expected one", target.name()));
                 continue;
             }
         };

@@ -5,6 +5,7 @@
 //! the run applies nothing.
 
 mod client;
+mod project;
 
 use std::collections::HashSet;
 
@@ -16,6 +17,7 @@ pub use client::{Client, Request, Response, excerpt};
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
 use crate::mapping::{RecordArena, kind, map_record, text};
 use crate::template::{Renderer, TemplateError};
+use project::{Found, Projection};
 
 /// Everything a fetch produced.
 #[derive(Debug, Default)]
@@ -138,15 +140,17 @@ impl Fetch<'_> {
         if resp.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&resp.body).map_err(|e| {
-            self.client.redactor().redact(&format!(
-                "{} ({} {}): the response is not valid JSON ({e}); it starts: {}",
-                req.label,
-                req.method,
-                req.url,
-                excerpt(&resp.body)
-            ))
-        })
+        serde_json::from_slice(&resp.body).map_err(|e| self.not_json(&e, resp, req))
+    }
+
+    fn not_json(&self, e: &serde_json::Error, resp: &Response, req: &Request) -> String {
+        self.client.redactor().redact(&format!(
+            "{} ({} {}): the response is not valid JSON ({e}); it starts: {}",
+            req.label,
+            req.method,
+            req.url,
+            excerpt(&resp.body)
+        ))
     }
 
     async fn pages(&mut self, last: usize, max_pages: u32, progress: Progress<'_>) -> Result<Fetched, String> {
@@ -164,21 +168,36 @@ impl Fetch<'_> {
         let mut out = Fetched::default();
         let mut seen: HashSet<String> = HashSet::new();
         let mut req = self.step_request(step, &format!("step {last}"))?;
-        let (mut resp, mut page) = self.send_step(step, &req).await?;
-        if matches!(m.pagination, Pagination::Token { .. } | Pagination::Numbered { next_page: Some(_), .. }) {
+        let projection = Projection::new(m);
+        let keep_first =
+            matches!(m.pagination, Pagination::Token { .. } | Pagination::Numbered { next_page: Some(_), .. });
+        // The first page is parsed whole only when something needs it whole:
+        // `continue_if`, or templates that read it through `responses`.
+        let (mut resp, mut parsed) = if step.continue_if.is_some() || keep_first || projection.is_none() {
+            let (resp, page) = self.send_step(step, &req).await?;
+            (resp, Some(page))
+        } else {
+            (self.client.send(&req).await?, None)
+        };
+        if keep_first && let Some(page) = &parsed {
             self.push_response(page.clone());
         }
         loop {
             out.pages += 1;
             let page_no = out.pages;
-            let next = self.next_hint(&page, &resp);
-            let Some(items) = self.page_items(page, &req, page_no)? else { break };
-            let n_items = items.len();
-            let base = out.records.len();
-            for (i, item) in items.iter().enumerate() {
-                out.records.push(&map_record(&m.data_structure, base + i, item));
-            }
-            drop(items);
+            let (items, next) = match parsed.take() {
+                Some(page) => self.take_page(page, &resp, &req, page_no, &mut out.records)?,
+                None => match &projection {
+                    Some(p) if !resp.body.iter().all(u8::is_ascii_whitespace) => {
+                        self.project_page(p, &resp, &req, page_no, &mut out.records)?
+                    }
+                    _ => {
+                        let page = self.parse(&resp, &req)?;
+                        self.take_page(page, &resp, &req, page_no, &mut out.records)?
+                    }
+                },
+            };
+            let Some(n_items) = items else { break };
             progress(page_no, out.records.len());
             if n_items == 0 && !matches!(m.pagination, Pagination::None) {
                 break;
@@ -229,9 +248,50 @@ impl Fetch<'_> {
                 return Err(self.loop_error(page_no, "URL"));
             }
             req = next_req;
-            (resp, page) = self.send_page(&req).await?;
+            resp = self.client.send(&req).await?;
         }
         Ok(out)
+    }
+
+    /// Maps a parsed page's records into `out`; returns how many items it
+    /// had (`None`: a later page without `data_from`, the end) and the next-page hint.
+    fn take_page(
+        &self,
+        page: Value,
+        resp: &Response,
+        req: &Request,
+        page_no: u32,
+        out: &mut RecordArena,
+    ) -> Result<(Option<usize>, Option<String>), String> {
+        let next = self.next_hint(&page, resp);
+        let Some(items) = self.page_items(page, req, page_no)? else { return Ok((None, next)) };
+        let base = out.len();
+        for (i, item) in items.iter().enumerate() {
+            out.push(&map_record(&self.m.data_structure, base + i, item));
+        }
+        Ok((Some(items.len()), next))
+    }
+
+    /// `take_page` for a page read by `projection`, never parsed whole.
+    fn project_page(
+        &self,
+        projection: &Projection,
+        resp: &Response,
+        req: &Request,
+        page_no: u32,
+        out: &mut RecordArena,
+    ) -> Result<(Option<usize>, Option<String>), String> {
+        let read = projection.read(&resp.body, self.m, out).map_err(|e| self.not_json(&e, resp, req))?;
+        let next = match &self.m.pagination {
+            Pagination::LinkNext => link_next(resp),
+            _ => read.next.as_ref().and_then(|v| text(v, "").ok().flatten()),
+        };
+        match read.found {
+            Found::List(n) => Ok((Some(n), next)),
+            Found::Missing if page_no > 1 => Ok((None, next)),
+            Found::Missing => Err(self.data_from_error(req, "missing")),
+            Found::Other(kind) => Err(self.data_from_error(req, &format!("{kind}, not a list"))),
+        }
     }
 
     /// What the page says about the next one (a URL or a token), before the page is consumed.
@@ -246,26 +306,25 @@ impl Fetch<'_> {
     }
 
     fn page_items(&self, page: Value, req: &Request, page_no: u32) -> Result<Option<Vec<Value>>, String> {
+        match self.m.data_from.take(page) {
+            Some(Value::Array(items)) => Ok(Some(items)),
+            None if page_no > 1 => Ok(None),
+            None => Err(self.data_from_error(req, "missing")),
+            Some(v) => Err(self.data_from_error(req, &format!("{}, not a list", kind(&v)))),
+        }
+    }
+
+    fn data_from_error(&self, req: &Request, what: &str) -> String {
         let path = &self.m.data_from;
         let shown = if path.to_string().is_empty() {
             "the response itself".to_string()
         } else {
             format!("data_from \"{path}\"")
         };
-        match path.take(page) {
-            Some(Value::Array(items)) => Ok(Some(items)),
-            None if page_no > 1 => Ok(None),
-            found => {
-                let what = match found {
-                    None => "missing".to_string(),
-                    Some(v) => format!("{}, not a list", kind(&v)),
-                };
-                Err(self.client.redactor().redact(&format!(
-                    "{} ({} {}): {shown} is {what}; check data_from against the response",
-                    req.label, req.method, req.url
-                )))
-            }
-        }
+        self.client.redactor().redact(&format!(
+            "{} ({} {}): {shown} is {what}; check data_from against the response",
+            req.label, req.method, req.url
+        ))
     }
 
     fn get_request(&self, url: String, label: &str) -> Result<Request, String> {
@@ -279,12 +338,6 @@ impl Fetch<'_> {
             body: None,
             allowed: Vec::new(),
         })
-    }
-
-    async fn send_page(&mut self, req: &Request) -> Result<(Response, Value), String> {
-        let resp = self.client.send(req).await?;
-        let value = self.parse(&resp, req)?;
-        Ok((resp, value))
     }
 
     fn set_paging(&mut self, offset: u64, size: u32, page: u32) {

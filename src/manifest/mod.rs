@@ -284,7 +284,7 @@ impl FieldPath {
     }
 }
 
-fn dot_get<'a>(doc: &'a Value, segs: &[String]) -> Option<&'a Value> {
+pub(crate) fn dot_get<'a>(doc: &'a Value, segs: &[String]) -> Option<&'a Value> {
     segs.iter().try_fold(doc, |v, seg| match v {
         Value::Object(m) => m.get(seg),
         Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),

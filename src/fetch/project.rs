@@ -1,0 +1,560 @@
+//! Reads a page straight into mapped records, without building the page as a
+//! `serde_json::Value`: the parser walks the body once, descends only along
+//! `data_from`, the next-page path and the record paths the manifest maps,
+//! and skips everything else unread. Each record's values are mapped and
+//! packed into the arena as soon as the record closes.
+//!
+//! Gives the same records, next-page value and `data_from` verdict as
+//! parsing the page into a `Value` and selecting with the manifest's paths
+//! (a repeated key counts once, the last one wins); the tests hold the two
+//! side by side. Only dot paths are projected: a record path that is a
+//! JSONPath makes each record a `Value` (still not the whole page), and a
+//! `data_from` or next-page path that is a JSONPath is not projected at all.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize as _;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use crate::manifest::{FieldPath, Manifest, Pagination, dot_get};
+use crate::mapping::{Hits, RecordArena, map_hits, map_record};
+
+/// How a manifest's pages are read without a whole-page `Value`.
+#[derive(Debug)]
+pub struct Projection {
+    page: PageNode,
+    records: RecordShape,
+}
+
+/// What `data_from` pointed at on one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    Missing,
+    /// A list of this many records (all pushed to the arena).
+    List(usize),
+    /// Something else; what kind (`an object`, `a string`, ...).
+    Other(&'static str),
+}
+
+/// One page, read.
+#[derive(Debug)]
+pub struct PageOut {
+    pub found: Found,
+    /// The value at the next-page path, if the manifest has one and the page holds it.
+    pub next: Option<Value>,
+}
+
+#[derive(Debug, Default)]
+struct PageNode {
+    children: Vec<(String, PageNode)>,
+    records: bool,
+    next: bool,
+}
+
+#[derive(Debug)]
+enum RecordShape {
+    /// Every record path is a dot path: only they are read.
+    Paths(RecordNode),
+    /// Some path is a JSONPath: each record is read whole, then mapped.
+    Whole,
+}
+
+#[derive(Debug, Default)]
+struct RecordNode {
+    children: Vec<(String, RecordNode)>,
+    /// Structure entries whose path ends here: the value here is read whole.
+    here: Vec<usize>,
+    /// Entries whose path goes on below a node read whole, with the rest of the path.
+    below: Vec<(usize, Vec<String>)>,
+    /// Every entry at or under this node, to forget when a repeated key restarts it.
+    all: Vec<usize>,
+}
+
+impl Projection {
+    /// The projection of `m`'s pages, or `None` when its `data_from` or
+    /// next-page path cannot be projected (a JSONPath, or one path inside the other).
+    pub fn new(m: &Manifest) -> Option<Projection> {
+        let FieldPath::Dot(data_from) = &m.data_from else { return None };
+        let next = match &m.pagination {
+            Pagination::NextUrl(path) | Pagination::Token { from: path, .. } => match path {
+                FieldPath::Dot(segs) => Some(segs),
+                FieldPath::Json { .. } => return None,
+            },
+            Pagination::None | Pagination::LinkNext | Pagination::Numbered { .. } => None,
+        };
+        if let Some(next) = next
+            && (next.starts_with(data_from) || data_from.starts_with(next))
+        {
+            return None;
+        }
+        let mut page = PageNode::default();
+        page_node(&mut page, data_from).records = true;
+        if let Some(next) = next {
+            page_node(&mut page, next).next = true;
+        }
+        let records = if m.data_structure.iter().all(|(_, p)| matches!(p, FieldPath::Dot(_))) {
+            let mut root = RecordNode::default();
+            for (i, (_, path)) in m.data_structure.iter().enumerate() {
+                if let FieldPath::Dot(segs) = path {
+                    add_record_path(&mut root, i, segs);
+                }
+            }
+            settle(&mut root);
+            RecordShape::Paths(root)
+        } else {
+            RecordShape::Whole
+        };
+        Some(Projection { page, records })
+    }
+
+    /// Reads one page body into `arena` (records numbered on from its length).
+    /// On a JSON error the arena may hold part of the page: the run fails anyway.
+    pub fn read(&self, body: &[u8], m: &Manifest, arena: &mut RecordArena) -> Result<PageOut, serde_json::Error> {
+        let mut ctx = Ctx {
+            m,
+            shape: &self.records,
+            arena,
+            base: 0,
+            found: Found::Missing,
+            next: None,
+            slots: vec![None; m.data_structure.len()],
+        };
+        ctx.base = ctx.arena.len();
+        let mut de = serde_json::Deserializer::from_slice(body);
+        PageSeed { node: &self.page, ctx: &mut ctx }.deserialize(&mut de)?;
+        de.end()?;
+        Ok(PageOut { found: ctx.found, next: ctx.next })
+    }
+}
+
+fn page_node<'n>(root: &'n mut PageNode, segs: &[String]) -> &'n mut PageNode {
+    let mut node = root;
+    for seg in segs {
+        let i = match node.children.iter().position(|(k, _)| k == seg) {
+            Some(i) => i,
+            None => {
+                node.children.push((seg.clone(), PageNode::default()));
+                node.children.len() - 1
+            }
+        };
+        node = &mut node.children[i].1;
+    }
+    node
+}
+
+fn add_record_path(root: &mut RecordNode, entry: usize, segs: &[String]) {
+    let mut node = root;
+    for seg in segs {
+        let i = match node.children.iter().position(|(k, _)| k == seg) {
+            Some(i) => i,
+            None => {
+                node.children.push((seg.clone(), RecordNode::default()));
+                node.children.len() - 1
+            }
+        };
+        node = &mut node.children[i].1;
+    }
+    node.here.push(entry);
+}
+
+/// Fills `all`, and turns entries under a node read whole into `below` paths.
+fn settle(node: &mut RecordNode) {
+    for (_, child) in &mut node.children {
+        settle(child);
+    }
+    node.all = node.here.clone();
+    for (_, child) in &node.children {
+        node.all.extend(&child.all);
+    }
+    if !node.here.is_empty() {
+        let mut below = Vec::new();
+        for (key, child) in std::mem::take(&mut node.children) {
+            collect_below(&child, &mut vec![key], &mut below);
+        }
+        node.below = below;
+    }
+}
+
+fn collect_below(node: &RecordNode, path: &mut Vec<String>, out: &mut Vec<(usize, Vec<String>)>) {
+    for &entry in &node.here {
+        out.push((entry, path.clone()));
+    }
+    for (key, child) in &node.children {
+        path.push(key.clone());
+        collect_below(child, path, out);
+        path.pop();
+    }
+    for (entry, rest) in &node.below {
+        let mut full = path.clone();
+        full.extend(rest.iter().cloned());
+        out.push((*entry, full));
+    }
+}
+
+struct Ctx<'c> {
+    m: &'c Manifest,
+    shape: &'c RecordShape,
+    arena: &'c mut RecordArena,
+    /// The arena's length before this page.
+    base: usize,
+    found: Found,
+    next: Option<Value>,
+    /// Per structure entry: what the record being read holds there.
+    slots: Vec<Option<Value>>,
+}
+
+/// A map key, borrowed from the body when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(Key)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+}
+
+fn child<'n, N>(children: &'n [(String, N)], key: &str) -> Option<&'n N> {
+    children.iter().find(|(k, _)| k == key).map(|(_, n)| n)
+}
+
+/// The index `i` as a dot-path segment would spell it, for lists walked by position.
+fn index_child<N>(children: &[(String, N)], i: usize) -> Option<&N> {
+    if children.is_empty() {
+        return None;
+    }
+    child(children, &i.to_string())
+}
+
+struct PageSeed<'a, 'c> {
+    node: &'a PageNode,
+    ctx: &'a mut Ctx<'c>,
+}
+
+impl<'de> DeserializeSeed<'de> for PageSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.node.next {
+            self.ctx.next = Some(Value::deserialize(d)?);
+            return Ok(());
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl PageSeed<'_, '_> {
+    /// `data_from` is here but is not a list.
+    fn other(&mut self, kind: &'static str) {
+        if self.node.records {
+            self.ctx.arena.truncate(self.ctx.base);
+            self.ctx.found = Found::Other(kind);
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.node.records {
+            // A repeated key: the last list wins, as in a parsed document.
+            self.ctx.arena.truncate(self.ctx.base);
+            let mut n = 0;
+            while read_record(&mut seq, self.ctx, n)? {
+                n += 1;
+            }
+            self.ctx.found = Found::List(n);
+            return Ok(());
+        }
+        let mut i = 0;
+        loop {
+            let more = match index_child(&self.node.children, i) {
+                Some(node) => seq.next_element_seed(PageSeed { node, ctx: &mut *self.ctx })?.is_some(),
+                None => seq.next_element::<IgnoredAny>()?.is_some(),
+            };
+            if !more {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        self.other("an object");
+        while let Some(key) = map.next_key_seed(Key)? {
+            match child(&self.node.children, &key) {
+                Some(node) => {
+                    if node.records {
+                        self.ctx.arena.truncate(self.ctx.base);
+                        self.ctx.found = Found::Missing;
+                    }
+                    map.next_value_seed(PageSeed { node, ctx: &mut *self.ctx })?
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+        self.other("null");
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(mut self, _: bool) -> Result<(), E> {
+        self.other("a boolean");
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(mut self, _: i64) -> Result<(), E> {
+        self.other("a number");
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(mut self, _: u64) -> Result<(), E> {
+        self.other("a number");
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(mut self, _: f64) -> Result<(), E> {
+        self.other("a number");
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(mut self, _: &str) -> Result<(), E> {
+        self.other("a string");
+        Ok(())
+    }
+}
+
+/// Reads the next record of a `data_from` list into the arena; false at the end of the list.
+fn read_record<'de, A: SeqAccess<'de>>(seq: &mut A, ctx: &mut Ctx<'_>, n: usize) -> Result<bool, A::Error> {
+    let index = ctx.base + n;
+    let structure = &ctx.m.data_structure;
+    match ctx.shape {
+        RecordShape::Whole => {
+            let Some(value) = seq.next_element::<Value>()? else { return Ok(false) };
+            ctx.arena.push(&map_record(structure, index, &value));
+        }
+        RecordShape::Paths(root) => {
+            ctx.slots.iter_mut().for_each(|s| *s = None);
+            if seq.next_element_seed(RecordSeed { node: root, slots: &mut ctx.slots })?.is_none() {
+                return Ok(false);
+            }
+            let slots = &ctx.slots;
+            let record = map_hits(structure, index, |i| match &slots[i] {
+                Some(v) => Hits::One(v),
+                None => Hits::None,
+            });
+            ctx.arena.push(&record);
+        }
+    }
+    Ok(true)
+}
+
+struct RecordSeed<'a> {
+    node: &'a RecordNode,
+    slots: &'a mut [Option<Value>],
+}
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.node.here.is_empty() {
+            return d.deserialize_any(self);
+        }
+        let value = Value::deserialize(d)?;
+        for (entry, rest) in &self.node.below {
+            self.slots[*entry] = dot_get(&value, rest).cloned();
+        }
+        if let Some((&last, others)) = self.node.here.split_last() {
+            for &entry in others {
+                self.slots[entry] = Some(value.clone());
+            }
+            self.slots[last] = Some(value);
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(Key)? {
+            match child(&self.node.children, &key) {
+                Some(node) => {
+                    // A repeated key: forget what the earlier one filled in.
+                    for &entry in &node.all {
+                        self.slots[entry] = None;
+                    }
+                    map.next_value_seed(RecordSeed { node, slots: &mut *self.slots })?
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        loop {
+            let more = match index_child(&self.node.children, i) {
+                Some(node) => seq.next_element_seed(RecordSeed { node, slots: &mut *self.slots })?.is_some(),
+                None => seq.next_element::<IgnoredAny>()?.is_some(),
+            };
+            if !more {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Record;
+    use serde_json::json;
+
+    fn manifest(data_from: &str, next: Option<&str>, structure: serde_json::Value) -> Manifest {
+        let mut doc = json!({
+            "execute": [{"url": "http://127.0.0.1:1/x"}],
+            "action": "create",
+            "data_from": data_from,
+            "data_structure": structure,
+        });
+        if let Some(next) = next {
+            doc["next_page_from"] = json!(next);
+        }
+        let config = crate::config::Config::default();
+        crate::manifest::parse("t", std::path::Path::new("t.json"), &doc.to_string(), &config).unwrap()
+    }
+
+    /// The `data_from` verdict, next-page value and records of one page.
+    type Read = (Found, Option<Value>, Vec<Record>);
+
+    /// What the projection reads, next to what selecting in a parsed `Value` gives.
+    fn both(m: &Manifest, body: &str) -> (Read, Read) {
+        let projection = Projection::new(m).expect("projectable");
+        let mut arena = RecordArena::default();
+        let out = projection.read(body.as_bytes(), m, &mut arena).unwrap();
+        let projected = (out.found, out.next, arena.iter().collect());
+
+        let doc: Value = serde_json::from_str(body).unwrap();
+        let next = match &m.pagination {
+            Pagination::NextUrl(p) => p.select(&doc).first().map(|v| (*v).clone()),
+            _ => None,
+        };
+        let (found, records) = match m.data_from.select(&doc).first() {
+            None => (Found::Missing, Vec::new()),
+            Some(Value::Array(items)) => (
+                Found::List(items.len()),
+                items.iter().enumerate().map(|(i, v)| map_record(&m.data_structure, i, v)).collect(),
+            ),
+            Some(other) => (Found::Other(crate::mapping::kind(other)), Vec::new()),
+        };
+        (projected, (found, next, records))
+    }
+
+    #[test]
+    fn reads_what_a_parsed_page_gives() {
+        let m = manifest(
+            "data.people",
+            Some("links.next"),
+            json!({"email": "mail", "first_name": "name.first", "last_name": "name.last",
+                   "external_id": "id", "phone": "phones.1", "badge": "badge", "name_all": "name",
+                   "active": "status"}),
+        );
+        let body = r#"{"links": {"next": "/p?page=2", "self": "x"}, "meta": [1, {"a": [2]}],
+            "data": {"count": 4, "people": [
+                {"mail": " Ann@X.io ", "name": {"first": "Ann", "last": "Lee", "more": {"deep": [1,2]}},
+                 "id": 7, "phones": ["1", "2"], "badge": {"n": 1}, "status": "inactive", "skip": {"x": [1]}},
+                {"mail": "bad", "id": "8", "name": "plain", "status": true},
+                {"mail": "c@x.io", "name": {"first": "A"}, "name": {"last": "B"}, "id": 9, "id": 10},
+                "not an object",
+                {"mail": "d\u0040x.io", "n\u0061me": {"first": "Esc"}, "phones": [], "status": "1"}
+            ]}}"#;
+        let (projected, parsed) = both(&m, body);
+        assert_eq!(projected, parsed);
+        assert_eq!(projected.0, Found::List(5));
+        assert_eq!(projected.1, Some(json!("/p?page=2")));
+        assert_eq!(projected.2[2].fields.external_id.as_deref(), Some("10"), "a repeated key: the last one wins");
+        assert_eq!(projected.2[2].fields.first_name, None, "a repeated object replaces the earlier one whole");
+        assert_eq!(projected.2[4].fields.first_name.as_deref(), Some("Esc"), "escaped keys are read");
+    }
+
+    #[test]
+    fn reports_missing_and_non_list_data_from() {
+        let m = manifest("employees", Some("next"), json!({"email": "e"}));
+        for body in [r#"{"next": null}"#, r#"{"employees": {"a": 1}}"#, r#"{"employees": "x"}"#, r#"[1, 2]"#] {
+            let (projected, parsed) = both(&m, body);
+            assert_eq!(projected, parsed, "{body}");
+        }
+        let (projected, _) = both(&m, r#"{"employees": [{"e": "a@b.io"}], "employees": 3}"#);
+        assert_eq!(projected.0, Found::Other("a number"));
+        assert!(projected.2.is_empty(), "records of a replaced list are dropped");
+    }
+
+    #[test]
+    fn reads_a_top_level_list_and_jsonpath_records() {
+        let m = manifest("", None, json!({"email": "e", "phone": "$.phones[?(@.type == 'work')].n"}));
+        let body = r#"[{"e": "a@b.io", "phones": [{"type": "work", "n": "1"}]}, {"e": "c@d.io", "phones": []}]"#;
+        let (projected, parsed) = both(&m, body);
+        assert_eq!(projected, parsed);
+        assert_eq!(projected.2[0].fields.phone.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn paths_that_cannot_be_projected_are_refused() {
+        assert!(Projection::new(&manifest("data", Some("data.next"), json!({"email": "e"}))).is_none());
+        assert!(Projection::new(&manifest("$.data", None, json!({"email": "e"}))).is_none());
+    }
+
+    #[test]
+    fn bad_json_is_an_error() {
+        let m = manifest("employees", None, json!({"email": "e"}));
+        let mut arena = RecordArena::default();
+        let p = Projection::new(&m).unwrap();
+        assert!(p.read(br#"{"employees": [{"e": "a@b.io"}"#, &m, &mut arena).is_err());
+        assert!(p.read(br#"{"employees": []} trailing"#, &m, &mut arena).is_err());
+    }
+}
