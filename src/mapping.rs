@@ -71,35 +71,8 @@ impl RecordArena {
 
     pub fn push(&mut self, r: &Record) {
         debug_assert_eq!(r.index, self.len(), "records are pushed in order");
-        let mut mask = 0u16;
-        for (bit, c) in crate::user::TEXT_COLUMNS.iter().enumerate() {
-            if r.fields.get(*c).is_some() {
-                mask |= 1 << bit;
-            }
-        }
-        if let Some(a) = r.active {
-            mask |= HAS_ACTIVE | if a { ACTIVE } else { 0 };
-        }
-        let extra = (!r.extra.is_empty()).then(|| Value::Object(r.extra.clone()).to_string());
-        if extra.is_some() {
-            mask |= HAS_EXTRA;
-        }
-        if r.problem.is_some() {
-            mask |= HAS_PROBLEM;
-        }
         let mut bytes = Vec::with_capacity(128);
-        bytes.extend_from_slice(&mask.to_le_bytes());
-        for c in crate::user::TEXT_COLUMNS {
-            if let Some(v) = r.fields.get(c) {
-                put_str(&mut bytes, v);
-            }
-        }
-        if let Some(e) = &extra {
-            put_str(&mut bytes, e);
-        }
-        if let Some(p) = &r.problem {
-            put_str(&mut bytes, p);
-        }
+        encode(r, &mut bytes);
         let fits = self.chunks.last().is_some_and(|c| c.len() + bytes.len() <= c.capacity());
         if !fits {
             self.chunks.push(Vec::with_capacity(CHUNK.max(bytes.len())));
@@ -110,13 +83,18 @@ impl RecordArena {
         self.ends.push((chunk as u32, last.len() as u32));
     }
 
-    pub fn get(&self, i: usize) -> Record {
+    /// Record `i` as `encode` wrote it.
+    fn raw(&self, i: usize) -> &[u8] {
         let (chunk, end) = self.ends[i];
         let start = match i.checked_sub(1).map(|p| self.ends[p]) {
             Some((c, e)) if c == chunk => e,
             _ => 0,
         };
-        let mut cur = &self.chunks[chunk as usize][start as usize..end as usize];
+        &self.chunks[chunk as usize][start as usize..end as usize]
+    }
+
+    pub fn get(&self, i: usize) -> Record {
+        let mut cur = self.raw(i);
         let index = i;
         let mask = u16::from_le_bytes([cur[0], cur[1]]);
         cur = &cur[2..];
@@ -147,12 +125,7 @@ impl RecordArena {
     /// One text field of record `i` without decoding the rest; `None` for a
     /// record with a problem (it never takes part in matching).
     pub fn field(&self, i: usize, c: Core) -> Option<&str> {
-        let (chunk, end) = self.ends[i];
-        let start = match i.checked_sub(1).map(|p| self.ends[p]) {
-            Some((c, e)) if c == chunk => e,
-            _ => 0,
-        };
-        let mut cur = &self.chunks[chunk as usize][start as usize..end as usize];
+        let mut cur = self.raw(i);
         let mask = u16::from_le_bytes([cur[0], cur[1]]);
         cur = &cur[2..];
         if mask & HAS_PROBLEM != 0 {
@@ -172,12 +145,60 @@ impl RecordArena {
     }
 }
 
+/// Writes a record's content (not its index) in the arena's compact form:
+/// a mask of what is present, then each present text, the extra fields as
+/// JSON (keys sorted), and the problem. Equal content gives equal bytes.
+fn encode(r: &Record, bytes: &mut Vec<u8>) {
+    let mut mask = 0u16;
+    for (bit, c) in crate::user::TEXT_COLUMNS.iter().enumerate() {
+        if r.fields.get(*c).is_some() {
+            mask |= 1 << bit;
+        }
+    }
+    if let Some(a) = r.active {
+        mask |= HAS_ACTIVE | if a { ACTIVE } else { 0 };
+    }
+    if !r.extra.is_empty() {
+        mask |= HAS_EXTRA;
+    }
+    if r.problem.is_some() {
+        mask |= HAS_PROBLEM;
+    }
+    bytes.extend_from_slice(&mask.to_le_bytes());
+    for c in crate::user::TEXT_COLUMNS {
+        if let Some(v) = r.fields.get(c) {
+            put_str(bytes, v);
+        }
+    }
+    if !r.extra.is_empty() {
+        put_str(bytes, &Value::Object(r.extra.clone()).to_string());
+    }
+    if let Some(p) = &r.problem {
+        put_str(bytes, p);
+    }
+}
+
+/// A 128-bit digest of `context` and a record's content, the same in every
+/// run and every build (SipHash-1-3 with fixed keys): what the store keeps
+/// to know a user still holds exactly what this record last wrote.
+pub fn digest(context: &[u8], encoded: &[u8]) -> u128 {
+    use siphasher::sip128::Hasher128;
+    use std::hash::Hasher;
+    let mut h = siphasher::sip128::SipHasher13::new_with_keys(0x0072_6f73_7465_7264, 0x0066_696e_6765_7273);
+    h.write(&(context.len() as u64).to_le_bytes());
+    h.write(context);
+    h.write(encoded);
+    h.finish128().as_u128()
+}
+
 /// Records a plan can read by position, more than once.
 pub trait Records {
     fn count(&self) -> usize;
     fn record(&self, i: usize) -> Record;
     /// Field `c` of record `i`, or `None` when it is absent or the record has a problem.
     fn key(&self, i: usize, c: Core) -> Option<&str>;
+    /// `digest(context, content of record i)`.
+    fn fingerprint(&self, i: usize, context: &[u8]) -> u128;
 }
 
 impl Records for RecordArena {
@@ -189,6 +210,9 @@ impl Records for RecordArena {
     }
     fn key(&self, i: usize, c: Core) -> Option<&str> {
         self.field(i, c)
+    }
+    fn fingerprint(&self, i: usize, context: &[u8]) -> u128 {
+        digest(context, self.raw(i))
     }
 }
 
@@ -202,6 +226,11 @@ impl Records for [Record] {
     fn key(&self, i: usize, c: Core) -> Option<&str> {
         let r = &self[i];
         if r.problem.is_some() { None } else { r.fields.get(c) }
+    }
+    fn fingerprint(&self, i: usize, context: &[u8]) -> u128 {
+        let mut bytes = Vec::new();
+        encode(&self[i], &mut bytes);
+        digest(context, &bytes)
     }
 }
 

@@ -29,8 +29,17 @@ pub trait Directory {
     fn find(&mut self, key: Core, value: &str) -> Result<Option<StoredUser>, Self::Error>;
     /// Whether any user holds `value` in `key`: `find` without reading the user.
     fn holds(&mut self, key: Core, value: &str) -> Result<bool, Self::Error> {
-        Ok(self.find(key, value)?.is_some())
+        Ok(self.find_id(key, value)?.is_some())
     }
+    /// The id of the user holding `value` in `key`: `find` without reading the user.
+    fn find_id(&mut self, key: Core, value: &str) -> Result<Option<i64>, Self::Error> {
+        Ok(self.find(key, value)?.map(|u| u.id))
+    }
+    /// The fingerprint `set_fingerprint` left on user `id`, unless the user
+    /// changed in any other way since (`None` then, or when there is none).
+    fn fingerprint(&mut self, id: i64) -> Result<Option<u128>, Self::Error>;
+    /// Notes that user `id` holds exactly what the record with fingerprint `fp` wrote.
+    fn set_fingerprint(&mut self, id: i64, fp: u128) -> Result<(), Self::Error>;
     /// Adds a user owned by `owner`; returns its id.
     fn create(&mut self, user: &NewUser, owner: &str) -> Result<i64, Self::Error>;
     /// Writes a user's fields, `active` and `extra_fields`; with `adopt`, `owner` takes it.
@@ -198,27 +207,32 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
     if opts.action == Action::Sync {
         planner.plan.owned_active = planner.dir.owned_active(opts.integration)?;
     }
-    let mut waiting: Vec<(Record, String)> = Vec::new();
+    let context = format!("{}\0{}\0{:?}", opts.integration, opts.action.as_str(), opts.match_on);
+    let mut waiting: Vec<(Record, String, u128)> = Vec::new();
     for i in 0..records.count() {
+        let fp = records.fingerprint(i, context.as_bytes());
+        if planner.settled(records, i, fp)? {
+            continue;
+        }
         let record = records.record(i);
         let outcome = match planner.admit(&record) {
-            Ok(key) => planner.act(&record, &key)?,
+            Ok(key) => planner.act(&record, &key, fp)?,
             Err(refusal) => Err(refusal),
         };
         match outcome {
             Ok(()) => {}
-            Err(Refusal::Conflict(reason)) => waiting.push((record, reason)),
+            Err(Refusal::Conflict(reason)) => waiting.push((record, reason, fp)),
             Err(Refusal::Final(reason)) => planner.skip(&record, reason),
         }
     }
     loop {
         let before = waiting.len();
         let mut still = Vec::new();
-        for (record, reason) in waiting {
+        for (record, reason, fp) in waiting {
             let key = planner.key(&record).unwrap_or_default();
-            match planner.act(&record, &key)? {
+            match planner.act(&record, &key, fp)? {
                 Ok(()) => {}
-                Err(Refusal::Conflict(_)) => still.push((record, reason)),
+                Err(Refusal::Conflict(_)) => still.push((record, reason, fp)),
                 Err(Refusal::Final(reason)) => planner.skip(&record, reason),
             }
         }
@@ -227,7 +241,7 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
             break;
         }
     }
-    for (record, reason) in waiting {
+    for (record, reason, _) in waiting {
         planner.skip(&record, reason);
     }
     planner.plan.skips.sort_by_key(|s| s.record);
@@ -338,11 +352,39 @@ impl<'a, D: Directory> Planner<'a, D> {
         Ok(key)
     }
 
-    fn act(&mut self, r: &Record, key: &str) -> Step<D::Error> {
+    /// Whether record `i` needs nothing, decided from its match key and
+    /// fingerprint alone, without decoding it or reading its user: a create
+    /// whose email exists, or an update or sync whose user still holds exactly
+    /// what this record wrote last time. Anything else takes the full path.
+    fn settled<R: Records + ?Sized>(&mut self, records: &R, i: usize, fp: u128) -> Result<bool, D::Error> {
+        let key_field = self.key_field();
+        let Some(key) = records.key(i, key_field) else { return Ok(false) };
+        if self.repeats.contains_key(&i) {
+            return Ok(false);
+        }
+        if self.opts.action == Action::Create {
+            let held = self.dir.holds(Core::Email, key)?;
+            if held {
+                self.plan.unchanged += 1;
+            }
+            return Ok(held);
+        }
+        let Some(id) = self.dir.find_id(key_field, key)? else { return Ok(false) };
+        if self.dir.fingerprint(id)? != Some(fp) {
+            return Ok(false);
+        }
+        if self.opts.action == Action::Sync {
+            self.matched.insert(id);
+        }
+        self.plan.unchanged += 1;
+        Ok(true)
+    }
+
+    fn act(&mut self, r: &Record, key: &str, fp: u128) -> Step<D::Error> {
         match self.opts.action {
             Action::Create => self.create(r),
-            Action::Update => self.update(r),
-            Action::Sync => self.sync(r, key),
+            Action::Update => self.update(r, fp),
+            Action::Sync => self.sync(r, key, fp),
         }
     }
 
@@ -355,10 +397,11 @@ impl<'a, D: Directory> Planner<'a, D> {
         if r.fields.first_name.is_none() || r.fields.last_name.is_none() {
             return Ok(Err("missing first_name or last_name".into()));
         }
-        self.add_new_user(r)
+        self.add_new_user(r, None)
     }
 
-    fn add_new_user(&mut self, r: &Record) -> Step<D::Error> {
+    /// Creates the record's user; with `fp`, notes the fingerprint on it.
+    fn add_new_user(&mut self, r: &Record, fp: Option<u128>) -> Step<D::Error> {
         if let Some(email) = &r.fields.email
             && self.opts.ignored_emails.contains(email)
         {
@@ -377,13 +420,16 @@ impl<'a, D: Directory> Planner<'a, D> {
             extra: r.extra.clone(),
         };
         let id = self.dir.create(&user, self.opts.integration)?;
+        if let Some(fp) = fp {
+            self.dir.set_fingerprint(id, fp)?;
+        }
         self.matched.insert(id);
         self.plan.n_created += 1;
         keep(&mut self.plan.creates, user);
         Ok(Ok(()))
     }
 
-    fn update(&mut self, r: &Record) -> Step<D::Error> {
+    fn update(&mut self, r: &Record, fp: u128) -> Step<D::Error> {
         let email = r.fields.email.as_deref().unwrap_or_default();
         let Some(user) = self.dir.find(Core::Email, email)? else {
             return Ok(Err("no user with this email".into()));
@@ -415,23 +461,24 @@ impl<'a, D: Directory> Planner<'a, D> {
             extra,
             adopt: false,
         };
-        self.write_update(update)
+        self.write_update(update, fp)
     }
 
-    fn write_update(&mut self, update: Update) -> Step<D::Error> {
+    fn write_update(&mut self, update: Update, fp: u128) -> Step<D::Error> {
         self.dir.update(&update, self.opts.integration)?;
+        self.dir.set_fingerprint(update.user_id, fp)?;
         self.plan.n_updated += 1;
         keep(&mut self.plan.updates, update);
         Ok(Ok(()))
     }
 
-    fn sync(&mut self, r: &Record, key: &str) -> Step<D::Error> {
+    fn sync(&mut self, r: &Record, key: &str, fp: u128) -> Step<D::Error> {
         let key_field = if self.opts.match_on == MatchOn::Email { Core::Email } else { Core::ExternalId };
         let Some(user) = self.dir.find(key_field, key)? else {
             if let Err(refusal) = self.claim_email(r, None)? {
                 return Ok(Err(refusal));
             }
-            return self.add_new_user(r);
+            return self.add_new_user(r, Some(fp));
         };
         if let Some(owner) = user.owner.as_deref().filter(|o| *o != self.opts.integration) {
             return Ok(Err(Refusal::Conflict(format!("{} is owned by integration {owner}", label(&user)))));
@@ -479,7 +526,7 @@ impl<'a, D: Directory> Planner<'a, D> {
         }
         let update =
             Update { user_id: user.id, record: r.index, label: label(&user), changes, fields, active, extra, adopt };
-        self.write_update(update)
+        self.write_update(update, fp)
     }
 
     /// Makes sure the record's email is free for user `me` (None = a new user):
@@ -550,6 +597,9 @@ pub struct MemoryDirectory {
     max_id: i64,
     by_email: HashMap<String, usize>,
     by_external: HashMap<String, usize>,
+    fingerprints: HashMap<i64, u128>,
+    /// Off: never answers with a fingerprint, so every record takes the full path.
+    pub forgetful: bool,
 }
 
 impl MemoryDirectory {
@@ -613,6 +663,16 @@ impl Directory for MemoryDirectory {
         Ok(i.map(|i| self.users[*i].clone()))
     }
 
+    fn fingerprint(&mut self, id: i64) -> Result<Option<u128>, String> {
+        Ok(if self.forgetful { None } else { self.fingerprints.get(&id).copied() })
+    }
+
+    fn set_fingerprint(&mut self, id: i64, fp: u128) -> Result<(), String> {
+        self.position(id)?;
+        self.fingerprints.insert(id, fp);
+        Ok(())
+    }
+
     fn create(&mut self, user: &NewUser, owner: &str) -> Result<i64, String> {
         self.check_free(&user.fields, None)?;
         let id = self.max_id + 1;
@@ -630,6 +690,7 @@ impl Directory for MemoryDirectory {
     fn update(&mut self, update: &Update, owner: &str) -> Result<(), String> {
         let i = self.position(update.user_id)?;
         self.check_free(&update.fields, Some(i))?;
+        self.fingerprints.remove(&update.user_id);
         self.unindex(i);
         let u = &mut self.users[i];
         u.fields = update.fields.clone();
@@ -644,6 +705,7 @@ impl Directory for MemoryDirectory {
 
     fn clear_email(&mut self, id: i64) -> Result<(), String> {
         let i = self.position(id)?;
+        self.fingerprints.remove(&id);
         self.unindex(i);
         self.users[i].fields.email = None;
         self.index(i);
@@ -671,6 +733,7 @@ impl Directory for MemoryDirectory {
         for u in &mut self.users {
             if u.active && u.owner.as_deref() == Some(owner) && !keep.contains(u.id) {
                 u.active = false;
+                self.fingerprints.remove(&u.id);
                 n += 1;
                 if shown.len() < sample {
                     shown.push(Deactivation { user_id: u.id, label: label(u) });
@@ -810,6 +873,44 @@ mod tests {
                 for u in users.iter().filter(|u| u.owner.as_deref() != Some("hr") ) {
                     prop_assert!(!first.deactivations.iter().any(|d| d.user_id == u.id), "deactivated a user it does not own");
                 }
+            }
+
+            #[test]
+            fn fingerprints_never_change_an_outcome(
+                first in proptest::collection::vec(record(), 0..10),
+                second in proptest::collection::vec(record(), 0..10),
+                users in users(),
+                action in prop_oneof![Just(Action::Create), Just(Action::Update), Just(Action::Sync)],
+                by_external in any::<bool>(),
+                other_first in any::<bool>(),
+                auto_clear_email in any::<bool>(),
+            ) {
+                let number = |rs: Vec<Record>| -> Vec<Record> {
+                    rs.into_iter().enumerate().map(|(i, mut r)| { r.index = i; r }).collect()
+                };
+                let (first, second) = (number(first), number(second));
+                let match_on = if by_external { MatchOn::ExternalId } else { MatchOn::Email };
+                let o = PlanOptions { match_on, auto_clear_email, ..opts(action, ALL) };
+                let other = PlanOptions { integration: "other", ..o.clone() };
+                let mut remembering = MemoryDirectory::new(users.clone());
+                let mut forgetful = MemoryDirectory { forgetful: true, ..MemoryDirectory::new(users) };
+                // Two runs of one integration, with or without another's run between them.
+                for dir in [&mut remembering, &mut forgetful] {
+                    super::super::plan(&first[..], dir, &o).unwrap();
+                    if other_first {
+                        super::super::plan(&second[..], dir, &other).unwrap();
+                    }
+                }
+                let a = super::super::plan(&first[..], &mut remembering, &o).unwrap();
+                let b = super::super::plan(&first[..], &mut forgetful, &o).unwrap();
+                prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                // Then the other records, then the first again (users that vanished come back).
+                for records in [&second, &first] {
+                    let a = super::super::plan(&records[..], &mut remembering, &o).unwrap();
+                    let b = super::super::plan(&records[..], &mut forgetful, &o).unwrap();
+                    prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                }
+                prop_assert_eq!(format!("{:?}", remembering.users), format!("{:?}", forgetful.users));
             }
         }
     }

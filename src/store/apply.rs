@@ -111,6 +111,30 @@ impl Directory for SqlDirectory<'_> {
         self.tx.prepare_cached(&sql)?.query_row([value], stored_user).optional()
     }
 
+    fn find_id(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<i64>> {
+        let sql = match key {
+            Core::Email => "SELECT id FROM users WHERE email = ?1",
+            _ => "SELECT id FROM users WHERE external_id = ?1",
+        };
+        self.tx.prepare_cached(sql)?.query_row([value], |r| r.get(0)).optional()
+    }
+
+    fn fingerprint(&mut self, id: i64) -> rusqlite::Result<Option<u128>> {
+        let blob: Option<Vec<u8>> = self
+            .tx
+            .prepare_cached("SELECT fingerprint FROM applied WHERE user_id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        Ok(blob.and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok()).map(u128::from_le_bytes))
+    }
+
+    fn set_fingerprint(&mut self, id: i64, fp: u128) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO applied (user_id, fingerprint) VALUES (?1, ?2)")?
+            .execute(params![id, fp.to_le_bytes().as_slice()])?;
+        Ok(())
+    }
+
     fn holds(&mut self, key: Core, value: &str) -> rusqlite::Result<bool> {
         // Answered from the unique index alone (a covering index search).
         let sql = match key {
