@@ -156,6 +156,25 @@ struct FloorPerson {
     mobile_phone: String,
 }
 
+/// The fetching part of the floor alone: every page fetched and parsed into typed structs.
+async fn fetch_floor(base: &str, n: usize) -> f64 {
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let mut url = format!("{base}/people?page=1");
+    let mut seen = 0;
+    loop {
+        let bytes = client.get(&url).send().await.unwrap().bytes().await.unwrap();
+        let page: FloorPage = serde_json::from_slice(&bytes).unwrap();
+        seen += page.employees.len();
+        match page.next {
+            Some(next) => url = format!("{base}{next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, n);
+    started.elapsed().as_secs_f64()
+}
+
 /// The floor: fetch every page with one client, parse into typed structs, insert with one statement in one transaction.
 async fn floor(base: &str, db: &Path) -> f64 {
     let started = Instant::now();
@@ -226,7 +245,16 @@ fn fresh_dir(root: &Path, name: &str, manifests: &[(&str, String)]) -> PathBuf {
 async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>) {
     let (base, src) = start_source().await;
     src.n.store(n as u32, Ordering::SeqCst);
+    let fetch_secs = fetch_floor(&base, n).await;
     let floor_secs = floor(&base, &root.join(format!("floor-{n}.db"))).await;
+    rows.push(Row {
+        what: "floor's fetch + typed parse alone".into(),
+        n,
+        secs: fetch_secs,
+        rss: 0.0,
+        written: 0,
+        floor: floor_secs,
+    });
     rows.push(Row {
         what: "floor: fetch + typed parse + insert".into(),
         n,

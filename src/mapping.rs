@@ -171,7 +171,8 @@ fn encode(r: &Record, bytes: &mut Vec<u8>) {
         }
     }
     if !r.extra.is_empty() {
-        put_str(bytes, &Value::Object(r.extra.clone()).to_string());
+        // A map of JSON values always serializes.
+        put_str(bytes, &serde_json::to_string(&r.extra).unwrap_or_default());
     }
     if let Some(p) = &r.problem {
         put_str(bytes, p);

@@ -35,6 +35,11 @@ pub trait Directory {
     fn find_id(&mut self, key: Core, value: &str) -> Result<Option<i64>, Self::Error> {
         Ok(self.find(key, value)?.map(|u| u.id))
     }
+    /// `find_id` for the key record `i` (of the records being planned) has in
+    /// `key`, when the directory knows it without a search; `None` otherwise.
+    fn holder_of_record(&mut self, _i: usize, _key: Core) -> Result<Option<Option<i64>>, Self::Error> {
+        Ok(None)
+    }
     /// The fingerprint `set_fingerprint` left on user `id`, unless the user
     /// changed in any other way since (`None` then, or when there is none).
     fn fingerprint(&mut self, id: i64) -> Result<Option<u128>, Self::Error>;
@@ -362,14 +367,17 @@ impl<'a, D: Directory> Planner<'a, D> {
         if self.repeats.contains_key(&i) {
             return Ok(false);
         }
+        let holder = match self.dir.holder_of_record(i, key_field)? {
+            Some(holder) => holder,
+            None => self.dir.find_id(key_field, key)?,
+        };
         if self.opts.action == Action::Create {
-            let held = self.dir.holds(Core::Email, key)?;
-            if held {
+            if holder.is_some() {
                 self.plan.unchanged += 1;
             }
-            return Ok(held);
+            return Ok(holder.is_some());
         }
-        let Some(id) = self.dir.find_id(key_field, key)? else { return Ok(false) };
+        let Some(id) = holder else { return Ok(false) };
         if self.dir.fingerprint(id)? != Some(fp) {
             return Ok(false);
         }

@@ -204,6 +204,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     report.redactor = redactor.clone();
 
     let (fetched, trace) = fetch_phase(m, config, opts, cancel, values, &redactor).instrument(span.clone()).await;
+    let fetch_ms = started.elapsed().as_millis() as u64;
     let fetched = match fetched {
         Ok(f) => f,
         Err(e) => {
@@ -257,6 +258,8 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
             updated = report.updated,
             deactivated = report.deactivated,
             skipped = report.skipped,
+            fetch_ms,
+            apply_ms = report.duration_ms.saturating_sub(fetch_ms),
             ms = report.duration_ms,
             "run finished"
         )

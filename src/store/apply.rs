@@ -9,7 +9,8 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{RunEnd, Store, StoreError, now};
+use super::prefetch::{Fingerprints, KeyCache};
+use super::{Prefetch, RunEnd, Store, StoreError, now};
 use crate::manifest::Core;
 use crate::mapping::RecordArena;
 use crate::plan::{self, Deactivation, Directory, IdSet, NewUser, Plan, PlanOptions, Update};
@@ -45,7 +46,7 @@ impl Store {
     ) -> Result<ApplyOutcome, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let plan = {
-            let mut dir = SqlDirectory { tx: &tx, at: now() };
+            let mut dir = SqlDirectory::new(&tx, records, self.prefetch)?;
             plan::plan(records, &mut dir, opts)?
         };
         let end = decide(&plan);
@@ -66,6 +67,104 @@ impl Store {
 struct SqlDirectory<'t> {
     tx: &'t Transaction<'t>,
     at: String,
+    records: &'t RecordArena,
+    /// Large runs scan once for who holds the records' keys and for fingerprints
+    /// (each loaded on first use); small ones ask SQLite per record.
+    prefetch: bool,
+    emails: Cached<KeyCache>,
+    externals: Cached<KeyCache>,
+    fingerprints: Cached<Fingerprints>,
+}
+
+/// Something loaded at most once: not yet tried, loaded, or not available.
+enum Cached<T> {
+    Untried,
+    Loaded(T),
+    Off,
+}
+
+impl<T> Cached<T> {
+    fn get(&mut self) -> Option<&mut T> {
+        match self {
+            Cached::Loaded(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// A run with fewer records than this never scans; nor one with under 1/16 as many records as users.
+const PREFETCH_MIN: usize = 1000;
+
+impl<'t> SqlDirectory<'t> {
+    fn new(tx: &'t Transaction<'t>, records: &'t RecordArena, mode: Prefetch) -> rusqlite::Result<Self> {
+        let users: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM users", [], |r| r.get(0))?;
+        let n = records.len();
+        let prefetch = match mode {
+            Prefetch::Auto => n >= PREFETCH_MIN && (n as i64).saturating_mul(16) >= users,
+            Prefetch::Always => true,
+            Prefetch::Never => false,
+        };
+        Ok(SqlDirectory {
+            tx,
+            at: now(),
+            records,
+            prefetch,
+            emails: Cached::Untried,
+            externals: Cached::Untried,
+            fingerprints: Cached::Untried,
+        })
+    }
+
+    /// The key cache for `key`, loading it on first use.
+    fn keys(&mut self, key: Core) -> rusqlite::Result<Option<&mut KeyCache>> {
+        let slot = if key == Core::Email { &mut self.emails } else { &mut self.externals };
+        if let Cached::Untried = slot {
+            *slot = match self.prefetch {
+                true => KeyCache::load(self.tx, self.records, key)?.map_or(Cached::Off, Cached::Loaded),
+                false => Cached::Off,
+            };
+        }
+        Ok(slot.get())
+    }
+
+    /// Who holds `value` in `key`, if the cache knows (`None`: ask SQLite).
+    fn cached_holder(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<Option<i64>>> {
+        let records = self.records;
+        Ok(self.keys(key)?.and_then(|c| c.get(records, value)))
+    }
+
+    /// Notes in the caches that `value` in `key` is now held by `id` (`None`: by nobody).
+    fn note_key(&mut self, key: Core, value: Option<&str>, id: Option<i64>) {
+        let Some(value) = value else { return };
+        let records = self.records;
+        let slot = if key == Core::Email { &mut self.emails } else { &mut self.externals };
+        if let Some(cache) = slot.get()
+            && !cache.set(records, value, id)
+        {
+            *slot = Cached::Off;
+        }
+    }
+
+    fn forget_fingerprint(&mut self, id: i64) {
+        if let Some(fps) = self.fingerprints.get() {
+            fps.set(id, 0);
+        }
+    }
+
+    /// A user's email and external id as stored now, when a cache must follow a change to them.
+    fn keys_of(&mut self, id: i64) -> rusqlite::Result<Option<(Option<String>, Option<String>)>> {
+        if self.emails.get().is_none() && self.externals.get().is_none() {
+            return Ok(None);
+        }
+        self.tx
+            .prepare_cached("SELECT email, external_id FROM users WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    }
+
+    fn user_by_id(&mut self, id: i64) -> rusqlite::Result<Option<StoredUser>> {
+        self.tx.prepare_cached(&const_format(SELECT_USER, " WHERE u.id = ?1"))?.query_row([id], stored_user).optional()
+    }
 }
 
 // The owner comes from a scalar subquery, not a LEFT JOIN: SQLite re-prepares
@@ -103,6 +202,11 @@ impl Directory for SqlDirectory<'_> {
     type Error = rusqlite::Error;
 
     fn find(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<StoredUser>> {
+        match self.cached_holder(key, value)? {
+            Some(None) => return Ok(None),
+            Some(Some(id)) => return self.user_by_id(id),
+            None => {}
+        }
         let sql = match key {
             // `email` is COLLATE NOCASE, so this uses its unique index case-insensitively.
             Core::Email => const_format(SELECT_USER, " WHERE u.email = ?1"),
@@ -111,7 +215,15 @@ impl Directory for SqlDirectory<'_> {
         self.tx.prepare_cached(&sql)?.query_row([value], stored_user).optional()
     }
 
+    fn holder_of_record(&mut self, i: usize, key: Core) -> rusqlite::Result<Option<Option<i64>>> {
+        Ok(self.keys(key)?.and_then(|c| c.holder_of(i)))
+    }
+
     fn find_id(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<i64>> {
+        if let Some(holder) = self.cached_holder(key, value)? {
+            return Ok(holder);
+        }
+        // Answered from the unique index alone (a covering index search).
         let sql = match key {
             Core::Email => "SELECT id FROM users WHERE email = ?1",
             _ => "SELECT id FROM users WHERE external_id = ?1",
@@ -120,6 +232,15 @@ impl Directory for SqlDirectory<'_> {
     }
 
     fn fingerprint(&mut self, id: i64) -> rusqlite::Result<Option<u128>> {
+        if let Cached::Untried = self.fingerprints {
+            self.fingerprints = match self.prefetch {
+                true => Fingerprints::load(self.tx)?.map_or(Cached::Off, Cached::Loaded),
+                false => Cached::Off,
+            };
+        }
+        if let Some(fps) = self.fingerprints.get() {
+            return Ok(fps.get(id));
+        }
         let blob: Option<Vec<u8>> = self
             .tx
             .prepare_cached("SELECT fingerprint FROM applied WHERE user_id = ?1")?
@@ -132,16 +253,14 @@ impl Directory for SqlDirectory<'_> {
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO applied (user_id, fingerprint) VALUES (?1, ?2)")?
             .execute(params![id, fp.to_le_bytes().as_slice()])?;
+        if let Some(fps) = self.fingerprints.get() {
+            fps.set(id, fp);
+        }
         Ok(())
     }
 
     fn holds(&mut self, key: Core, value: &str) -> rusqlite::Result<bool> {
-        // Answered from the unique index alone (a covering index search).
-        let sql = match key {
-            Core::Email => "SELECT 1 FROM users WHERE email = ?1",
-            _ => "SELECT 1 FROM users WHERE external_id = ?1",
-        };
-        self.tx.prepare_cached(sql)?.exists([value])
+        Ok(self.find_id(key, value)?.is_some())
     }
 
     fn create(&mut self, user: &NewUser, owner: &str) -> rusqlite::Result<i64> {
@@ -172,21 +291,41 @@ impl Directory for SqlDirectory<'_> {
         self.tx
             .prepare_cached("INSERT INTO ownership (user_id, integration) VALUES (?1, ?2)")?
             .execute(params![id, owner])?;
+        self.note_key(Core::Email, email, Some(id));
+        self.note_key(Core::ExternalId, ext, Some(id));
         Ok(id)
     }
 
+    /// Writes only the columns `u.changes` names: an unchanged email or
+    /// external id keeps its index entries as they are.
     fn update(&mut self, u: &Update, owner: &str) -> rusqlite::Result<()> {
-        let [email, first, last, ext, username, phone, job, dept] = text_values(&u.fields);
-        let extra = Value::Object(u.extra.clone()).to_string();
-        self.tx
-            .prepare_cached(
-                "UPDATE users SET email = ?2, first_name = ?3, last_name = ?4, external_id = ?5, username = ?6,
-                     phone = ?7, job = ?8, department = ?9, extra_fields = ?10, active = ?11, updated_at = ?12
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                u.user_id, email, first, last, ext, username, phone, job, dept, extra, u.active, self.at
-            ])?;
+        let changed = |name: &str| u.changes.iter().any(|c| c.field == name);
+        let old_keys = if changed("email") || changed("external_id") { self.keys_of(u.user_id)? } else { None };
+        let mut sql = String::from("UPDATE users SET updated_at = ?1");
+        let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(self.at.clone()), Box::new(u.user_id)];
+        for c in TEXT_COLUMNS {
+            if changed(c.column()) {
+                values.push(Box::new(u.fields.get(c).map(str::to_string)));
+                sql.push_str(&format!(", {} = ?{}", c.column(), values.len()));
+            }
+        }
+        if changed("active") {
+            values.push(Box::new(u.active));
+            sql.push_str(&format!(", active = ?{}", values.len()));
+        }
+        if u.changes.iter().any(|c| c.field.starts_with("extra_fields.")) {
+            values.push(Box::new(Value::Object(u.extra.clone()).to_string()));
+            sql.push_str(&format!(", extra_fields = ?{}", values.len()));
+        }
+        sql.push_str(" WHERE id = ?2");
+        self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values.iter()))?;
+        if let Some((email, ext)) = old_keys {
+            self.note_key(Core::Email, email.as_deref(), None);
+            self.note_key(Core::ExternalId, ext.as_deref(), None);
+            self.note_key(Core::Email, u.fields.email.as_deref(), Some(u.user_id));
+            self.note_key(Core::ExternalId, u.fields.external_id.as_deref(), Some(u.user_id));
+        }
+        self.forget_fingerprint(u.user_id);
         if u.adopt {
             self.adopt(u.user_id, owner)?;
         }
@@ -194,9 +333,14 @@ impl Directory for SqlDirectory<'_> {
     }
 
     fn clear_email(&mut self, id: i64) -> rusqlite::Result<()> {
+        let old = self.keys_of(id)?;
         self.tx
             .prepare_cached("UPDATE users SET email = NULL, updated_at = ?2 WHERE id = ?1")?
             .execute(params![id, self.at])?;
+        if let Some((email, _)) = old {
+            self.note_key(Core::Email, email.as_deref(), None);
+        }
+        self.forget_fingerprint(id);
         Ok(())
     }
 
@@ -249,6 +393,10 @@ impl Directory for SqlDirectory<'_> {
         for id in &gone {
             deactivate.execute(params![id, self.at])?;
         }
+        drop(deactivate);
+        for id in &gone {
+            self.forget_fingerprint(*id);
+        }
         Ok((gone.len() as u64, shown))
     }
 }
@@ -278,4 +426,147 @@ pub(super) fn write_run_end(tx: &Transaction<'_>, run_id: i64, end: &RunEnd) -> 
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::manifest::{Action, MatchOn, Target};
+    use crate::mapping::Record;
+
+    fn email() -> impl Strategy<Value = Option<String>> {
+        proptest::option::weighted(0.9, (0..6u8).prop_map(|i| format!("u{i}@x.io")))
+    }
+
+    fn external() -> impl Strategy<Value = Option<String>> {
+        proptest::option::weighted(0.8, (0..6u8).prop_map(|i| format!("E{i}")))
+    }
+
+    fn record() -> impl Strategy<Value = Record> {
+        (email(), external(), proptest::option::of(0..2u8), any::<bool>(), proptest::option::of(0..3u8)).prop_map(
+            |(email, external_id, first, active, level)| {
+                let first_name = first.map(|f| ["Ann", "Bo"][f as usize].to_string());
+                let fields =
+                    Fields { email, external_id, first_name, last_name: Some("L".into()), ..Fields::default() };
+                let mut r = Record { fields, active: Some(active), ..Record::default() };
+                if let Some(v) = level {
+                    r.extra.insert("level".into(), json!(v));
+                }
+                r
+            },
+        )
+    }
+
+    /// Users as rows to insert: (email as stored, maybe upper-cased; external id; active; owner).
+    type UserRow = (Option<String>, Option<String>, bool, Option<&'static str>);
+
+    fn users() -> impl Strategy<Value = Vec<UserRow>> {
+        proptest::collection::vec((email(), any::<bool>(), external(), any::<bool>(), 0..3u8), 0..8).prop_map(|rows| {
+            let mut seen_e = std::collections::HashSet::new();
+            let mut seen_x = std::collections::HashSet::new();
+            rows.into_iter()
+                .map(|(email, upper, ext, active, owner)| {
+                    let email =
+                        email.filter(|e| seen_e.insert(e.clone())).map(|e| if upper { e.to_uppercase() } else { e });
+                    let ext = ext.filter(|x| seen_x.insert(x.clone()));
+                    (email, ext, active, [None, Some("hr"), Some("other")][owner as usize])
+                })
+                .collect()
+        })
+    }
+
+    fn arena(records: &[Record]) -> RecordArena {
+        let mut arena = RecordArena::default();
+        for (i, r) in records.iter().enumerate() {
+            arena.push(&Record { index: i, ..r.clone() });
+        }
+        arena
+    }
+
+    const ALL: &[Target] = &[
+        Target::Core(Core::Email),
+        Target::Core(Core::ExternalId),
+        Target::Core(Core::FirstName),
+        Target::Core(Core::LastName),
+        Target::Core(Core::Active),
+        Target::Extra(String::new()),
+    ];
+
+    /// Runs `runs` (integration, records) in order on a fresh store; returns
+    /// each plan and the users, owners and fingerprints at the end.
+    fn play(mode: Prefetch, users: &[UserRow], runs: &[(&str, &RecordArena)], o: &PlanOptions<'_>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        store.prefetch = mode;
+        for (i, (email, ext, active, owner)) in users.iter().enumerate() {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO users (id, email, external_id, first_name, active, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, 'F', ?4, 'then', 'then')",
+                    params![i as i64 + 1, email, ext, active],
+                )
+                .unwrap();
+            if let Some(owner) = owner {
+                store.conn.execute("INSERT INTO ownership VALUES (?1, ?2)", params![i as i64 + 1, owner]).unwrap();
+            }
+        }
+        let mut out = Vec::new();
+        for (integration, records) in runs {
+            let opts = PlanOptions { integration, ..o.clone() };
+            let run = store.begin_run(integration, "sync", "manual").unwrap();
+            let done = store.apply_run(run, records, &opts, |_| RunEnd { status: "ok", ..RunEnd::default() }).unwrap();
+            out.push(format!("{:?}", done.plan));
+        }
+        let mut dump = store
+            .conn
+            .prepare(
+                "SELECT u.id, u.email, u.external_id, u.first_name, u.last_name, u.active, u.extra_fields,
+                        o.integration, hex(a.fingerprint)
+                 FROM users u LEFT JOIN ownership o ON o.user_id = u.id LEFT JOIN applied a ON a.user_id = u.id
+                 ORDER BY u.id",
+            )
+            .unwrap();
+        let rows = dump
+            .query_map([], |r| Ok((0..9).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join(" ")))
+            .unwrap();
+        out.extend(rows.map(Result::unwrap));
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
+        ))]
+
+        /// The scans up front give the same plans and the same store as asking SQLite record by record.
+        #[test]
+        fn prefetching_never_changes_an_outcome(
+            first in proptest::collection::vec(record(), 0..10),
+            second in proptest::collection::vec(record(), 0..10),
+            users in users(),
+            action in prop_oneof![Just(Action::Create), Just(Action::Update), Just(Action::Sync)],
+            by_external in any::<bool>(),
+            auto_clear_email in any::<bool>(),
+        ) {
+            let mapped: Vec<Target> =
+                ALL.iter().cloned().map(|t| if t == Target::Extra(String::new()) { Target::Extra("level".into()) } else { t }).collect();
+            let o = PlanOptions {
+                integration: "hr",
+                action,
+                match_on: if by_external { MatchOn::ExternalId } else { MatchOn::Email },
+                mapped: &mapped,
+                ignored_emails: &[],
+                auto_clear_email,
+            };
+            let (first, second) = (arena(&first), arena(&second));
+            let runs = [("hr", &first), ("other", &second), ("hr", &first), ("hr", &second), ("hr", &first)];
+            let with = play(Prefetch::Always, &users, &runs, &o);
+            let without = play(Prefetch::Never, &users, &runs, &o);
+            prop_assert_eq!(with, without);
+        }
+    }
 }

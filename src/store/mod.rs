@@ -5,6 +5,7 @@
 mod apply;
 mod bulk;
 mod migrate;
+mod prefetch;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +35,18 @@ pub enum StoreError {
 
 pub struct Store {
     conn: Connection,
+    /// Whether a run scans for its users up front (see `prefetch`); tests force each way.
+    pub(crate) prefetch: Prefetch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefetch {
+    /// When the run is large (by records, and against the number of users).
+    Auto,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Always,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Never,
 }
 
 /// UTC now as the store writes it: `YYYY-MM-DD HH:MM:SS`.
@@ -66,7 +79,9 @@ impl Store {
             Ok(())
         };
         setup().map_err(|e| fail(explain(&e)))?;
-        let mut store = Self { conn };
+        // A run uses a few dozen distinct statements (updates name only the columns they change).
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = Self { conn, prefetch: Prefetch::Auto };
         migrate::run(&mut store.conn, path)?;
         Ok(store)
     }
