@@ -3,10 +3,12 @@
 //! `RecordArena`. Pure: no I/O, no async. A value that cannot be used makes the
 //! whole record carry a `problem`, which the plan records as its skip reason.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::manifest::{Core, FieldPath, Target};
-use crate::user::{Fields, parse_email};
+use crate::user::{Fields, parse_email, parse_email_cow};
 
 /// One mapped record. `index` is its 0-based position in the whole fetch.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,6 +41,8 @@ pub struct RecordArena {
 }
 
 const CHUNK: usize = 4 << 20;
+/// Room left in a chunk before a record is written into it; a larger record gets a chunk of its own.
+const MAX_INLINE: usize = 64 << 10;
 
 const HAS_ACTIVE: u16 = 1 << 8;
 const ACTIVE: u16 = 1 << 9;
@@ -71,16 +75,25 @@ impl RecordArena {
 
     pub fn push(&mut self, r: &Record) {
         debug_assert_eq!(r.index, self.len(), "records are pushed in order");
-        let mut bytes = Vec::with_capacity(128);
-        encode(r, &mut bytes);
-        let fits = self.chunks.last().is_some_and(|c| c.len() + bytes.len() <= c.capacity());
+        self.push_mapped(&Mapped::from_record(r));
+    }
+
+    fn push_mapped(&mut self, m: &Mapped<'_>) {
+        let fits = self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= MAX_INLINE);
         if !fits {
-            self.chunks.push(Vec::with_capacity(CHUNK.max(bytes.len())));
+            self.chunks.push(Vec::with_capacity(CHUNK));
         }
         let chunk = self.chunks.len() - 1;
         let last = &mut self.chunks[chunk];
-        last.extend_from_slice(&bytes);
-        self.ends.push((chunk as u32, last.len() as u32));
+        let start = last.len();
+        encode_mapped(m, last);
+        if start > 0 && last.len() - start > MAX_INLINE {
+            // Too big to share a chunk: move it to a chunk of its own.
+            let own = last.split_off(start);
+            self.chunks.push(own);
+        }
+        let chunk = self.chunks.len() - 1;
+        self.ends.push((chunk as u32, self.chunks[chunk].len() as u32));
     }
 
     /// Record `i` as `encode` wrote it.
@@ -149,32 +162,34 @@ impl RecordArena {
 /// a mask of what is present, then each present text, the extra fields as
 /// JSON (keys sorted), and the problem. Equal content gives equal bytes.
 fn encode(r: &Record, bytes: &mut Vec<u8>) {
+    encode_mapped(&Mapped::from_record(r), bytes);
+}
+
+fn encode_mapped(m: &Mapped<'_>, bytes: &mut Vec<u8>) {
     let mut mask = 0u16;
-    for (bit, c) in crate::user::TEXT_COLUMNS.iter().enumerate() {
-        if r.fields.get(*c).is_some() {
+    for (bit, text) in m.texts.iter().enumerate() {
+        if text.is_some() {
             mask |= 1 << bit;
         }
     }
-    if let Some(a) = r.active {
+    if let Some(a) = m.active {
         mask |= HAS_ACTIVE | if a { ACTIVE } else { 0 };
     }
-    if !r.extra.is_empty() {
+    if !m.extra.is_empty() {
         mask |= HAS_EXTRA;
     }
-    if r.problem.is_some() {
+    if m.problem.is_some() {
         mask |= HAS_PROBLEM;
     }
     bytes.extend_from_slice(&mask.to_le_bytes());
-    for c in crate::user::TEXT_COLUMNS {
-        if let Some(v) = r.fields.get(c) {
-            put_str(bytes, v);
-        }
+    for text in m.texts.iter().flatten() {
+        put_str(bytes, text);
     }
-    if !r.extra.is_empty() {
+    if !m.extra.is_empty() {
         // A map of JSON values always serializes.
-        put_str(bytes, &serde_json::to_string(&r.extra).unwrap_or_default());
+        put_str(bytes, &serde_json::to_string(&m.extra).unwrap_or_default());
     }
-    if let Some(p) = &r.problem {
+    if let Some(p) = &m.problem {
         put_str(bytes, p);
     }
 }
@@ -293,46 +308,132 @@ pub fn map_record(structure: &[(Target, FieldPath)], index: usize, source: &Valu
 
 /// Maps one record from what each `structure` path found (`hit(i)` for entry `i`).
 pub fn map_hits<'a>(structure: &[(Target, FieldPath)], index: usize, mut hit: impl FnMut(usize) -> Hits<'a>) -> Record {
-    let mut record = Record { index, ..Record::default() };
+    let mut m = Mapped::default();
     for (i, (target, _)) in structure.iter().enumerate() {
-        let value = match hit(i) {
-            Hits::None => continue,
-            Hits::One(one) => one,
+        match hit(i) {
+            Hits::None => {}
+            Hits::One(value) => m.apply(target, Found::Value(value)),
             Hits::Many(n) => {
-                record.problem.get_or_insert(format!("\"{}\" matched {n} values, expected one", target.name()));
-                continue;
+                m.problem.get_or_insert(format!("\"{}\" matched {n} values, expected one", target.name()));
             }
-        };
-        if let Err(reason) = set(&mut record, target, value) {
-            record.problem.get_or_insert(reason);
         }
     }
-    record
+    m.into_record(index)
 }
 
-fn set(record: &mut Record, target: &Target, value: &Value) -> Result<(), String> {
-    match target {
-        Target::Core(Core::Active) => {
-            if !is_missing(value) {
-                record.active = Some(parse_active(value)?);
-            }
-        }
-        Target::Core(Core::Email) => {
-            if let Some(text) = text(value, "email")? {
-                record.fields.email = Some(parse_email(&text)?);
-            }
-        }
-        Target::Core(core) => {
-            let text = text(value, core.column())?;
-            record.fields.set(*core, text);
-        }
-        Target::Extra(name) => {
-            if !is_missing(value) {
-                record.extra.insert(name.clone(), value.clone());
-            }
+/// What a path found in a record: a string (borrowed from the page where it
+/// can be), or any other JSON value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Slot<'a> {
+    Str(Cow<'a, str>),
+    Value(Value),
+}
+
+/// Maps one record from one slot per `structure` entry, and packs it into `arena`
+/// without making a `Record` (most texts stay borrowed from the page).
+pub fn push_slots(arena: &mut RecordArena, structure: &[(Target, FieldPath)], slots: &[Option<Slot<'_>>]) {
+    let mut m = Mapped::default();
+    for ((target, _), slot) in structure.iter().zip(slots) {
+        match slot {
+            None => {}
+            Some(Slot::Str(s)) => m.apply(target, Found::Str(s)),
+            Some(Slot::Value(v)) => m.apply(target, Found::Value(v)),
         }
     }
-    Ok(())
+    arena.push_mapped(&m);
+}
+
+enum Found<'a> {
+    Str(&'a str),
+    Value(&'a Value),
+}
+
+/// A mapped record on its way into the arena, borrowing what it can.
+#[derive(Default)]
+struct Mapped<'a> {
+    /// In `TEXT_COLUMNS` order.
+    texts: [Option<Cow<'a, str>>; 8],
+    active: Option<bool>,
+    extra: Map<String, Value>,
+    problem: Option<String>,
+}
+
+fn column(c: Core) -> usize {
+    crate::user::TEXT_COLUMNS.iter().position(|t| *t == c).unwrap_or(0)
+}
+
+impl<'a> Mapped<'a> {
+    fn apply(&mut self, target: &Target, found: Found<'a>) {
+        if let Err(reason) = self.set(target, found) {
+            self.problem.get_or_insert(reason);
+        }
+    }
+
+    fn set(&mut self, target: &Target, found: Found<'a>) -> Result<(), String> {
+        // A string is handled the same whether it was borrowed or parsed into a `Value`.
+        let found = match found {
+            Found::Value(Value::String(s)) => Found::Str(s.as_str()),
+            other => other,
+        };
+        match (target, found) {
+            (Target::Core(Core::Active), Found::Str(s)) => {
+                if !s.trim().is_empty() {
+                    self.active = Some(parse_active_str(s)?);
+                }
+            }
+            (Target::Core(Core::Active), Found::Value(v)) => {
+                if !is_missing(v) {
+                    self.active = Some(parse_active(v)?);
+                }
+            }
+            (Target::Core(Core::Email), Found::Str(s)) => {
+                if !s.trim().is_empty() {
+                    self.texts[column(Core::Email)] = Some(parse_email_cow(s)?);
+                }
+            }
+            (Target::Core(Core::Email), Found::Value(v)) => {
+                if let Some(text) = text(v, "email")? {
+                    self.texts[column(Core::Email)] = Some(Cow::Owned(parse_email(&text)?));
+                }
+            }
+            (Target::Core(core), Found::Str(s)) => {
+                let t = s.trim();
+                self.texts[column(*core)] = (!t.is_empty()).then_some(Cow::Borrowed(t));
+            }
+            (Target::Core(core), Found::Value(v)) => {
+                self.texts[column(*core)] = text(v, core.column())?.map(Cow::Owned);
+            }
+            (Target::Extra(name), Found::Str(s)) => {
+                if !s.trim().is_empty() {
+                    self.extra.insert(name.clone(), Value::String(s.to_string()));
+                }
+            }
+            (Target::Extra(name), Found::Value(v)) => {
+                if !is_missing(v) {
+                    self.extra.insert(name.clone(), v.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn from_record(r: &'a Record) -> Self {
+        Mapped {
+            texts: crate::user::TEXT_COLUMNS.map(|c| r.fields.get(c).map(Cow::Borrowed)),
+            active: r.active,
+            extra: r.extra.clone(),
+            problem: r.problem.clone(),
+        }
+    }
+
+    fn into_record(self, index: usize) -> Record {
+        let mut record =
+            Record { index, active: self.active, extra: self.extra, problem: self.problem, ..Record::default() };
+        for (c, text) in crate::user::TEXT_COLUMNS.iter().zip(self.texts) {
+            record.fields.set(*c, text.map(Cow::into_owned));
+        }
+        record
+    }
 }
 
 fn is_missing(value: &Value) -> bool {
@@ -374,12 +475,16 @@ pub fn parse_active(value: &Value) -> Result<bool, String> {
         Value::Bool(b) => Ok(*b),
         Value::Number(n) if n.as_u64() == Some(1) => Ok(true),
         Value::Number(n) if n.as_u64() == Some(0) => Ok(false),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "active" | "1" => Ok(true),
-            "false" | "inactive" | "0" => Ok(false),
-            _ => Err(format!("\"active\" is \"{s}\"; expected true/false, 1/0 or active/inactive")),
-        },
+        Value::String(s) => parse_active_str(s),
         other => Err(format!("\"active\" is {other}; expected true/false, 1/0 or active/inactive")),
+    }
+}
+
+fn parse_active_str(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "active" | "1" => Ok(true),
+        "false" | "inactive" | "0" => Ok(false),
+        _ => Err(format!("\"active\" is \"{s}\"; expected true/false, 1/0 or active/inactive")),
     }
 }
 

@@ -83,7 +83,17 @@ pub struct StoredUser {
 
 /// Normalises an email (trim, lower-case) and checks its shape.
 pub fn parse_email(raw: &str) -> Result<String, String> {
-    let email = raw.trim().to_lowercase();
+    parse_email_cow(raw).map(std::borrow::Cow::into_owned)
+}
+
+/// `parse_email` that borrows `raw` when it is already trimmed to lower-case ASCII.
+pub fn parse_email_cow(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    let trimmed = raw.trim();
+    let email = if trimmed.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(trimmed)
+    } else {
+        std::borrow::Cow::Owned(trimmed.to_lowercase())
+    };
     let valid = match email.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
@@ -95,7 +105,7 @@ pub fn parse_email(raw: &str) -> Result<String, String> {
         }
         None => false,
     };
-    if valid { Ok(email) } else { Err(format!("invalid email \"{}\"", raw.trim())) }
+    if valid { Ok(email) } else { Err(format!("invalid email \"{trimmed}\"")) }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value;
 
 use crate::manifest::{FieldPath, Manifest, Pagination, dot_get};
-use crate::mapping::{Hits, RecordArena, map_hits, map_record};
+use crate::mapping::{RecordArena, Slot, map_record, push_slots};
 
 /// How a manifest's pages are read without a whole-page `Value`.
 #[derive(Debug)]
@@ -193,7 +193,7 @@ fn collect_below(node: &RecordNode, path: &mut Vec<String>, out: &mut Vec<(usize
     }
 }
 
-struct Ctx<'c> {
+struct Ctx<'c, 'de> {
     m: &'c Manifest,
     shape: &'c RecordShape,
     arena: &'c mut RecordArena,
@@ -202,7 +202,7 @@ struct Ctx<'c> {
     found: Found,
     next: Option<Value>,
     /// Per structure entry: what the record being read holds there.
-    slots: Vec<Option<Value>>,
+    slots: Vec<Option<Slot<'de>>>,
 }
 
 /// A map key, borrowed from the body when it has no escapes.
@@ -240,12 +240,12 @@ fn index_child<N>(children: &[(String, N)], i: usize) -> Option<&N> {
     child(children, &i.to_string())
 }
 
-struct PageSeed<'a, 'c> {
+struct PageSeed<'a, 'c, 'de> {
     node: &'a PageNode,
-    ctx: &'a mut Ctx<'c>,
+    ctx: &'a mut Ctx<'c, 'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for PageSeed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for PageSeed<'_, '_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         if self.node.next {
@@ -256,7 +256,7 @@ impl<'de> DeserializeSeed<'de> for PageSeed<'_, '_> {
     }
 }
 
-impl PageSeed<'_, '_> {
+impl PageSeed<'_, '_, '_> {
     /// `data_from` is here but is not a list.
     fn other(&mut self, kind: &'static str) {
         if self.node.records {
@@ -266,7 +266,7 @@ impl PageSeed<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for PageSeed<'_, '_> {
+impl<'de> Visitor<'de> for PageSeed<'_, '_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
@@ -342,7 +342,7 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_> {
 }
 
 /// Reads the next record of a `data_from` list into the arena; false at the end of the list.
-fn read_record<'de, A: SeqAccess<'de>>(seq: &mut A, ctx: &mut Ctx<'_>, n: usize) -> Result<bool, A::Error> {
+fn read_record<'de, A: SeqAccess<'de>>(seq: &mut A, ctx: &mut Ctx<'_, 'de>, n: usize) -> Result<bool, A::Error> {
     let index = ctx.base + n;
     let structure = &ctx.m.data_structure;
     match ctx.shape {
@@ -355,43 +355,85 @@ fn read_record<'de, A: SeqAccess<'de>>(seq: &mut A, ctx: &mut Ctx<'_>, n: usize)
             if seq.next_element_seed(RecordSeed { node: root, slots: &mut ctx.slots })?.is_none() {
                 return Ok(false);
             }
-            let slots = &ctx.slots;
-            let record = map_hits(structure, index, |i| match &slots[i] {
-                Some(v) => Hits::One(v),
-                None => Hits::None,
-            });
-            ctx.arena.push(&record);
+            push_slots(ctx.arena, structure, &ctx.slots);
         }
     }
     Ok(true)
 }
 
-struct RecordSeed<'a> {
+struct RecordSeed<'a, 'de> {
     node: &'a RecordNode,
-    slots: &'a mut [Option<Value>],
+    slots: &'a mut [Option<Slot<'de>>],
 }
 
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_, 'de> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         if self.node.here.is_empty() {
             return d.deserialize_any(self);
         }
-        let value = Value::deserialize(d)?;
-        for (entry, rest) in &self.node.below {
-            self.slots[*entry] = dot_get(&value, rest).cloned();
+        let slot = d.deserialize_any(SlotVisitor)?;
+        if let Slot::Value(value) = &slot {
+            for (entry, rest) in &self.node.below {
+                self.slots[*entry] = dot_get(value, rest).cloned().map(Slot::Value);
+            }
+        } else {
+            for (entry, _) in &self.node.below {
+                self.slots[*entry] = None;
+            }
         }
         if let Some((&last, others)) = self.node.here.split_last() {
             for &entry in others {
-                self.slots[entry] = Some(value.clone());
+                self.slots[entry] = Some(slot.clone());
             }
-            self.slots[last] = Some(value);
+            self.slots[last] = Some(slot);
         }
         Ok(())
     }
 }
 
-impl<'de> Visitor<'de> for RecordSeed<'_> {
+/// Reads one value as a `Slot`: a string borrowed from the page when it has
+/// no escapes, anything else as the `Value` a full parse would give.
+struct SlotVisitor;
+
+impl<'de> Visitor<'de> for SlotVisitor {
+    type Value = Slot<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Slot::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Slot::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Slot::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Slot::Value(Value::Null))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Slot::Value(Value::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Slot::Value(Value::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Slot::Value(Value::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Slot::Value(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Slot::Value)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Slot::Value)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
@@ -511,11 +553,16 @@ mod tests {
                 {"mail": "bad", "id": "8", "name": "plain", "status": true},
                 {"mail": "c@x.io", "name": {"first": "A"}, "name": {"last": "B"}, "id": 9, "id": 10},
                 "not an object",
-                {"mail": "d\u0040x.io", "n\u0061me": {"first": "Esc"}, "phones": [], "status": "1"}
+                {"mail": "d\u0040x.io", "n\u0061me": {"first": "Esc"}, "phones": [], "status": "1"},
+                {"mail": " \u00c4NN@X.IO ", "status": " Active ", "id": 12.5, "badge": "  ", "name": {"first": "  ", "last": "x"}},
+                {"mail": "e@x.io", "status": "maybe", "badge": "b\"q", "phones": [null, 5]}
             ]}}"#;
         let (projected, parsed) = both(&m, body);
         assert_eq!(projected, parsed);
-        assert_eq!(projected.0, Found::List(5));
+        assert_eq!(projected.0, Found::List(7));
+        assert_eq!(projected.2[5].fields.email.as_deref(), Some("änn@x.io"));
+        assert_eq!(projected.2[5].active, Some(true));
+        assert!(projected.2[6].problem.as_deref().unwrap_or_default().contains("maybe"));
         assert_eq!(projected.1, Some(json!("/p?page=2")));
         assert_eq!(projected.2[2].fields.external_id.as_deref(), Some("10"), "a repeated key: the last one wins");
         assert_eq!(projected.2[2].fields.first_name, None, "a repeated object replaces the earlier one whole");
