@@ -75,7 +75,7 @@ impl Store {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
-            conn.pragma_update(None, "cache_size", -65536)?;
+            conn.pragma_update(None, "cache_size", -49152)?;
             Ok(())
         };
         setup().map_err(|e| fail(explain(&e)))?;
