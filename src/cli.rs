@@ -103,7 +103,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let config = load_config(cli.config.as_deref(), false)?;
             let manifest = find_manifest(&config, &name)?;
             let opts = RunOptions { trigger: Trigger::Manual, dry_run, force, progress: !json, run_id: None };
-            let report = runtime()?.block_on(async {
+            let report = single_thread_runtime()?.block_on(async {
                 // Ctrl-C during a run cancels it cleanly: nothing applied, recorded as failed.
                 let cancel = Cancel::default();
                 let on_signal = cancel.clone();
@@ -163,6 +163,16 @@ pub fn init_logging(format: LogFormat, daemon: bool) {
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))
+}
+
+/// For one run: the HTTP connection and the fetch loop share a thread, so a
+/// page's bytes are parsed without a hop between threads (applying runs on
+/// the blocking pool either way).
+fn single_thread_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))

@@ -150,7 +150,8 @@ impl Client {
                 format!("the response is {len} bytes, over max_response_bytes ({limit})"),
             ));
         }
-        let mut body = Vec::new();
+        // Sized once from Content-Length (already checked against the limit) instead of grown chunk by chunk.
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {

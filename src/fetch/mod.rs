@@ -5,7 +5,7 @@
 //! the run applies nothing.
 
 mod client;
-mod project;
+pub mod project;
 
 use std::collections::HashSet;
 
