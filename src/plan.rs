@@ -40,6 +40,12 @@ pub trait Directory {
     fn holder_of_record(&mut self, _i: usize, _key: Core) -> Result<Option<Option<i64>>, Self::Error> {
         Ok(None)
     }
+    /// For each fingerprint in `fps` (one per record), the user carrying it
+    /// now, when the directory can answer for all of them at once (one pass
+    /// instead of a lookup per record); `None` when it cannot.
+    fn carriers(&mut self, _fps: &[u128]) -> Result<Option<Carriers>, Self::Error> {
+        Ok(None)
+    }
     /// The fingerprint `set_fingerprint` left on user `id`, unless the user
     /// changed in any other way since (`None` then, or when there is none).
     fn fingerprint(&mut self, id: i64) -> Result<Option<u128>, Self::Error>;
@@ -90,6 +96,47 @@ impl IdSet {
         match usize::try_from(id) {
             Ok(i) => self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0),
             Err(_) => self.others.contains(&id),
+        }
+    }
+}
+
+/// Which user carries each record's fingerprint, by record position.
+#[derive(Debug, Default)]
+pub struct Carriers {
+    /// 1 + user id; 0 for nobody; `AMBIGUOUS` when more than one user does.
+    slots: Vec<u32>,
+}
+
+const AMBIGUOUS: u32 = u32::MAX;
+
+impl Carriers {
+    /// Matches users' fingerprints (`(user id, fingerprint)` pairs, any order)
+    /// against the records' `fps`. `None` when a user id does not fit the compact form.
+    pub fn build(fps: &[u128], users: impl IntoIterator<Item = (i64, u128)>) -> Option<Carriers> {
+        let mut table = hashbrown::HashTable::<u32>::with_capacity(fps.len());
+        for (i, fp) in fps.iter().enumerate() {
+            let hash = *fp as u64;
+            if table.find(hash, |&r| fps[r as usize] == *fp).is_none() {
+                table.insert_unique(hash, i as u32, |&r| fps[r as usize] as u64);
+            }
+        }
+        let mut slots = vec![0u32; fps.len()];
+        for (id, fp) in users {
+            let slot = u32::try_from(id).ok().and_then(|id| id.checked_add(1)).filter(|s| *s != AMBIGUOUS)?;
+            if let Some(&r) = table.find(fp as u64, |&r| fps[r as usize] == fp) {
+                let r = r as usize;
+                slots[r] = if slots[r] == 0 { slot } else { AMBIGUOUS };
+            }
+        }
+        Some(Carriers { slots })
+    }
+
+    /// `Some(Some(id))`: user `id` carries record `i`'s fingerprint; `Some(None)`:
+    /// nobody does; `None`: not known (more than one user, or a record repeating another).
+    fn get(&self, i: usize) -> Option<Option<i64>> {
+        match self.slots.get(i) {
+            None | Some(&AMBIGUOUS) => None,
+            Some(&slot) => Some(slot.checked_sub(1).map(i64::from)),
         }
     }
 }
@@ -213,6 +260,10 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
         planner.plan.owned_active = planner.dir.owned_active(opts.integration)?;
     }
     let context = format!("{}\0{}\0{:?}", opts.integration, opts.action.as_str(), opts.match_on);
+    if opts.action != Action::Create {
+        let fps: Vec<u128> = (0..records.count()).map(|i| records.fingerprint(i, context.as_bytes())).collect();
+        planner.carriers = planner.dir.carriers(&fps)?;
+    }
     let mut waiting: Vec<(Record, String, u128)> = Vec::new();
     for i in 0..records.count() {
         let fp = records.fingerprint(i, context.as_bytes());
@@ -313,12 +364,24 @@ struct Planner<'a, D> {
     repeats: HashMap<usize, usize>,
     /// Users matched or created by a record: present in the source, never deactivated.
     matched: IdSet,
+    /// Who carried each record's fingerprint when the run began, if the directory could tell.
+    carriers: Option<Carriers>,
+    /// Users this run has written: what `carriers` says about them may be out of date.
+    touched: IdSet,
     plan: Plan,
 }
 
 impl<'a, D: Directory> Planner<'a, D> {
     fn new(dir: &'a mut D, opts: &'a PlanOptions<'a>) -> Self {
-        Self { opts, dir, repeats: HashMap::new(), matched: IdSet::default(), plan: Plan::default() }
+        Self {
+            opts,
+            dir,
+            repeats: HashMap::new(),
+            matched: IdSet::default(),
+            carriers: None,
+            touched: IdSet::default(),
+            plan: Plan::default(),
+        }
     }
 
     fn skip(&mut self, r: &Record, reason: String) {
@@ -367,6 +430,15 @@ impl<'a, D: Directory> Planner<'a, D> {
         if self.repeats.contains_key(&i) {
             return Ok(false);
         }
+        if self.opts.action != Action::Create
+            && let Some(known) = self.carriers.as_ref().and_then(|c| c.get(i))
+        {
+            match known {
+                Some(id) if !self.touched.contains(id) => return Ok(self.settle(id)),
+                Some(_) => {} // written earlier in this run: ask the directory below
+                None => return Ok(false),
+            }
+        }
         let holder = match self.dir.holder_of_record(i, key_field)? {
             Some(holder) => holder,
             None => self.dir.find_id(key_field, key)?,
@@ -381,11 +453,16 @@ impl<'a, D: Directory> Planner<'a, D> {
         if self.dir.fingerprint(id)? != Some(fp) {
             return Ok(false);
         }
+        Ok(self.settle(id))
+    }
+
+    /// Record settled: its user `id` already holds exactly what it would write.
+    fn settle(&mut self, id: i64) -> bool {
         if self.opts.action == Action::Sync {
             self.matched.insert(id);
         }
         self.plan.unchanged += 1;
-        Ok(true)
+        true
     }
 
     fn act(&mut self, r: &Record, key: &str, fp: u128) -> Step<D::Error> {
@@ -428,6 +505,7 @@ impl<'a, D: Directory> Planner<'a, D> {
             extra: r.extra.clone(),
         };
         let id = self.dir.create(&user, self.opts.integration)?;
+        self.touched.insert(id);
         if let Some(fp) = fp {
             self.dir.set_fingerprint(id, fp)?;
         }
@@ -473,6 +551,7 @@ impl<'a, D: Directory> Planner<'a, D> {
     }
 
     fn write_update(&mut self, update: Update, fp: u128) -> Step<D::Error> {
+        self.touched.insert(update.user_id);
         self.dir.update(&update, self.opts.integration)?;
         self.dir.set_fingerprint(update.user_id, fp)?;
         self.plan.n_updated += 1;
@@ -523,6 +602,7 @@ impl<'a, D: Directory> Planner<'a, D> {
         if changes.is_empty() {
             self.plan.unchanged += 1;
             if adopt {
+                self.touched.insert(user.id);
                 self.dir.adopt(user.id, self.opts.integration)?;
                 self.plan.n_adopted += 1;
                 keep(&mut self.plan.adoptions, user.id);
@@ -565,6 +645,7 @@ impl<'a, D: Directory> Planner<'a, D> {
                 }
             ))));
         }
+        self.touched.insert(holder.id);
         self.dir.clear_email(holder.id)?;
         self.plan.n_cleared += 1;
         keep(&mut self.plan.cleared_emails, Deactivation { user_id: holder.id, label: label(&holder) });
@@ -673,6 +754,13 @@ impl Directory for MemoryDirectory {
 
     fn fingerprint(&mut self, id: i64) -> Result<Option<u128>, String> {
         Ok(if self.forgetful { None } else { self.fingerprints.get(&id).copied() })
+    }
+
+    fn carriers(&mut self, fps: &[u128]) -> Result<Option<Carriers>, String> {
+        if self.forgetful {
+            return Ok(None);
+        }
+        Ok(Carriers::build(fps, self.fingerprints.iter().map(|(id, fp)| (*id, *fp))))
     }
 
     fn set_fingerprint(&mut self, id: i64, fp: u128) -> Result<(), String> {
@@ -796,6 +884,26 @@ mod tests {
     /// Plans against a `MemoryDirectory` holding `current`; panics if a store rule would break.
     fn plan(records: &[Record], current: &[StoredUser], o: &PlanOptions<'_>) -> Plan {
         super::plan(records, &mut MemoryDirectory::new(current.to_vec()), o).unwrap()
+    }
+
+    #[test]
+    fn a_user_written_earlier_in_the_run_is_not_taken_as_settled() {
+        // Run 1 gives record A's user its fingerprint. In run 2 an earlier record
+        // takes A's email (auto_clear_email), so A's user no longer holds what A wrote.
+        let mut a = record(1, "a@x.io", "A", "Lee");
+        a.fields.external_id = Some("E1".into());
+        let mut j = record(0, "a@x.io", "J", "Kim");
+        j.fields.external_id = Some("E2".into());
+        let o = PlanOptions { match_on: MatchOn::ExternalId, auto_clear_email: true, ..opts(Action::Sync, NAMES) };
+        let mut plans = Vec::new();
+        for forgetful in [false, true] {
+            let mut dir = MemoryDirectory { forgetful, ..MemoryDirectory::default() };
+            super::plan(&[Record { index: 0, ..a.clone() }][..], &mut dir, &o).unwrap();
+            let second = super::plan(&[j.clone(), a.clone()][..], &mut dir, &o).unwrap();
+            plans.push((format!("{second:?}"), format!("{:?}", dir.users)));
+        }
+        assert_eq!(plans[0], plans[1]);
+        assert!(plans[0].0.contains("n_cleared: 1"), "{}", plans[0].0);
     }
 
     mod generated {

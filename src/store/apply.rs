@@ -9,11 +9,11 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::prefetch::{Fingerprints, KeyCache};
+use super::prefetch::KeyCache;
 use super::{Prefetch, RunEnd, Store, StoreError, now};
 use crate::manifest::Core;
 use crate::mapping::RecordArena;
-use crate::plan::{self, Deactivation, Directory, IdSet, NewUser, Plan, PlanOptions, Update};
+use crate::plan::{self, Carriers, Deactivation, Directory, IdSet, NewUser, Plan, PlanOptions, Update};
 use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
 
 /// At most this many skip reasons are kept per run; the count is always exact.
@@ -68,12 +68,16 @@ struct SqlDirectory<'t> {
     tx: &'t Transaction<'t>,
     at: String,
     records: &'t RecordArena,
-    /// Large runs scan once for who holds the records' keys and for fingerprints
-    /// (each loaded on first use); small ones ask SQLite per record.
+    /// Large runs answer many lookups from one scan; small ones ask SQLite per record.
     prefetch: bool,
     emails: Cached<KeyCache>,
     externals: Cached<KeyCache>,
-    fingerprints: Cached<Fingerprints>,
+    /// Lookups SQLite answered so far, per key kind: past a share of the
+    /// records, one scan costs less than the lookups still to come.
+    asked: [usize; 2],
+    /// Until the plan asks for carriers (update and sync), a record's own key
+    /// is its hot path and is worth a scan from the first lookup.
+    eager: bool,
 }
 
 /// Something loaded at most once: not yet tried, loaded, or not available.
@@ -111,16 +115,22 @@ impl<'t> SqlDirectory<'t> {
             prefetch,
             emails: Cached::Untried,
             externals: Cached::Untried,
-            fingerprints: Cached::Untried,
+            asked: [0, 0],
+            eager: true,
         })
     }
 
-    /// The key cache for `key`, loading it on first use.
-    fn keys(&mut self, key: Core) -> rusqlite::Result<Option<&mut KeyCache>> {
-        let slot = if key == Core::Email { &mut self.emails } else { &mut self.externals };
-        if let Cached::Untried = slot {
-            *slot = match self.prefetch {
-                true => KeyCache::load(self.tx, self.records, key)?.map_or(Cached::Off, Cached::Loaded),
+    fn slot(&mut self, key: Core) -> &mut Cached<KeyCache> {
+        if key == Core::Email { &mut self.emails } else { &mut self.externals }
+    }
+
+    /// The key cache for `key`, loading it now when `load` says so and it was not tried yet.
+    fn keys(&mut self, key: Core, load: bool) -> rusqlite::Result<Option<&mut KeyCache>> {
+        let (tx, records, prefetch) = (self.tx, self.records, self.prefetch);
+        let slot = self.slot(key);
+        if load && let Cached::Untried = slot {
+            *slot = match prefetch {
+                true => KeyCache::load(tx, records, key)?.map_or(Cached::Off, Cached::Loaded),
                 false => Cached::Off,
             };
         }
@@ -129,25 +139,25 @@ impl<'t> SqlDirectory<'t> {
 
     /// Who holds `value` in `key`, if the cache knows (`None`: ask SQLite).
     fn cached_holder(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<Option<i64>>> {
+        let kind = usize::from(key != Core::Email);
+        let load = self.asked[kind] >= (self.records.len() / 8).max(PREFETCH_MIN);
         let records = self.records;
-        Ok(self.keys(key)?.and_then(|c| c.get(records, value)))
+        let known = self.keys(key, load)?.and_then(|c| c.get(records, value));
+        if known.is_none() {
+            self.asked[kind] += 1;
+        }
+        Ok(known)
     }
 
     /// Notes in the caches that `value` in `key` is now held by `id` (`None`: by nobody).
     fn note_key(&mut self, key: Core, value: Option<&str>, id: Option<i64>) {
         let Some(value) = value else { return };
         let records = self.records;
-        let slot = if key == Core::Email { &mut self.emails } else { &mut self.externals };
+        let slot = self.slot(key);
         if let Some(cache) = slot.get()
             && !cache.set(records, value, id)
         {
             *slot = Cached::Off;
-        }
-    }
-
-    fn forget_fingerprint(&mut self, id: i64) {
-        if let Some(fps) = self.fingerprints.get() {
-            fps.set(id, 0);
         }
     }
 
@@ -216,7 +226,41 @@ impl Directory for SqlDirectory<'_> {
     }
 
     fn holder_of_record(&mut self, i: usize, key: Core) -> rusqlite::Result<Option<Option<i64>>> {
-        Ok(self.keys(key)?.and_then(|c| c.holder_of(i)))
+        let eager = self.eager;
+        Ok(self.keys(key, eager)?.and_then(|c| c.holder_of(i)))
+    }
+
+    fn carriers(&mut self, fps: &[u128]) -> rusqlite::Result<Option<Carriers>> {
+        self.eager = false;
+        if !self.prefetch {
+            return Ok(None);
+        }
+        let mut stmt = self.tx.prepare("SELECT user_id, fingerprint FROM applied")?;
+        let mut rows = stmt.query([])?;
+        let mut failed = None;
+        let pairs = std::iter::from_fn(|| {
+            loop {
+                match rows.next() {
+                    Ok(Some(row)) => {
+                        let id = row.get::<_, i64>(0);
+                        let fp = row.get_ref(1).map(|v| v.as_blob().ok().and_then(|b| <[u8; 16]>::try_from(b).ok()));
+                        match (id, fp) {
+                            (Ok(id), Ok(Some(fp))) => return Some((id, u128::from_le_bytes(fp))),
+                            (Ok(_), Ok(None)) => continue,
+                            (Err(e), _) | (_, Err(e)) => failed = Some(e),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => failed = Some(e),
+                }
+                return None;
+            }
+        });
+        let carriers = Carriers::build(fps, pairs);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(carriers),
+        }
     }
 
     fn find_id(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<i64>> {
@@ -232,15 +276,6 @@ impl Directory for SqlDirectory<'_> {
     }
 
     fn fingerprint(&mut self, id: i64) -> rusqlite::Result<Option<u128>> {
-        if let Cached::Untried = self.fingerprints {
-            self.fingerprints = match self.prefetch {
-                true => Fingerprints::load(self.tx)?.map_or(Cached::Off, Cached::Loaded),
-                false => Cached::Off,
-            };
-        }
-        if let Some(fps) = self.fingerprints.get() {
-            return Ok(fps.get(id));
-        }
         let blob: Option<Vec<u8>> = self
             .tx
             .prepare_cached("SELECT fingerprint FROM applied WHERE user_id = ?1")?
@@ -253,9 +288,6 @@ impl Directory for SqlDirectory<'_> {
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO applied (user_id, fingerprint) VALUES (?1, ?2)")?
             .execute(params![id, fp.to_le_bytes().as_slice()])?;
-        if let Some(fps) = self.fingerprints.get() {
-            fps.set(id, fp);
-        }
         Ok(())
     }
 
@@ -325,7 +357,6 @@ impl Directory for SqlDirectory<'_> {
             self.note_key(Core::Email, u.fields.email.as_deref(), Some(u.user_id));
             self.note_key(Core::ExternalId, u.fields.external_id.as_deref(), Some(u.user_id));
         }
-        self.forget_fingerprint(u.user_id);
         if u.adopt {
             self.adopt(u.user_id, owner)?;
         }
@@ -340,7 +371,6 @@ impl Directory for SqlDirectory<'_> {
         if let Some((email, _)) = old {
             self.note_key(Core::Email, email.as_deref(), None);
         }
-        self.forget_fingerprint(id);
         Ok(())
     }
 
@@ -392,10 +422,6 @@ impl Directory for SqlDirectory<'_> {
         let mut deactivate = self.tx.prepare_cached("UPDATE users SET active = 0, updated_at = ?2 WHERE id = ?1")?;
         for id in &gone {
             deactivate.execute(params![id, self.at])?;
-        }
-        drop(deactivate);
-        for id in &gone {
-            self.forget_fingerprint(*id);
         }
         Ok((gone.len() as u64, shown))
     }

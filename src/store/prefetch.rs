@@ -1,9 +1,8 @@
 //! What a large run would otherwise ask the store a million times, asked
-//! once: which user holds each record's email and external id, and the
-//! fingerprint each user carries. Each is one sequential scan at the start of
-//! the run's transaction, then kept exact by `SqlDirectory` on every write it
-//! makes (the transaction is the only writer), so a lookup answered here is
-//! the answer SQLite would give.
+//! once: which user holds each record's email and external id. Each is one
+//! sequential scan of a unique index inside the run's transaction, then kept
+//! exact by `SqlDirectory` on every write it makes (the transaction is the
+//! only writer), so a lookup answered here is the answer SQLite would give.
 //!
 //! The key caches are keyed by the records' own keys (their text stays in the
 //! record arena): a few bytes a record, not a copy of every user's email. A
@@ -140,60 +139,4 @@ fn hash_key(hasher: &std::hash::RandomState, fold: &mut Vec<u8>, core: Core, key
         return hasher.hash_one(fold.as_slice());
     }
     hasher.hash_one(key.as_bytes())
-}
-
-/// Every user's fingerprint by user id, from one scan of `applied`: a table
-/// by id (0: none), and a map for ids far past it.
-pub(super) struct Fingerprints {
-    by_id: Vec<u128>,
-    far: std::collections::HashMap<i64, u128>,
-}
-
-impl Fingerprints {
-    /// `None` when user ids are too sparse for a table by id (the caller asks SQL).
-    pub fn load(tx: &Transaction<'_>) -> rusqlite::Result<Option<Fingerprints>> {
-        let (max_id, n): (i64, i64) =
-            tx.query_row("SELECT COALESCE(MAX(user_id), 0), COUNT(*) FROM applied", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        if max_id > 4 * n + 65_536 {
-            return Ok(None);
-        }
-        let mut fps = Fingerprints { by_id: vec![0u128; max_id.max(0) as usize + 1], far: Default::default() };
-        let mut stmt = tx.prepare("SELECT user_id, fingerprint FROM applied")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            if let Some(fp) = row.get_ref(1)?.as_blob().ok().and_then(|b| <[u8; 16]>::try_from(b).ok()) {
-                fps.set(id, u128::from_le_bytes(fp));
-            }
-        }
-        Ok(Some(fps))
-    }
-
-    pub fn get(&self, id: i64) -> Option<u128> {
-        let fp = match usize::try_from(id).ok().and_then(|i| self.by_id.get(i)) {
-            Some(fp) => *fp,
-            None => self.far.get(&id).copied().unwrap_or(0),
-        };
-        (fp != 0).then_some(fp)
-    }
-
-    /// `fp` 0 forgets the user's fingerprint.
-    pub fn set(&mut self, id: i64, fp: u128) {
-        match usize::try_from(id) {
-            Ok(i) if i < self.by_id.len() => self.by_id[i] = fp,
-            // New users get the next ids: grow the table for them, not for a stray huge id.
-            Ok(i) if i < 2 * self.by_id.len() + 65_536 => {
-                self.by_id.resize(i + 1, 0);
-                self.by_id[i] = fp;
-            }
-            _ if fp == 0 => {
-                self.far.remove(&id);
-            }
-            _ => {
-                self.far.insert(id, fp);
-            }
-        }
-    }
 }
