@@ -35,7 +35,7 @@ pub trait Directory {
     fn find_id(&mut self, key: Core, value: &str) -> Result<Option<i64>, Self::Error> {
         Ok(self.find(key, value)?.map(|u| u.id))
     }
-    /// `find_id` for the key record `i` (of the records being planned) has in
+    /// `find_id` for the value record `i` (of the records being planned) has in
     /// `key`, when the directory knows it without a search; `None` otherwise.
     fn holder_of_record(&mut self, _i: usize, _key: Core) -> Result<Option<Option<i64>>, Self::Error> {
         Ok(None)
@@ -474,8 +474,7 @@ impl<'a, D: Directory> Planner<'a, D> {
     }
 
     fn create(&mut self, r: &Record) -> Step<D::Error> {
-        let email = r.fields.email.as_deref().unwrap_or_default();
-        if self.dir.holds(Core::Email, email)? {
+        if self.held(r, Core::Email)? {
             self.plan.unchanged += 1;
             return Ok(Ok(()));
         }
@@ -483,6 +482,14 @@ impl<'a, D: Directory> Planner<'a, D> {
             return Ok(Err("missing first_name or last_name".into()));
         }
         self.add_new_user(r, None)
+    }
+
+    /// Whether any user holds record `r`'s own value in `key` (its email or external id).
+    fn held(&mut self, r: &Record, key: Core) -> Result<bool, D::Error> {
+        match self.dir.holder_of_record(r.index, key)? {
+            Some(holder) => Ok(holder.is_some()),
+            None => self.dir.holds(key, r.fields.get(key).unwrap_or_default()),
+        }
     }
 
     /// Creates the record's user; with `fp`, notes the fingerprint on it.
@@ -493,7 +500,7 @@ impl<'a, D: Directory> Planner<'a, D> {
             return Ok(Err("email is in ignored_emails".into()));
         }
         if let Some(ext) = &r.fields.external_id
-            && self.dir.holds(Core::ExternalId, ext)?
+            && self.held(r, Core::ExternalId)?
             && let Some(holder) = self.dir.find(Core::ExternalId, ext)?
         {
             return Ok(Err(Refusal::Conflict(format!("external_id {ext} already belongs to {}", label(&holder)))));

@@ -226,7 +226,9 @@ impl Directory for SqlDirectory<'_> {
     }
 
     fn holder_of_record(&mut self, i: usize, key: Core) -> rusqlite::Result<Option<Option<i64>>> {
-        let eager = self.eager;
+        // Only a create's own email is worth a scan from the first lookup; other
+        // kinds load once SQLite has answered enough of them (`cached_holder`).
+        let eager = self.eager && key == Core::Email;
         Ok(self.keys(key, eager)?.and_then(|c| c.holder_of(i)))
     }
 
