@@ -186,12 +186,36 @@ fn encode_mapped(m: &Mapped<'_>, bytes: &mut Vec<u8>) {
         put_str(bytes, text);
     }
     if !m.extra.is_empty() {
-        // A map of JSON values always serializes.
-        put_str(bytes, &serde_json::to_string(&m.extra).unwrap_or_default());
+        put_str(bytes, &extra_json(&m.extra));
     }
     if let Some(p) = &m.problem {
         put_str(bytes, p);
     }
+}
+
+/// The extra fields as one JSON object, keys sorted, a repeated name's last
+/// value winning: the bytes `serde_json` writes for the same `Map` (sorted).
+fn extra_json(extra: &[(&str, Extra<'_>)]) -> String {
+    let mut entries: Vec<(usize, &(&str, Extra<'_>))> = extra.iter().enumerate().collect();
+    // By name, then the later entry first, so the first of each name is the one that wins.
+    entries.sort_by(|(i, a), (j, b)| a.0.cmp(b.0).then(j.cmp(i)));
+    entries.dedup_by(|later, earlier| later.1.0 == earlier.1.0);
+    let mut out = Vec::with_capacity(16 * entries.len() + 2);
+    out.push(b'{');
+    for (n, (_, (name, value))) in entries.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        // Strings and JSON values always serialize.
+        let _ = serde_json::to_writer(&mut out, name);
+        out.push(b':');
+        let _ = match value {
+            Extra::Str(s) => serde_json::to_writer(&mut out, s),
+            Extra::Value(v) => serde_json::to_writer(&mut out, v.as_ref()),
+        };
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A 128-bit digest of `context` and a record's content, the same in every
@@ -354,8 +378,16 @@ struct Mapped<'a> {
     /// In `TEXT_COLUMNS` order.
     texts: [Option<Cow<'a, str>>; 8],
     active: Option<bool>,
-    extra: Map<String, Value>,
+    /// In mapping order; `extra_json` sorts them.
+    extra: Vec<(&'a str, Extra<'a>)>,
     problem: Option<String>,
+}
+
+/// One extra field's value, borrowed where it can be.
+enum Extra<'a> {
+    /// A string as the source wrote it (not trimmed).
+    Str(&'a str),
+    Value(Cow<'a, Value>),
 }
 
 fn column(c: Core) -> usize {
@@ -363,13 +395,13 @@ fn column(c: Core) -> usize {
 }
 
 impl<'a> Mapped<'a> {
-    fn apply(&mut self, target: &Target, found: Found<'a>) {
+    fn apply(&mut self, target: &'a Target, found: Found<'a>) {
         if let Err(reason) = self.set(target, found) {
             self.problem.get_or_insert(reason);
         }
     }
 
-    fn set(&mut self, target: &Target, found: Found<'a>) -> Result<(), String> {
+    fn set(&mut self, target: &'a Target, found: Found<'a>) -> Result<(), String> {
         // A string is handled the same whether it was borrowed or parsed into a `Value`.
         let found = match found {
             Found::Value(Value::String(s)) => Found::Str(s.as_str()),
@@ -405,12 +437,12 @@ impl<'a> Mapped<'a> {
             }
             (Target::Extra(name), Found::Str(s)) => {
                 if !s.trim().is_empty() {
-                    self.extra.insert(name.clone(), Value::String(s.to_string()));
+                    self.extra.push((name, Extra::Str(s)));
                 }
             }
             (Target::Extra(name), Found::Value(v)) => {
                 if !is_missing(v) {
-                    self.extra.insert(name.clone(), v.clone());
+                    self.extra.push((name, Extra::Value(Cow::Borrowed(v))));
                 }
             }
         }
@@ -421,14 +453,20 @@ impl<'a> Mapped<'a> {
         Mapped {
             texts: crate::user::TEXT_COLUMNS.map(|c| r.fields.get(c).map(Cow::Borrowed)),
             active: r.active,
-            extra: r.extra.clone(),
+            extra: r.extra.iter().map(|(k, v)| (k.as_str(), Extra::Value(Cow::Borrowed(v)))).collect(),
             problem: r.problem.clone(),
         }
     }
 
     fn into_record(self, index: usize) -> Record {
-        let mut record =
-            Record { index, active: self.active, extra: self.extra, problem: self.problem, ..Record::default() };
+        let mut record = Record { index, active: self.active, problem: self.problem, ..Record::default() };
+        for (name, value) in self.extra {
+            let value = match value {
+                Extra::Str(s) => Value::String(s.to_string()),
+                Extra::Value(v) => v.into_owned(),
+            };
+            record.extra.insert(name.to_string(), value);
+        }
         for (c, text) in crate::user::TEXT_COLUMNS.iter().zip(self.texts) {
             record.fields.set(*c, text.map(Cow::into_owned));
         }
@@ -565,6 +603,33 @@ mod tests {
         assert_eq!(arena.field(0, Core::LastName), Some("Lee"));
         assert_eq!(arena.field(1, Core::Email), None);
         assert_eq!(arena.field(2, Core::Email), None, "a record with a problem has no key");
+    }
+
+    #[test]
+    fn extra_fields_pack_as_serde_json_writes_a_map() {
+        let values = [json!("x\"y"), json!({"b": [1, 2.5, null]}), json!(true), json!("é\n")];
+        let names = ["zeta", "a\"quoted", "Mid", "é"];
+        let extra: Vec<(&str, Extra<'_>)> = names
+            .iter()
+            .zip(&values)
+            .map(|(n, v)| match v {
+                Value::String(s) => (*n, Extra::Str(s)),
+                other => (*n, Extra::Value(Cow::Borrowed(other))),
+            })
+            .chain([("zeta", Extra::Str("last wins"))])
+            .collect();
+        let mut map = Map::new();
+        for (n, v) in names.iter().zip(&values) {
+            map.insert(n.to_string(), v.clone());
+        }
+        map.insert("zeta".into(), json!("last wins"));
+        let mut sorted: Vec<_> = map.into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let expected = format!(
+            "{{{}}}",
+            sorted.iter().map(|(k, v)| format!("{}:{v}", Value::String(k.clone()))).collect::<Vec<_>>().join(",")
+        );
+        assert_eq!(extra_json(&extra), expected);
     }
 
     #[test]

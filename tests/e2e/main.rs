@@ -78,13 +78,21 @@ impl TestDir {
     }
 
     pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.path().join("rosterd.db")).expect("open db")
+        let conn = rusqlite::Connection::open(self.path().join("rosterd.db")).expect("open db");
+        // A running rosterd may be writing (or creating the schema) right now.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+        conn
     }
 
     /// Rows of a query as tab-separated text lines.
     pub fn query(&self, sql: &str) -> Vec<String> {
+        self.try_query(sql).expect("query")
+    }
+
+    /// `query`, or SQLite's error (a daemon may not have created the tables yet).
+    pub fn try_query(&self, sql: &str) -> rusqlite::Result<Vec<String>> {
         let conn = self.db();
-        let mut stmt = conn.prepare(sql).expect("prepare");
+        let mut stmt = conn.prepare(sql)?;
         let n = stmt.column_count();
         stmt.query_map([], |row| {
             let cells: Vec<String> = (0..n)
@@ -97,9 +105,7 @@ impl TestDir {
                 })
                 .collect();
             Ok(cells.join("\t"))
-        })
-        .expect("query")
-        .map(|r| r.expect("row"))
+        })?
         .collect()
     }
 }

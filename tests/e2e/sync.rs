@@ -226,3 +226,23 @@ async fn dry_run_lists_creations_updates_and_deactivations() {
     assert!(text.contains("would deactivate 1") && text.contains("- p1@acme.example"), "{text}");
     assert_eq!(dir.query("SELECT COUNT(*) FROM users"), ["10"]);
 }
+
+#[tokio::test]
+async fn a_user_changed_outside_the_sync_is_written_back_on_a_large_run() {
+    // Over 1,000 records: the run finds unchanged users by their fingerprints in one scan.
+    let (_server, dir) = setup(staff(1..=1200), json!({})).await;
+    let (code, r) = run_json(&dir, &[]).await;
+    assert_eq!((code, counts(&r)), (0, [1200, 0, 0, 0]), "{r}");
+    dir.db().execute("UPDATE users SET department = 'Edited by hand' WHERE external_id = 'E7'", []).unwrap();
+    dir.write("people.json", r#"{"users": [{"name": "Changed Name", "employee_id": "E9"}]}"#);
+    let out = dir.run_async(&["import", "people.json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let (code, r) = run_json(&dir, &[]).await;
+    assert_eq!((code, counts(&r)), (0, [0, 2, 0, 0]), "the two users changed elsewhere are written back: {r}");
+    assert_eq!(
+        dir.query("SELECT external_id, first_name, department FROM users WHERE external_id IN ('E7', 'E9') ORDER BY 1"),
+        ["E7\tFirst7\tOps", "E9\tFirst9\tOps"]
+    );
+    let (_, r) = run_json(&dir, &[]).await;
+    assert_eq!(counts(&r), [0, 0, 0, 0], "{r}");
+}
