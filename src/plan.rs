@@ -4,7 +4,10 @@
 //! one transaction (looking users up by index and writing each decision as it
 //! is made) and `MemoryDirectory` implements for tests and benchmarks. So a
 //! run never holds every user in memory, and a plan applied then planned again
-//! changes nothing.
+//! changes nothing. A record whose user still carries the record's own
+//! fingerprint (see `Directory::set_fingerprint`) is settled without reading
+//! the user; for update and sync the directory answers that for every record
+//! at once (`Carriers`).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;

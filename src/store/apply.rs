@@ -1,7 +1,8 @@
 //! The one transaction of a run. `plan` walks the records against a
-//! `SqlDirectory` over that transaction: each user is looked up by index
-//! when a record needs it, and each decision is written as it is made, so a
-//! run never loads every user. Then the caller decides: an `ok` run commits
+//! `SqlDirectory` over that transaction: a user is looked up by index when a
+//! record needs it (or, in a large run, found in one scan: fingerprints in
+//! `applied`, the records' own keys in `prefetch`), and each decision is
+//! written as it is made, so a run never loads every user. Then the caller decides: an `ok` run commits
 //! its changes together with its `runs` row; a dry run or a held run rolls
 //! back every change and records only its `runs` row.
 
