@@ -26,7 +26,7 @@ pub(super) struct KeyCache {
     /// `UNKNOWN` for a record without a key or repeating an earlier record's
     /// (only the first record with a key is kept up to date).
     holder: Vec<u32>,
-    hasher: std::hash::RandomState,
+    hasher: hashbrown::DefaultHashBuilder,
     fold: Vec<u8>,
 }
 
@@ -39,7 +39,7 @@ impl KeyCache {
             core,
             table: HashTable::with_capacity(n as usize),
             holder: vec![UNKNOWN; n as usize],
-            hasher: std::hash::RandomState::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
             fold: Vec::new(),
         };
         for i in 0..n {
@@ -132,7 +132,7 @@ fn same(core: Core, record_key: Option<&str>, key: &str) -> bool {
 }
 
 /// Emails hash by their ASCII-lower-cased bytes, as `COLLATE NOCASE` compares them.
-fn hash_key(hasher: &std::hash::RandomState, fold: &mut Vec<u8>, core: Core, key: &str) -> u64 {
+fn hash_key(hasher: &hashbrown::DefaultHashBuilder, fold: &mut Vec<u8>, core: Core, key: &str) -> u64 {
     if core == Core::Email && key.bytes().any(|b| b.is_ascii_uppercase()) {
         fold.clear();
         fold.extend(key.bytes().map(|b| b.to_ascii_lowercase()));
