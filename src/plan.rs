@@ -851,7 +851,7 @@ impl Directory for MemoryDirectory {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -916,15 +916,15 @@ mod tests {
         assert!(plans[0].0.contains("n_cleared: 1"), "{}", plans[0].0);
     }
 
-    mod generated {
+    pub(crate) mod generated {
         use super::*;
         use proptest::prelude::*;
 
-        fn email() -> impl Strategy<Value = Option<String>> {
+        pub(crate) fn email() -> impl Strategy<Value = Option<String>> {
             proptest::option::weighted(0.9, (0..6u8).prop_map(|i| format!("u{i}@x.io")))
         }
 
-        fn external() -> impl Strategy<Value = Option<String>> {
+        pub(crate) fn external() -> impl Strategy<Value = Option<String>> {
             proptest::option::weighted(0.8, (0..6u8).prop_map(|i| format!("E{i}")))
         }
 

@@ -90,15 +90,15 @@ impl Projection {
             return None;
         }
         let mut page = PageNode::default();
-        page_node(&mut page, data_from).records = true;
+        page.descend(data_from).records = true;
         if let Some(next) = next {
-            page_node(&mut page, next).next = true;
+            page.descend(next).next = true;
         }
         let records = if m.data_structure.iter().all(|(_, p)| matches!(p, FieldPath::Dot(_))) {
             let mut root = RecordNode::default();
             for (i, (_, path)) in m.data_structure.iter().enumerate() {
                 if let FieldPath::Dot(segs) = path {
-                    add_record_path(&mut root, i, segs);
+                    root.descend(segs).here.push(i);
                 }
             }
             settle(&mut root);
@@ -129,34 +129,38 @@ impl Projection {
     }
 }
 
-fn page_node<'n>(root: &'n mut PageNode, segs: &[String]) -> &'n mut PageNode {
-    let mut node = root;
-    for seg in segs {
-        let i = match node.children.iter().position(|(k, _)| k == seg) {
-            Some(i) => i,
-            None => {
-                node.children.push((seg.clone(), PageNode::default()));
-                node.children.len() - 1
-            }
-        };
-        node = &mut node.children[i].1;
+/// A path tree: `PageNode` and `RecordNode` share the walk that adds a path.
+trait Tree: Default {
+    fn children(&mut self) -> &mut Vec<(String, Self)>;
+
+    /// The node at `segs` below `self`, made on the way where missing.
+    fn descend(&mut self, segs: &[String]) -> &mut Self {
+        let mut node = self;
+        for seg in segs {
+            let children = node.children();
+            let i = match children.iter().position(|(k, _)| k == seg) {
+                Some(i) => i,
+                None => {
+                    children.push((seg.clone(), Self::default()));
+                    children.len() - 1
+                }
+            };
+            node = &mut node.children()[i].1;
+        }
+        node
     }
-    node
 }
 
-fn add_record_path(root: &mut RecordNode, entry: usize, segs: &[String]) {
-    let mut node = root;
-    for seg in segs {
-        let i = match node.children.iter().position(|(k, _)| k == seg) {
-            Some(i) => i,
-            None => {
-                node.children.push((seg.clone(), RecordNode::default()));
-                node.children.len() - 1
-            }
-        };
-        node = &mut node.children[i].1;
+impl Tree for PageNode {
+    fn children(&mut self) -> &mut Vec<(String, Self)> {
+        &mut self.children
     }
-    node.here.push(entry);
+}
+
+impl Tree for RecordNode {
+    fn children(&mut self) -> &mut Vec<(String, Self)> {
+        &mut self.children
+    }
 }
 
 /// Fills `all`, and turns entries under a node read whole into `below` paths.

@@ -465,14 +465,7 @@ mod tests {
     use super::*;
     use crate::manifest::{Action, MatchOn, Target};
     use crate::mapping::Record;
-
-    fn email() -> impl Strategy<Value = Option<String>> {
-        proptest::option::weighted(0.9, (0..6u8).prop_map(|i| format!("u{i}@x.io")))
-    }
-
-    fn external() -> impl Strategy<Value = Option<String>> {
-        proptest::option::weighted(0.8, (0..6u8).prop_map(|i| format!("E{i}")))
-    }
+    use crate::plan::tests::generated::{email, external};
 
     fn record() -> impl Strategy<Value = Record> {
         (email(), external(), proptest::option::of(0..2u8), any::<bool>(), proptest::option::of(0..3u8)).prop_map(
@@ -514,15 +507,6 @@ mod tests {
         }
         arena
     }
-
-    const ALL: &[Target] = &[
-        Target::Core(Core::Email),
-        Target::Core(Core::ExternalId),
-        Target::Core(Core::FirstName),
-        Target::Core(Core::LastName),
-        Target::Core(Core::Active),
-        Target::Extra(String::new()),
-    ];
 
     /// Runs `runs` (integration, records) in order on a fresh store; returns
     /// each plan and the users, owners and fingerprints at the end.
@@ -581,8 +565,14 @@ mod tests {
             by_external in any::<bool>(),
             auto_clear_email in any::<bool>(),
         ) {
-            let mapped: Vec<Target> =
-                ALL.iter().cloned().map(|t| if t == Target::Extra(String::new()) { Target::Extra("level".into()) } else { t }).collect();
+            let mapped = [
+                Target::Core(Core::Email),
+                Target::Core(Core::ExternalId),
+                Target::Core(Core::FirstName),
+                Target::Core(Core::LastName),
+                Target::Core(Core::Active),
+                Target::Extra("level".into()),
+            ];
             let o = PlanOptions {
                 integration: "hr",
                 action,
