@@ -545,6 +545,7 @@ impl<'a, D: Directory> Planner<'a, D> {
         let changes = extra_changes(&user.extra, &extra);
         if changes.is_empty() {
             self.plan.unchanged += 1;
+            self.note_settled(user.id, fp)?;
             return Ok(Ok(()));
         }
         let update = Update {
@@ -558,6 +559,15 @@ impl<'a, D: Directory> Planner<'a, D> {
             adopt: false,
         };
         self.write_update(update, fp)
+    }
+
+    /// A user found to hold exactly what the record would write already gets
+    /// the record's fingerprint (the user row is not written), so the next run
+    /// settles it without a comparison: users from before fingerprints, or
+    /// written by someone else with the same values, join the fast path once.
+    fn note_settled(&mut self, id: i64, fp: u128) -> Result<(), D::Error> {
+        self.touched.insert(id);
+        self.dir.set_fingerprint(id, fp)
     }
 
     fn write_update(&mut self, update: Update, fp: u128) -> Step<D::Error> {
@@ -617,6 +627,7 @@ impl<'a, D: Directory> Planner<'a, D> {
                 self.plan.n_adopted += 1;
                 keep(&mut self.plan.adoptions, user.id);
             }
+            self.note_settled(user.id, fp)?;
             return Ok(Ok(()));
         }
         if adopt {

@@ -245,4 +245,11 @@ async fn a_user_changed_outside_the_sync_is_written_back_on_a_large_run() {
     );
     let (_, r) = run_json(&dir, &[]).await;
     assert_eq!(counts(&r), [0, 0, 0, 0], "{r}");
+    // Users from before fingerprints (none recorded): found unchanged, they get one, unwritten.
+    dir.db().execute("DELETE FROM applied", []).unwrap();
+    dir.db().execute("UPDATE users SET updated_at = 'before'", []).unwrap();
+    let (_, r) = run_json(&dir, &[]).await;
+    assert_eq!(counts(&r), [0, 0, 0, 0], "{r}");
+    assert_eq!(dir.query("SELECT COUNT(*) FROM applied"), ["1200"]);
+    assert_eq!(dir.query("SELECT COUNT(*) FROM users WHERE updated_at != 'before'"), ["0"]);
 }
