@@ -162,6 +162,21 @@ impl<'t> SqlDirectory<'t> {
         }
     }
 
+    /// `note_key` for a user just created from record `i`: by the record's
+    /// position when it is the first with that key, else by the key's text.
+    fn note_created(&mut self, key: Core, i: usize, value: Option<&str>, id: i64) {
+        if value.is_none() {
+            return;
+        }
+        let slot = self.slot(key);
+        match slot.get().map(|c| c.set_for_record(i, id)) {
+            Some(Some(true)) => {}
+            Some(Some(false)) => *slot = Cached::Off,
+            Some(None) => self.note_key(key, value, Some(id)),
+            None => {}
+        }
+    }
+
     /// A user's email and external id as stored now, when a cache must follow a change to them.
     fn keys_of(&mut self, id: i64) -> rusqlite::Result<Option<(Option<String>, Option<String>)>> {
         if self.emails.get().is_none() && self.externals.get().is_none() {
@@ -326,8 +341,8 @@ impl Directory for SqlDirectory<'_> {
         self.tx
             .prepare_cached("INSERT INTO ownership (user_id, integration) VALUES (?1, ?2)")?
             .execute(params![id, owner])?;
-        self.note_key(Core::Email, email, Some(id));
-        self.note_key(Core::ExternalId, ext, Some(id));
+        self.note_created(Core::Email, user.record, email, id);
+        self.note_created(Core::ExternalId, user.record, ext, id);
         Ok(id)
     }
 

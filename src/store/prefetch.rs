@@ -95,6 +95,19 @@ impl KeyCache {
         }
     }
 
+    /// Record `i`'s key is now held by `id`, when `i` is the first record
+    /// with that key (`None` otherwise: use `set`). False when the id cannot be kept.
+    pub fn set_for_record(&mut self, i: usize, id: i64) -> Option<bool> {
+        let slot = self.holder.get_mut(i).filter(|s| **s != UNKNOWN)?;
+        Some(match compact(id) {
+            Some(c) => {
+                *slot = c;
+                true
+            }
+            None => false,
+        })
+    }
+
     /// `key` is now held by `id` (`None`: by nobody). Returns false when the
     /// id cannot be kept (the caller then stops using the cache).
     pub fn set(&mut self, records: &RecordArena, key: &str, id: Option<i64>) -> bool {
