@@ -95,6 +95,18 @@ impl IdSet {
         }
     }
 
+    /// The ids in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        let mut others: Vec<i64> = self.others.iter().copied().collect();
+        others.sort_unstable();
+        let bits = self
+            .bits
+            .iter()
+            .enumerate()
+            .flat_map(|(w, &word)| (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| (w * 64 + b) as i64));
+        others.into_iter().chain(bits)
+    }
+
     pub fn contains(&self, id: i64) -> bool {
         match usize::try_from(id) {
             Ok(i) => self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0),
@@ -1064,6 +1076,7 @@ pub(crate) mod tests {
         for id in [2, 62, 65, 1_000_002, 5_000_000, -4] {
             assert!(!set.contains(id), "{id}");
         }
+        assert_eq!(set.iter().collect::<Vec<_>>(), [-5, 0, 1, 63, 64, 1_000_003]);
     }
 
     #[test]

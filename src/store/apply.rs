@@ -76,6 +76,8 @@ struct SqlDirectory<'t> {
     /// Lookups SQLite answered so far, per key kind: past a share of the
     /// records, one scan costs less than the lookups still to come.
     asked: [usize; 2],
+    /// A sync's owned, active users when it began (see `owned_active`).
+    owned_at_start: Option<(String, IdSet)>,
     /// Until the plan asks for carriers (update and sync), a record's own key
     /// is its hot path and is worth a scan from the first lookup.
     eager: bool,
@@ -117,6 +119,7 @@ impl<'t> SqlDirectory<'t> {
             emails: Cached::Untried,
             externals: Cached::Untried,
             asked: [0, 0],
+            owned_at_start: None,
             eager: true,
         })
     }
@@ -400,11 +403,29 @@ impl Directory for SqlDirectory<'_> {
     }
 
     fn owned_active(&mut self, owner: &str) -> rusqlite::Result<u64> {
-        self.tx.query_row(
-            "SELECT COUNT(*) FROM users u JOIN ownership o ON o.user_id = u.id WHERE o.integration = ?1 AND u.active = 1",
-            [owner],
-            |r| r.get::<_, i64>(0).map(|n| n as u64),
-        )
+        if !self.prefetch {
+            return self.tx.query_row(
+                "SELECT COUNT(*) FROM users u JOIN ownership o ON o.user_id = u.id
+                 WHERE o.integration = ?1 AND u.active = 1",
+                [owner],
+                |r| r.get::<_, i64>(0).map(|n| n as u64),
+            );
+        }
+        // Kept for `deactivate_others`: the users it may deactivate are exactly
+        // these minus the ones the run matched (any user that becomes owned and
+        // active during a sync is one it matched).
+        let mut ids = IdSet::default();
+        let mut n = 0;
+        let mut stmt = self.tx.prepare(
+            "SELECT u.id FROM users u JOIN ownership o ON o.user_id = u.id WHERE o.integration = ?1 AND u.active = 1",
+        )?;
+        let mut rows = stmt.query([owner])?;
+        while let Some(r) = rows.next()? {
+            ids.insert(r.get(0)?);
+            n += 1;
+        }
+        self.owned_at_start = Some((owner.to_string(), ids));
+        Ok(n)
     }
 
     fn deactivate_others(
@@ -415,7 +436,15 @@ impl Directory for SqlDirectory<'_> {
     ) -> rusqlite::Result<(u64, Vec<Deactivation>)> {
         let mut gone = Vec::new();
         let mut shown = Vec::new();
-        {
+        if let Some((_, start)) = self.owned_at_start.take().filter(|(o, _)| o == owner) {
+            gone = start.iter().filter(|id| !keep.contains(*id)).collect();
+            let mut keys = self.tx.prepare_cached("SELECT email, external_id FROM users WHERE id = ?1")?;
+            for &id in gone.iter().take(sample) {
+                let (email, ext): (Option<String>, Option<String>) =
+                    keys.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                shown.push(Deactivation { user_id: id, label: deactivation_label(id, email, ext) });
+            }
+        } else {
             let mut stmt = self.tx.prepare(
                 "SELECT u.id, u.email, u.external_id FROM users u JOIN ownership o ON o.user_id = u.id
                  WHERE o.integration = ?1 AND u.active = 1",
@@ -428,12 +457,7 @@ impl Directory for SqlDirectory<'_> {
                 }
                 gone.push(id);
                 if shown.len() < sample {
-                    let email: Option<String> = r.get(1)?;
-                    let ext: Option<String> = r.get(2)?;
-                    let label = email
-                        .or_else(|| ext.map(|x| format!("external_id {x}")))
-                        .unwrap_or_else(|| format!("user #{id}"));
-                    shown.push(Deactivation { user_id: id, label });
+                    shown.push(Deactivation { user_id: id, label: deactivation_label(id, r.get(1)?, r.get(2)?) });
                 }
             }
         }
@@ -443,6 +467,10 @@ impl Directory for SqlDirectory<'_> {
         }
         Ok((gone.len() as u64, shown))
     }
+}
+
+fn deactivation_label(id: i64, email: Option<String>, ext: Option<String>) -> String {
+    email.or_else(|| ext.map(|x| format!("external_id {x}"))).unwrap_or_else(|| format!("user #{id}"))
 }
 
 fn const_format(a: &str, b: &str) -> String {
