@@ -73,9 +73,10 @@ struct SqlDirectory<'t> {
     prefetch: bool,
     emails: Cached<KeyCache>,
     externals: Cached<KeyCache>,
-    /// Lookups SQLite answered so far, per key kind: past a share of the
-    /// records, one scan costs less than the lookups still to come.
+    /// Lookups SQLite answered so far, per key kind: past `load_after`, one
+    /// scan costs less than the lookups still to come.
     asked: [usize; 2],
+    load_after: usize,
     /// A sync's owned, active users when it began (see `owned_active`).
     owned_at_start: Option<(String, IdSet)>,
     /// Until the plan asks for carriers (update and sync), a record's own key
@@ -111,11 +112,14 @@ impl<'t> SqlDirectory<'t> {
             Prefetch::Always => true,
             Prefetch::Never => false,
         };
+        // Forced on (tests), every cache loads at its first use.
+        let load_after = if mode == Prefetch::Always { 0 } else { (n / 8).max(PREFETCH_MIN) };
         Ok(SqlDirectory {
             tx,
             at: now(),
             records,
             prefetch,
+            load_after,
             emails: Cached::Untried,
             externals: Cached::Untried,
             asked: [0, 0],
@@ -144,7 +148,7 @@ impl<'t> SqlDirectory<'t> {
     /// Who holds `value` in `key`, if the cache knows (`None`: ask SQLite).
     fn cached_holder(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<Option<i64>>> {
         let kind = usize::from(key != Core::Email);
-        let load = self.asked[kind] >= (self.records.len() / 8).max(PREFETCH_MIN);
+        let load = self.asked[kind] >= self.load_after;
         let records = self.records;
         let known = self.keys(key, load)?.and_then(|c| c.get(records, value));
         if known.is_none() {
