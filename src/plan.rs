@@ -80,16 +80,29 @@ pub struct IdSet {
     others: HashSet<i64>,
 }
 
+/// Ids below this always go in the bitmap (at most 16 MB of it); a larger one
+/// only while the bitmap would not more than double for it.
+const DENSE_IDS: usize = 1 << 27;
+
 impl IdSet {
     pub fn insert(&mut self, id: i64) {
         match usize::try_from(id) {
-            Ok(i) => {
+            Ok(i) if i < DENSE_IDS.max(self.bits.len() * 128) => {
                 if self.bits.len() <= i / 64 {
                     self.bits.resize(i / 64 + 1, 0);
+                    // Keep every positive id in `others` beyond the bitmap (so `iter` stays in order).
+                    let limit = self.bits.len() * 64;
+                    let fits: Vec<i64> =
+                        self.others.iter().copied().filter(|o| usize::try_from(*o).is_ok_and(|o| o < limit)).collect();
+                    for o in fits {
+                        self.others.remove(&o);
+                        self.bits[o as usize / 64] |= 1 << (o as usize % 64);
+                    }
                 }
                 self.bits[i / 64] |= 1 << (i % 64);
             }
-            Err(_) => {
+            // Negative, or far beyond the others: a stray id must not cost gigabytes.
+            _ => {
                 self.others.insert(id);
             }
         }
@@ -99,19 +112,24 @@ impl IdSet {
     pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
         let mut others: Vec<i64> = self.others.iter().copied().collect();
         others.sort_unstable();
+        let split = others.partition_point(|id| *id < 0);
+        let above = others.split_off(split);
         let bits = self
             .bits
             .iter()
             .enumerate()
             .flat_map(|(w, &word)| (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| (w * 64 + b) as i64));
-        others.into_iter().chain(bits)
+        // Positive ids in `others` are all beyond the bitmap (see `insert`).
+        others.into_iter().chain(bits).chain(above)
     }
 
     pub fn contains(&self, id: i64) -> bool {
-        match usize::try_from(id) {
-            Ok(i) => self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0),
-            Err(_) => self.others.contains(&id),
+        if let Ok(i) = usize::try_from(id)
+            && self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        {
+            return true;
         }
+        self.others.contains(&id)
     }
 }
 
@@ -1069,16 +1087,25 @@ pub(crate) mod tests {
     #[test]
     fn id_sets_hold_what_was_put_in() {
         let mut set = IdSet::default();
-        for id in [0, 1, 63, 64, 1_000_003, -5] {
+        let huge = 1_i64 << 50;
+        for id in [0, 1, 63, 64, 1_000_003, -5, huge] {
             set.insert(id);
         }
-        for id in [0, 1, 63, 64, 1_000_003, -5] {
+        for id in [0, 1, 63, 64, 1_000_003, -5, huge] {
             assert!(set.contains(id), "{id}");
         }
-        for id in [2, 62, 65, 1_000_002, 5_000_000, -4] {
+        for id in [2, 62, 65, 1_000_002, 5_000_000, -4, huge - 1] {
             assert!(!set.contains(id), "{id}");
         }
-        assert_eq!(set.iter().collect::<Vec<_>>(), [-5, 0, 1, 63, 64, 1_000_003]);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [-5, 0, 1, 63, 64, 1_000_003, huge]);
+        assert!(set.bits.len() < 1 << 16, "a huge id stays out of the bitmap");
+        // An id first kept aside joins the bitmap once the bitmap grows past it; order holds.
+        let mut grow = IdSet::default();
+        let aside = (DENSE_IDS + 10) as i64;
+        grow.insert(aside);
+        grow.insert((DENSE_IDS - 1) as i64);
+        grow.insert(aside + 5);
+        assert_eq!(grow.iter().collect::<Vec<_>>(), [(DENSE_IDS - 1) as i64, aside, aside + 5]);
     }
 
     #[test]
