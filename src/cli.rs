@@ -105,14 +105,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let opts = RunOptions { trigger: Trigger::Manual, dry_run, force, progress: !json, run_id: None };
             let report = single_thread_runtime()?.block_on(async {
                 // Ctrl-C during a run cancels it cleanly: nothing applied, recorded as failed.
+                // The handler is in place before the run starts, not when the task is first polled.
+                let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                    .map_err(|e| Error::Usage(format!("cannot listen for Ctrl-C: {e}")))?;
                 let cancel = Cancel::default();
                 let on_signal = cancel.clone();
                 tokio::spawn(async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
+                    if interrupt.recv().await.is_some() {
                         on_signal.cancel();
                     }
                 });
-                crate::run::run(&manifest, &config, opts, &cancel).await
+                crate::run::run(&manifest, &config, opts, &cancel).await.map_err(Error::from)
             })?;
             print_report(&report, json)
         }

@@ -269,3 +269,19 @@ async fn log_format_json_writes_one_json_object_per_line() {
     }
     assert!(saw_run_span, "a log line inside the run span names integration and run_id:\n{stderr}");
 }
+
+#[tokio::test]
+async fn ctrl_c_during_a_one_shot_run_cancels_it_and_applies_nothing() {
+    let server = source(Duration::from_secs(20)).await;
+    let dir = TestDir::new();
+    dir.manifest("slow", &manifest(&server, "0 3 * * *", "/people"));
+    let mut cmd = tokio::process::Command::from(dir.command(&["run", "slow"]));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let run = Daemon { child: cmd.spawn().expect("start rosterd run") };
+    assert!(eventually(10, || runs(&dir, "slow", "running") >= 1).await, "the run started");
+    run.signal("INT");
+    let out = run.wait(Duration::from_secs(10)).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert_eq!(dir.query("SELECT status, error LIKE 'cancelled%' FROM runs"), ["failed\t1"]);
+    assert_eq!(dir.query("SELECT COUNT(*) FROM users"), ["0"]);
+}
