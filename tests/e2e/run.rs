@@ -85,6 +85,14 @@ async fn mount_pages(server: &MockServer, n: u32, per_page: u32, expect: impl In
     }
 }
 
+/// Runs `hr`, which must fail (exit 1) saying `says` on stderr.
+async fn run_fails(dir: &TestDir, says: &str) -> crate::Out {
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains(says), "{}", out.all());
+    out
+}
+
 fn count_users(dir: &TestDir) -> usize {
     dir.query("SELECT COUNT(*) FROM users")[0].parse().unwrap()
 }
@@ -260,9 +268,7 @@ async fn reaching_max_pages_with_more_to_come_fails_the_run() {
     mount_pages(&server, 3, 2, 0..=1).await;
     let dir = dir_with_config("hr", "", &format!("{QUICK}\nmax_pages = 2"));
     dir.manifest("hr", &paged(&server, json!({})));
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("max_pages"), "{}", out.all());
+    run_fails(&dir, "max_pages").await;
     assert_eq!(count_users(&dir), 0);
 }
 
@@ -411,9 +417,7 @@ async fn an_undefined_value_at_run_time_fails_the_run() {
         {"url": format!("{}/people?t={{{{ responses.0.token }}}}", server.uri())}
     ]);
     dir.manifest("hr", &m);
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("{{ responses.0.token }} is not defined"), "{}", out.all());
+    run_fails(&dir, "{{ responses.0.token }} is not defined").await;
     assert_eq!(dir.query("SELECT status FROM runs"), ["failed"]);
 }
 
@@ -460,9 +464,7 @@ async fn truncated_json_fails_the_run() {
         .await;
     let dir = dir_with_secrets("hr");
     dir.manifest("hr", &paged(&server, json!({})));
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("not valid JSON"), "{}", out.all());
+    run_fails(&dir, "not valid JSON").await;
     assert_eq!(count_users(&dir), 0);
 }
 
@@ -475,9 +477,7 @@ async fn data_from_that_is_not_a_list_names_the_path() {
         .await;
     let dir = dir_with_secrets("hr");
     dir.manifest("hr", &paged(&server, json!({})));
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("data_from \"data\" is an object, not a list"), "{}", out.all());
+    run_fails(&dir, "data_from \"data\" is an object, not a list").await;
 }
 
 #[tokio::test]
@@ -630,9 +630,8 @@ async fn a_timeout_fails_the_run_with_that_cause() {
         .await;
     let dir = dir_with_config("hr", "", "retries = 0\ntimeout_secs = 1");
     dir.manifest("hr", &paged(&server, json!({})));
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("step 0 (GET http://") && out.stderr().contains("timed out"), "{}", out.all());
+    let out = run_fails(&dir, "timed out").await;
+    assert!(out.stderr().contains("step 0 (GET http://"), "{}", out.all());
     assert_eq!(count_users(&dir), 0);
 }
 
@@ -645,9 +644,7 @@ async fn a_response_over_max_response_bytes_fails_the_run() {
         .await;
     let dir = dir_with_config("hr", "", &format!("{QUICK}\nmax_response_bytes = 1000"));
     dir.manifest("hr", &paged(&server, json!({})));
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("over max_response_bytes (1000)"), "{}", out.all());
+    run_fails(&dir, "over max_response_bytes (1000)").await;
     assert_eq!(count_users(&dir), 0);
 }
 
@@ -686,9 +683,7 @@ async fn polling_repeats_a_step_until_continue_if_holds() {
     m["execute"][0]["polling"] = json!({"interval": 0, "amount": 1});
     m["execute"][0]["continue_if"]["value"] = json!("never");
     dir.manifest("hr", &m);
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("continue_if not met: \"state\" is"), "{}", out.all());
+    run_fails(&dir, "continue_if not met: \"state\" is").await;
 }
 
 #[tokio::test]
@@ -718,9 +713,7 @@ async fn a_status_outside_status_code_fails_and_generate_ids_are_fresh_each_run(
 
     m["execute"][0]["status_code"] = json!([204]);
     dir.manifest("hr", &m);
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("HTTP 200 OK (expected 204)"), "{}", out.all());
+    run_fails(&dir, "HTTP 200 OK (expected 204)").await;
 }
 
 #[tokio::test]
@@ -736,9 +729,7 @@ async fn a_next_page_seen_before_fails_the_run_instead_of_looping() {
     }
     let dir = dir_with_secrets("hr");
     dir.manifest("hr", &paged(&server, json!({})));
-    let out = dir.run_async(&["run", "hr"]).await;
-    assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stderr().contains("next-page URL it had sent before"), "{}", out.all());
+    run_fails(&dir, "next-page URL it had sent before").await;
     assert_eq!(count_users(&dir), 0);
 }
 
