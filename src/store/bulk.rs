@@ -2,7 +2,7 @@
 //! `bulk::plan_import` and written in one transaction; export reads users in
 //! id order, a page at a time, so a large directory streams.
 
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::TransactionBehavior;
 use serde_json::Value;
 
 use super::{Store, StoreError, now};
@@ -41,36 +41,28 @@ impl Store {
                                     active, source, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, 'import', ?9, ?9)",
             )?;
+            // The same values in the same order as the INSERT, then the id.
             let mut update = tx.prepare_cached(
-                "UPDATE users SET external_id = ?2, email = ?3, first_name = ?4, last_name = ?5, username = ?6,
-                     phone = ?7, job = ?8, extra_fields = ?9, updated_at = ?10 WHERE id = ?1",
+                "UPDATE users SET external_id = ?1, email = ?2, first_name = ?3, last_name = ?4, username = ?5,
+                     phone = ?6, job = ?7, extra_fields = ?8, updated_at = ?9 WHERE id = ?10",
             )?;
             for w in &writes {
                 let extra = Value::Object(w.extra.clone()).to_string();
+                let values: [&dyn rusqlite::ToSql; 10] = [
+                    &w.external_id,
+                    &w.email,
+                    &w.first_name,
+                    &w.last_name,
+                    &w.username,
+                    &w.phone,
+                    &w.job,
+                    &extra,
+                    &at,
+                    &w.id,
+                ];
                 match w.id {
-                    None => insert.execute(params![
-                        w.external_id,
-                        w.email,
-                        w.first_name,
-                        w.last_name,
-                        w.username,
-                        w.phone,
-                        w.job,
-                        extra,
-                        at
-                    ])?,
-                    Some(id) => update.execute(params![
-                        id,
-                        w.external_id,
-                        w.email,
-                        w.first_name,
-                        w.last_name,
-                        w.username,
-                        w.phone,
-                        w.job,
-                        extra,
-                        at
-                    ])?,
+                    None => insert.execute(&values[..9])?,
+                    Some(_) => update.execute(&values[..])?,
                 };
             }
         }
