@@ -1,6 +1,8 @@
-//! Turns one source record (JSON) into a typed `Record` through the
-//! manifest's `data_structure`, and packs a run's records into a
-//! `RecordArena`. Pure: no I/O, no async. A value that cannot be used makes the
+//! The mapping rules: one source record (a parsed `Value`, or the slots
+//! `fetch::project` read from a page) becomes fields, `active` and extras
+//! through the manifest's `data_structure`; a run's records are packed into a
+//! `RecordArena`, whose packed bytes also give each record's fingerprint
+//! (`digest`). Pure: no I/O, no async. A value that cannot be used makes the
 //! whole record carry a `problem`, which the plan records as its skip reason.
 
 use std::borrow::Cow;

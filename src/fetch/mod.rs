@@ -1,6 +1,8 @@
 //! Fetching: renders each `execute` step, sends it (with `continue_if` and
-//! `polling`), then follows every page of the last step's response, mapping
-//! each page's records and dropping its JSON before the next page arrives.
+//! `polling`), then follows every page of the last step's response, reading
+//! each page's records straight into the arena (`project`; a page is parsed
+//! whole only when a manifest needs it) and dropping the body before the next
+//! page arrives.
 //! Nothing here touches the store; a failure anywhere returns an error and
 //! the run applies nothing.
 
