@@ -88,6 +88,15 @@ fn main() {
     println!("read one page (500 records, 7 fields) by projection into the arena: {:.3} ms", t * 1e3);
     let t = median(
         || {
+            let out = projection.skim(body.as_bytes(), &m).unwrap();
+            assert!(out.next.is_some());
+            black_box(out);
+        },
+        41,
+    );
+    println!("skim the same page for its next link and record count: {:.3} ms", t * 1e3);
+    let t = median(
+        || {
             let mut arena = RecordArena::default();
             let page: Value = serde_json::from_slice(body.as_bytes()).unwrap();
             for (i, r) in page["employees"].as_array().unwrap().iter().enumerate() {

@@ -1,13 +1,15 @@
 //! Fetching: renders each `execute` step, sends it (with `continue_if` and
-//! `polling`), then follows every page of the last step's response, reading
-//! each page's records straight into the arena (`project`; a page is parsed
-//! whole only when a manifest needs it) and dropping the body before the next
-//! page arrives.
+//! `polling`), then follows every page of the last step's response. Each
+//! page is skimmed here for its next link and record count, then read
+//! straight into the arena on the reader's thread (`reader`, `project`; a
+//! page is parsed whole only when a manifest needs it) while the next page
+//! is fetched; a body is dropped once read.
 //! Nothing here touches the store; a failure anywhere returns an error and
 //! the run applies nothing.
 
 mod client;
 pub mod project;
+mod reader;
 
 use std::collections::HashSet;
 
@@ -17,9 +19,18 @@ use serde_json::{Map, Value};
 pub use client::{Client, Request, Response, excerpt};
 
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
-use crate::mapping::{RecordArena, kind, map_record, text};
+use crate::mapping::{RecordArena, kind, text};
 use crate::template::{Renderer, TemplateError};
 use project::{Found, Projection};
+use reader::Reader;
+
+/// One page as the walk sees it: how many records (`None`: a later page
+/// without `data_from`, the end), the next-page hint, and what the reader gets.
+struct PageSeen {
+    items: Option<usize>,
+    next: Option<String>,
+    hand: Option<reader::Page>,
+}
 
 /// Everything a fetch produced.
 #[derive(Debug, Default)]
@@ -155,7 +166,24 @@ impl Fetch<'_> {
         ))
     }
 
+    /// Follows every page of the last step; each page is read on the reader's
+    /// thread while the next is asked for. The first failure in page order wins.
     async fn pages(&mut self, last: usize, max_pages: u32, progress: Progress<'_>) -> Result<Fetched, String> {
+        let mut reader = Reader::start(self.m);
+        let walked = self.walk_pages(&mut reader, last, max_pages, progress).await;
+        let read = reader.finish().await.map_err(|e| self.client.redactor().redact(&e));
+        // The reader's error is about a page handed over before whatever stopped the walk.
+        let records = read?;
+        Ok(Fetched { records, pages: walked? })
+    }
+
+    async fn walk_pages(
+        &mut self,
+        reader: &mut Reader,
+        last: usize,
+        max_pages: u32,
+        progress: Progress<'_>,
+    ) -> Result<u32, String> {
         let m = self.m;
         let step = &m.execute[last];
         let page_size = match &m.pagination {
@@ -167,7 +195,7 @@ impl Fetch<'_> {
             self.set_paging(offset, size, 1);
         }
         let cap = m.amount_pages_to_fetch;
-        let mut out = Fetched::default();
+        let (mut pages, mut records) = (0u32, 0usize);
         let mut seen: HashSet<String> = HashSet::new();
         let mut req = self.step_request(step, &format!("step {last}"))?;
         let projection = Projection::new(m);
@@ -185,22 +213,30 @@ impl Fetch<'_> {
             self.push_response(page.clone());
         }
         loop {
-            out.pages += 1;
-            let page_no = out.pages;
-            let (items, next) = match parsed.take() {
-                Some(page) => self.take_page(page, &resp, &req, page_no, &mut out.records)?,
+            pages += 1;
+            let page_no = pages;
+            let page = match parsed.take() {
+                Some(page) => self.take_page(page, &resp, &req, page_no)?,
                 None => match &projection {
                     Some(p) if !resp.body.iter().all(u8::is_ascii_whitespace) => {
-                        self.project_page(p, &resp, &req, page_no, &mut out.records)?
+                        self.skim_page(p, &mut resp, &req, page_no)?
                     }
                     _ => {
                         let page = self.parse(&resp, &req)?;
-                        self.take_page(page, &resp, &req, page_no, &mut out.records)?
+                        self.take_page(page, &resp, &req, page_no)?
                     }
                 },
             };
-            let Some(n_items) = items else { break };
-            progress(page_no, out.records.len());
+            let next = page.next;
+            let Some(n_items) = page.items else { break };
+            if let Some(handed) = page.hand
+                && !reader.hand(handed).await
+            {
+                // The reader stopped on an earlier page; `pages` reports why.
+                break;
+            }
+            records += n_items;
+            progress(page_no, records);
             if n_items == 0 && !matches!(m.pagination, Pagination::None) {
                 break;
             }
@@ -252,45 +288,38 @@ impl Fetch<'_> {
             req = next_req;
             resp = self.client.send(&req).await?;
         }
-        Ok(out)
+        Ok(pages)
     }
 
-    /// Maps a parsed page's records into `out`; returns how many items it
-    /// had (`None`: a later page without `data_from`, the end) and the next-page hint.
-    fn take_page(
-        &self,
-        page: Value,
-        resp: &Response,
-        req: &Request,
-        page_no: u32,
-        out: &mut RecordArena,
-    ) -> Result<(Option<usize>, Option<String>), String> {
+    /// A parsed page's records, to hand to the reader.
+    fn take_page(&self, page: Value, resp: &Response, req: &Request, page_no: u32) -> Result<PageSeen, String> {
         let next = self.next_hint(&page, resp);
-        let Some(items) = self.page_items(page, req, page_no)? else { return Ok((None, next)) };
-        let base = out.len();
-        for (i, item) in items.iter().enumerate() {
-            out.push(&map_record(&self.m.data_structure, base + i, item));
-        }
-        Ok((Some(items.len()), next))
+        Ok(match self.page_items(page, req, page_no)? {
+            Some(items) => PageSeen { items: Some(items.len()), next, hand: Some(reader::Page::Items(items)) },
+            None => PageSeen { items: None, next, hand: None },
+        })
     }
 
-    /// `take_page` for a page read by `projection`, never parsed whole.
-    fn project_page(
+    /// What a page read by `projection` holds, from a skim; its body goes to the reader.
+    fn skim_page(
         &self,
         projection: &Projection,
-        resp: &Response,
+        resp: &mut Response,
         req: &Request,
         page_no: u32,
-        out: &mut RecordArena,
-    ) -> Result<(Option<usize>, Option<String>), String> {
-        let read = projection.read(&resp.body, self.m, out).map_err(|e| self.not_json(&e, resp, req))?;
+    ) -> Result<PageSeen, String> {
+        let skim = projection.skim(&resp.body, self.m).map_err(|e| self.not_json(&e, resp, req))?;
         let next = match &self.m.pagination {
             Pagination::LinkNext => link_next(resp),
-            _ => read.next.as_ref().and_then(|v| text(v, "").ok().flatten()),
+            _ => skim.next.as_ref().and_then(|v| text(v, "").ok().flatten()),
         };
-        match read.found {
-            Found::List(n) => Ok((Some(n), next)),
-            Found::Missing if page_no > 1 => Ok((None, next)),
+        let what = format!("{} ({} {})", req.label, req.method, req.url);
+        match skim.found {
+            Found::List(n) => {
+                let body = std::mem::take(&mut resp.body);
+                Ok(PageSeen { items: Some(n), next, hand: Some(reader::Page::Body { body, what }) })
+            }
+            Found::Missing if page_no > 1 => Ok(PageSeen { items: None, next, hand: None }),
             Found::Missing => Err(self.data_from_error(req, "missing")),
             Found::Other(kind) => Err(self.data_from_error(req, &format!("{kind}, not a list"))),
         }

@@ -112,15 +112,29 @@ impl Projection {
     /// Reads one page body into `arena` (records numbered on from its length).
     /// On a JSON error the arena may hold part of the page: the run fails anyway.
     pub fn read(&self, body: &[u8], m: &Manifest, arena: &mut RecordArena) -> Result<PageOut, serde_json::Error> {
-        let mut ctx = Ctx {
-            m,
-            shape: &self.records,
-            arena,
-            base: 0,
-            found: Found::Missing,
-            next: None,
-            slots: vec![None; m.data_structure.len()],
-        };
+        self.walk(body, m, arena, false)
+    }
+
+    /// What `read` would say about a page (its `data_from` verdict and
+    /// next-page value) without reading its records: the list is only
+    /// counted, so the next page can be asked for while another thread reads
+    /// this one. Checks the JSON's structure; only `read` checks its strings' UTF-8.
+    pub fn skim(&self, body: &[u8], m: &Manifest) -> Result<PageOut, serde_json::Error> {
+        self.walk(body, m, &mut RecordArena::default(), true)
+    }
+
+    fn walk(
+        &self,
+        body: &[u8],
+        m: &Manifest,
+        arena: &mut RecordArena,
+        skim: bool,
+    ) -> Result<PageOut, serde_json::Error> {
+        let mut ctx =
+            Ctx { m, shape: &self.records, arena, base: 0, found: Found::Missing, next: None, slots: Vec::new(), skim };
+        if !skim {
+            ctx.slots = vec![None; m.data_structure.len()];
+        }
         ctx.base = ctx.arena.len();
         let mut de = serde_json::Deserializer::from_slice(body);
         PageSeed { node: &self.page, ctx: &mut ctx }.deserialize(&mut de)?;
@@ -207,6 +221,8 @@ struct Ctx<'c, 'de> {
     next: Option<Value>,
     /// Per structure entry: what the record being read holds there.
     slots: Vec<Option<Slot<'de>>>,
+    /// Records are counted, not read (`Projection::skim`).
+    skim: bool,
 }
 
 /// A map key, borrowed from the body when it has no escapes.
@@ -281,8 +297,14 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_, 'de> {
             // A repeated key: the last list wins, as in a parsed document.
             self.ctx.arena.truncate(self.ctx.base);
             let mut n = 0;
-            while read_record(&mut seq, self.ctx, n)? {
-                n += 1;
+            if self.ctx.skim {
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+            } else {
+                while read_record(&mut seq, self.ctx, n)? {
+                    n += 1;
+                }
             }
             self.ctx.found = Found::List(n);
             return Ok(());
@@ -523,6 +545,8 @@ mod tests {
         let projection = Projection::new(m).expect("projectable");
         let mut arena = RecordArena::default();
         let out = projection.read(body.as_bytes(), m, &mut arena).unwrap();
+        let skimmed = projection.skim(body.as_bytes(), m).unwrap();
+        assert_eq!((skimmed.found, &skimmed.next), (out.found, &out.next), "a skim says what a read says: {body}");
         let projected = (out.found, out.next, arena.iter().collect());
 
         let doc: Value = serde_json::from_str(body).unwrap();
@@ -607,5 +631,8 @@ mod tests {
         let p = Projection::new(&m).unwrap();
         assert!(p.read(br#"{"employees": [{"e": "a@b.io"}"#, &m, &mut arena).is_err());
         assert!(p.read(br#"{"employees": []} trailing"#, &m, &mut arena).is_err());
+        assert!(p.skim(br#"{"employees": [{"e": "a@b.io"}"#, &m).is_err());
+        assert!(p.skim(br#"{"employees": []} trailing"#, &m).is_err());
+        assert!(p.skim(br#"{"employees": [{"e": "a@b.io",}]}"#, &m).is_err(), "structure is checked");
     }
 }

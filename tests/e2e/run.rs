@@ -468,6 +468,43 @@ async fn truncated_json_fails_the_run() {
     assert_eq!(count_users(&dir), 0);
 }
 
+/// Pages are read on a thread of their own while the next is fetched; a page
+/// that only the full read finds bad (a string that is not UTF-8) still fails
+/// the run with its own error, not the later page's.
+#[tokio::test]
+async fn a_bad_page_read_while_the_next_is_fetched_fails_the_run_with_its_own_error() {
+    let server = MockServer::start().await;
+    let page1 = json!({"data": people(0..2), "next": format!("{}/people?page=2", server.uri())});
+    Mock::given(query_param("page", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page1))
+        .mount(&server)
+        .await;
+    let mut page2 = format!(
+        r#"{{"data": [{{"workEmail": "x@acme.example", "firstName": "X"}}], "next": "{}/people?page=3"}}"#,
+        server.uri()
+    )
+    .into_bytes();
+    let at = page2.windows(3).position(|w| w == b"\"X\"").unwrap() + 1;
+    page2[at] = 0xff; // not UTF-8, inside a mapped string
+    Mock::given(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(page2, "application/json"))
+        .mount(&server)
+        .await;
+    Mock::given(query_param("page", "3"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("later page fails too"))
+        .mount(&server)
+        .await;
+    let dir = dir_with_secrets("hr");
+    dir.manifest("hr", &paged(&server, json!({})));
+    let out = run_fails(&dir, "page 2 (GET").await;
+    let stderr = out.stderr();
+    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(error.contains("page 2 (GET") && error.contains("not valid JSON"), "{}", out.all());
+    assert!(!error.contains("later page fails too"), "the earlier page's error wins: {}", out.all());
+    assert_eq!(count_users(&dir), 0);
+    assert_eq!(dir.query("SELECT status, created FROM runs"), ["failed\t0"]);
+}
+
 #[tokio::test]
 async fn data_from_that_is_not_a_list_names_the_path() {
     let server = MockServer::start().await;

@@ -1,0 +1,78 @@
+//! Reads pages into the record arena on a thread of its own, in the order
+//! they arrived, so the fetch can ask for the next page while this one is
+//! read: the fetch only skims a page for its next link and record count.
+//! At most `QUEUE` pages wait; a failed page stops the reader, and the fetch
+//! notices at its next hand-over.
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::client::excerpt;
+use super::project::Projection;
+use crate::manifest::Manifest;
+use crate::mapping::{RecordArena, map_record};
+
+/// Pages handed over and not yet read; each is one response body at most.
+const QUEUE: usize = 2;
+
+pub(super) enum Page {
+    /// A body to read by projection; `what` names the request for an error (`page 3 (GET url)`).
+    Body { body: Vec<u8>, what: String },
+    /// Records of a page already parsed whole.
+    Items(Vec<Value>),
+}
+
+pub(super) struct Reader {
+    queue: Option<mpsc::Sender<Page>>,
+    thread: JoinHandle<Result<RecordArena, String>>,
+}
+
+impl Reader {
+    pub fn start(m: &Manifest) -> Reader {
+        let (queue, mut pages) = mpsc::channel::<Page>(QUEUE);
+        let m = m.clone();
+        let thread = tokio::task::spawn_blocking(move || {
+            let projection = Projection::new(&m);
+            let mut arena = RecordArena::default();
+            while let Some(page) = pages.blocking_recv() {
+                match page {
+                    Page::Items(items) => {
+                        let base = arena.len();
+                        for (i, item) in items.iter().enumerate() {
+                            arena.push(&map_record(&m.data_structure, base + i, item));
+                        }
+                    }
+                    Page::Body { body, what } => {
+                        let Some(projection) = &projection else {
+                            return Err(format!("{what}: this manifest's pages cannot be read by projection"));
+                        };
+                        projection.read(&body, &m, &mut arena).map_err(|e| {
+                            format!("{what}: the response is not valid JSON ({e}); it starts: {}", excerpt(&body))
+                        })?;
+                    }
+                }
+            }
+            Ok(arena)
+        });
+        Reader { queue: Some(queue), thread }
+    }
+
+    /// Hands a page over, waiting while `QUEUE` pages wait. False when the
+    /// reader has stopped on a failed page: `finish` gives its error.
+    pub async fn hand(&mut self, page: Page) -> bool {
+        match &self.queue {
+            Some(queue) => queue.send(page).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Waits for every page handed over to be read. The error is unredacted.
+    pub async fn finish(mut self) -> Result<RecordArena, String> {
+        self.queue = None;
+        match self.thread.await {
+            Ok(result) => result,
+            Err(e) => Err(format!("reading pages stopped: {e}")),
+        }
+    }
+}
