@@ -148,10 +148,11 @@ impl RecordArena {
         }
         for (bit, col) in crate::user::TEXT_COLUMNS.iter().enumerate() {
             if mask & (1 << bit) != 0 {
-                let value = take_str(&mut cur);
                 if *col == c {
-                    return Some(value);
+                    return Some(take_str(&mut cur));
                 }
+                let len = take_varint(&mut cur) as usize;
+                cur = &cur[len..];
             } else if *col == c {
                 return None;
             }

@@ -293,17 +293,20 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
         planner.plan.owned_active = planner.dir.owned_active(opts.integration)?;
     }
     let context = format!("{}\0{}\0{:?}", opts.integration, opts.action.as_str(), opts.match_on);
+    // A create never reads or writes fingerprints.
+    let fp_of = |i: usize| if opts.action == Action::Create { 0 } else { records.fingerprint(i, context.as_bytes()) };
     if opts.action != Action::Create {
-        let fps: Vec<u128> = (0..records.count()).map(|i| records.fingerprint(i, context.as_bytes())).collect();
+        let fps: Vec<u128> = (0..records.count()).map(fp_of).collect();
         planner.carriers = planner.dir.carriers(&fps)?;
     }
     let mut waiting: Vec<(Record, String, u128)> = Vec::new();
     for i in 0..records.count() {
-        // A create never reads or writes fingerprints.
-        let fp = if opts.action == Action::Create { 0 } else { records.fingerprint(i, context.as_bytes()) };
-        if planner.settled(records, i, fp)? {
+        // Computed again only for a record its carrier does not settle.
+        let mut fp = None;
+        if planner.settled(records, i, || *fp.get_or_insert_with(|| fp_of(i)))? {
             continue;
         }
+        let fp = fp.unwrap_or_else(|| fp_of(i));
         let record = records.record(i);
         let outcome = match planner.admit(&record) {
             Ok(key) => planner.act(&record, &key, fp)?,
@@ -459,7 +462,12 @@ impl<'a, D: Directory> Planner<'a, D> {
     /// fingerprint alone, without decoding it or reading its user: a create
     /// whose email exists, or an update or sync whose user still holds exactly
     /// what this record wrote last time. Anything else takes the full path.
-    fn settled<R: Records + ?Sized>(&mut self, records: &R, i: usize, fp: u128) -> Result<bool, D::Error> {
+    fn settled<R: Records + ?Sized>(
+        &mut self,
+        records: &R,
+        i: usize,
+        fp: impl FnOnce() -> u128,
+    ) -> Result<bool, D::Error> {
         let key_field = self.key_field();
         let Some(key) = records.key(i, key_field) else { return Ok(false) };
         if self.repeats.contains_key(&i) {
@@ -485,7 +493,7 @@ impl<'a, D: Directory> Planner<'a, D> {
             return Ok(holder.is_some());
         }
         let Some(id) = holder else { return Ok(false) };
-        if self.dir.fingerprint(id)? != Some(fp) {
+        if self.dir.fingerprint(id)? != Some(fp()) {
             return Ok(false);
         }
         Ok(self.settle(id))

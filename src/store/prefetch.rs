@@ -30,6 +30,9 @@ pub(super) struct KeyCache {
     fold: Vec<u8>,
 }
 
+/// Scanned keys probed together, so their reads of the table and the arena overlap.
+const BATCH: usize = 64;
+
 impl KeyCache {
     /// Scans the store for every key `records` have in `core`. `None` when a
     /// user id does not fit the compact form (the caller falls back to SQL).
@@ -44,12 +47,13 @@ impl KeyCache {
         };
         for i in 0..n {
             let Some(key) = records.field(i as usize, core) else { continue };
-            let hash = cache.hash(key);
-            if cache.table.find(hash, |&r| same(core, records.field(r as usize, core), key)).is_none() {
+            let hash = cache.hash(key.as_bytes());
+            if cache.find(records, hash, key.as_bytes()).is_none() {
                 cache.holder[i as usize] = 0;
                 let hasher = &cache.hasher;
                 cache.table.insert_unique(hash, i, |&r| {
-                    hash_key(hasher, &mut Vec::new(), core, records.field(r as usize, core).unwrap_or_default())
+                    let key = records.field(r as usize, core).unwrap_or_default();
+                    hash_key(hasher, &mut Vec::new(), core, key.as_bytes())
                 });
             }
         }
@@ -59,26 +63,62 @@ impl KeyCache {
         };
         let mut stmt = tx.prepare(sql)?;
         let mut rows = stmt.query([])?;
+        let mut batch = Batch::default();
         while let Some(row) = rows.next()? {
-            let Ok(key) = row.get_ref(0)?.as_str() else { continue };
-            let id: i64 = row.get(1)?;
-            let Some(slot) = compact(id) else { return Ok(None) };
+            let Ok(key) = row.get_ref(0)?.as_bytes() else { continue };
+            let Some(slot) = compact(row.get(1)?) else { return Ok(None) };
             let hash = cache.hash(key);
-            if let Some(&r) = cache.table.find(hash, |&r| same(core, records.field(r as usize, core), key)) {
-                cache.holder[r as usize] = slot;
+            batch.push(key, hash, slot);
+            if batch.len() == BATCH {
+                cache.probe(records, &mut batch);
             }
         }
+        cache.probe(records, &mut batch);
         Ok(Some(cache))
     }
 
-    fn hash(&mut self, key: &str) -> u64 {
+    /// Notes each batched key's holder on the record with that key, if any:
+    /// first every key's candidate from the table (the first entry its hash
+    /// could be), then every key comparison, so the random reads of a batch
+    /// overlap instead of waiting on one another.
+    fn probe(&mut self, records: &RecordArena, batch: &mut Batch) {
+        let mut candidates = [u32::MAX; BATCH];
+        for (j, &(hash, _, _)) in batch.rows.iter().enumerate() {
+            if let Some(&r) = self.table.find(hash, |_| true) {
+                candidates[j] = r;
+            }
+        }
+        for (j, &(hash, end, slot)) in batch.rows.iter().enumerate() {
+            let start = if j == 0 { 0 } else { batch.rows[j - 1].1 };
+            let key = &batch.keys[start..end];
+            let r = candidates[j];
+            let r = if r != u32::MAX && same(self.core, records.field(r as usize, self.core), key) {
+                Some(r)
+            } else {
+                // A candidate whose hash agreed in part by chance: the full search decides.
+                // (No candidate: no entry could have the key's hash, so no record has the key.)
+                (r != u32::MAX).then(|| self.find(records, hash, key)).flatten()
+            };
+            if let Some(r) = r {
+                self.holder[r as usize] = slot;
+            }
+        }
+        batch.clear();
+    }
+
+    /// The first record with `key` (hashed to `hash`), if any record has it.
+    fn find(&self, records: &RecordArena, hash: u64, key: &[u8]) -> Option<u32> {
+        let core = self.core;
+        self.table.find(hash, |&r| same(core, records.field(r as usize, core), key)).copied()
+    }
+
+    fn hash(&mut self, key: &[u8]) -> u64 {
         hash_key(&self.hasher, &mut self.fold, self.core, key)
     }
 
     fn slot(&mut self, records: &RecordArena, key: &str) -> Option<usize> {
-        let hash = self.hash(key);
-        let core = self.core;
-        self.table.find(hash, |&r| same(core, records.field(r as usize, core), key)).map(|&r| r as usize)
+        let hash = self.hash(key.as_bytes());
+        self.find(records, hash, key.as_bytes()).map(|r| r as usize)
     }
 
     /// `Some(holder)` when `key` is a record key (cached), `None` when the store must be asked.
@@ -135,21 +175,119 @@ fn compact(id: i64) -> Option<u32> {
     u32::try_from(id).ok().and_then(|id| id.checked_add(1)).filter(|slot| *slot != UNKNOWN)
 }
 
+/// Scanned rows waiting for `KeyCache::probe`: their keys end to end.
+#[derive(Default)]
+struct Batch {
+    keys: Vec<u8>,
+    /// (hash, end of the key in `keys`, holder slot)
+    rows: Vec<(u64, usize, u32)>,
+}
+
+impl Batch {
+    fn push(&mut self, key: &[u8], hash: u64, slot: u32) {
+        self.keys.extend_from_slice(key);
+        self.rows.push((hash, self.keys.len(), slot));
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.rows.clear();
+    }
+}
+
 /// Whether a record's key equals a key as the store compares them.
-fn same(core: Core, record_key: Option<&str>, key: &str) -> bool {
+fn same(core: Core, record_key: Option<&str>, key: &[u8]) -> bool {
     match (core, record_key) {
-        (Core::Email, Some(k)) => k.eq_ignore_ascii_case(key),
-        (_, Some(k)) => k == key,
+        (Core::Email, Some(k)) => k.as_bytes().eq_ignore_ascii_case(key),
+        (_, Some(k)) => k.as_bytes() == key,
         (_, None) => false,
     }
 }
 
 /// Emails hash by their ASCII-lower-cased bytes, as `COLLATE NOCASE` compares them.
-fn hash_key(hasher: &hashbrown::DefaultHashBuilder, fold: &mut Vec<u8>, core: Core, key: &str) -> u64 {
-    if core == Core::Email && key.bytes().any(|b| b.is_ascii_uppercase()) {
+fn hash_key(hasher: &hashbrown::DefaultHashBuilder, fold: &mut Vec<u8>, core: Core, key: &[u8]) -> u64 {
+    if core == Core::Email && key.iter().any(u8::is_ascii_uppercase) {
         fold.clear();
-        fold.extend(key.bytes().map(|b| b.to_ascii_lowercase()));
+        fold.extend(key.iter().map(u8::to_ascii_lowercase));
         return hasher.hash_one(fold.as_slice());
     }
-    hasher.hash_one(key.as_bytes())
+    hasher.hash_one(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rusqlite::params;
+
+    use super::*;
+    use crate::mapping::Record;
+    use crate::store::Store;
+    use crate::user::Fields;
+
+    /// Enough keys that many probes meet a first candidate of another key
+    /// (same partial hash), so the full search behind a batch is exercised.
+    #[test]
+    fn a_scan_finds_every_holder_a_lookup_would() {
+        let n = 20_000;
+        let mut arena = RecordArena::default();
+        for i in 0..n {
+            // Every 7th record repeats an earlier record's keys; every 11th has no email.
+            let k = if i % 7 == 6 { i - 3 } else { i };
+            let email = (i % 11 != 10).then(|| format!("user{k}@acme.example"));
+            let fields = Fields { email, external_id: Some(format!("X{k}")), ..Fields::default() };
+            arena.push(&Record { index: i, fields, ..Record::default() });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db")).unwrap();
+        let tx = store.conn.transaction().unwrap();
+        // Users for every third key (some e-mails stored upper-cased), and others no record has.
+        let mut id = 0;
+        for k in (0..n).step_by(3).chain(n..n + 5000) {
+            id += 1;
+            let email = if k % 2 == 0 { format!("USER{k}@ACME.example") } else { format!("user{k}@acme.example") };
+            tx.execute(
+                "INSERT INTO users (id, email, external_id, created_at, updated_at) VALUES (?1, ?2, ?3, 'x', 'x')",
+                params![id * 2, email, format!("X{k}")],
+            )
+            .unwrap();
+        }
+        for core in [Core::Email, Core::ExternalId] {
+            let mut cache = KeyCache::load(&tx, &arena, core).unwrap().expect("ids fit");
+            let mut expected: HashMap<String, Option<i64>> = HashMap::new();
+            let mut firsts = 0;
+            for i in 0..n {
+                let Some(key) = arena.field(i, core).map(str::to_string) else {
+                    assert_eq!(cache.holder_of(i), None, "record {i} has no key");
+                    continue;
+                };
+                let holder: Option<i64> = tx
+                    .query_row(
+                        if core == Core::Email {
+                            "SELECT id FROM users WHERE email = ?1"
+                        } else {
+                            "SELECT id FROM users WHERE external_id = ?1"
+                        },
+                        [&key],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                assert_eq!(cache.get(&arena, &key), Some(holder), "{core:?} {key}");
+                match expected.insert(key.clone(), holder) {
+                    None => {
+                        firsts += 1;
+                        assert_eq!(cache.holder_of(i), Some(holder), "first record with {key}");
+                    }
+                    Some(_) => assert_eq!(cache.holder_of(i), None, "record {i} repeats {key}"),
+                }
+            }
+            assert!(firsts > n / 2);
+            assert!(expected.values().filter(|h| h.is_some()).count() > n / 4, "many keys are held");
+            assert_eq!(cache.get(&arena, "nobody@acme.example"), None, "a key no record has is not cached");
+        }
+    }
 }
