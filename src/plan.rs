@@ -141,6 +141,8 @@ pub struct Carriers {
 }
 
 const AMBIGUOUS: u32 = u32::MAX;
+/// Users' fingerprints matched together (see `Carriers::build`).
+const BATCH: usize = 64;
 
 impl Carriers {
     /// Matches users' fingerprints (`(user id, fingerprint)` pairs, any order)
@@ -154,13 +156,34 @@ impl Carriers {
             }
         }
         let mut slots = vec![0u32; fps.len()];
+        let mut note = |batch: &mut Vec<(u32, u128)>| {
+            // Every candidate first, then every comparison: the random reads of a batch overlap.
+            let mut candidates = [None; BATCH];
+            for (c, &(_, fp)) in candidates.iter_mut().zip(batch.iter()) {
+                *c = table.find(fp as u64, |_| true).copied();
+            }
+            for (&(slot, fp), candidate) in batch.iter().zip(candidates) {
+                let r = match candidate {
+                    Some(r) if fps[r as usize] == fp => Some(r),
+                    Some(_) => table.find(fp as u64, |&r| fps[r as usize] == fp).copied(),
+                    None => None,
+                };
+                if let Some(r) = r {
+                    let r = r as usize;
+                    slots[r] = if slots[r] == 0 { slot } else { AMBIGUOUS };
+                }
+            }
+            batch.clear();
+        };
+        let mut batch = Vec::with_capacity(BATCH);
         for (id, fp) in users {
             let slot = u32::try_from(id).ok().and_then(|id| id.checked_add(1)).filter(|s| *s != AMBIGUOUS)?;
-            if let Some(&r) = table.find(fp as u64, |&r| fps[r as usize] == fp) {
-                let r = r as usize;
-                slots[r] = if slots[r] == 0 { slot } else { AMBIGUOUS };
+            batch.push((slot, fp));
+            if batch.len() == BATCH {
+                note(&mut batch);
             }
         }
+        note(&mut batch);
         Some(Carriers { slots })
     }
 
@@ -945,6 +968,43 @@ pub(crate) mod tests {
     /// Plans against a `MemoryDirectory` holding `current`; panics if a store rule would break.
     fn plan(records: &[Record], current: &[StoredUser], o: &PlanOptions<'_>) -> Plan {
         super::plan(records, &mut MemoryDirectory::new(current.to_vec()), o).unwrap()
+    }
+
+    /// Enough fingerprints that many first candidates belong to another
+    /// record (same partial hash), so the full search behind a batch is exercised.
+    #[test]
+    fn carriers_match_every_fingerprint_exactly() {
+        // splitmix64 twice: hashes as random as real digests (a plain multiply
+        // spreads its values too evenly to ever meet the full search).
+        let split = |mut z: u64| {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let mix = |i: u128| (u128::from(split(i as u64)) << 64) | u128::from(split(!(i as u64)));
+        let n = 20_000u128;
+        // Every 9th record repeats the fingerprint of the record before it.
+        let fps: Vec<u128> = (0..n).map(|i| if i % 9 == 8 { mix(i - 1) } else { mix(i) }).collect();
+        // Users carry every third record's fingerprint; one more user shares record 3's; others carry none.
+        let users: Vec<(i64, u128)> =
+            (0..n).step_by(3).map(|i| (i as i64 + 1, mix(i))).chain([(99_999, mix(3)), (99_998, mix(n + 7))]).collect();
+        let carriers = Carriers::build(&fps, users.iter().copied()).expect("ids fit");
+        let mut first: HashMap<u128, usize> = HashMap::new();
+        for (i, fp) in fps.iter().enumerate() {
+            first.entry(*fp).or_insert(i);
+        }
+        for (i, fp) in fps.iter().enumerate() {
+            let holders: Vec<i64> = users.iter().filter(|u| u.1 == *fp).map(|u| u.0).collect();
+            let want = match holders.as_slice() {
+                _ if first[fp] != i => Some(None), // a repeat: only the first record is noted
+                [] => Some(None),
+                [id] => Some(Some(*id)),
+                _ => None,
+            };
+            assert_eq!(carriers.get(i), want, "record {i}");
+        }
+        assert_eq!(carriers.get(3), None, "two users carry record 3's fingerprint");
     }
 
     #[test]
