@@ -267,6 +267,7 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>) {
     let manifests =
         [("create", manifest(&base, "create", CORE, "")), ("update", manifest(&base, "update", UPDATE, ""))];
     let dir = fresh_dir(root, &format!("create-{n}"), &manifests);
+    let create_dir = dir.clone();
     let db = dir.join("rosterd.db");
     let mut row = |what: &str, o: &Outcome, written: i64| {
         rows.push(Row { what: what.into(), n, secs: o.secs, rss: o.peak_rss_mb, written, floor: floor_secs })
@@ -317,6 +318,27 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>) {
     row("sync, 10% changed, 1% vanished", &o, changed + vanished);
     src.variant.store(0, Ordering::SeqCst);
     src.vanish.store(0, Ordering::SeqCst);
+
+    // A small import into the large store of the create rows: its cost must follow the request, not the directory.
+    let users: Vec<serde_json::Value> = (0..1000)
+        .map(|i| match i % 2 {
+            0 => serde_json::json!({"name": format!("New Person{i}"), "employee_id": format!("new-{i}")}),
+            _ => serde_json::json!({"name": format!("First{i} Last{i}"), "employee_id": (100_000 + i).to_string(),
+                                    "job": "Imported"}),
+        })
+        .collect();
+    std::fs::write(create_dir.join("import.json"), serde_json::json!({ "users": users }).to_string()).unwrap();
+    let o = rosterd(&create_dir, &["import", "import.json"]);
+    let listed = o.report["updated_users"].as_array().map_or(0, Vec::len);
+    assert!(o.report["errors"].as_array().is_some_and(Vec::is_empty) && listed == 1000, "{}", o.report);
+    rows.push(Row {
+        what: format!("rosterd import of 1,000 users into this store of {n}"),
+        n: 1000,
+        secs: o.secs,
+        rss: o.peak_rss_mb,
+        written: 1000,
+        floor: 0.0,
+    });
 }
 
 async fn bulk(n: usize, root: &Path, rows: &mut Vec<Row>) {

@@ -1,6 +1,7 @@
 //! Bulk import and export in the User Sync API's shapes (seed 000), shared by
-//! the HTTP API and `rosterd import` / `rosterd export`. Parsing and planning
-//! are pure; `store` applies an import in one transaction.
+//! the HTTP API and `rosterd import` / `rosterd export`. Parsing is pure;
+//! planning asks an `ImportLookup` about each record's users (the store
+//! answers by index, inside the import's one transaction).
 //!
 //! Records match on `employee_id` (the `external_id` column). `name` splits at
 //! its first space into first and last name; export joins them back.
@@ -204,133 +205,170 @@ pub fn username_base(first: &str, last: Option<&str>) -> String {
     }
 }
 
-/// Decides what an import writes. Pure: the store applies the writes in one transaction.
-pub fn plan_import(records: &[ImportRecord], existing: &[Existing]) -> (Vec<Write>, ImportReply) {
-    let mut by_ext: HashMap<&str, usize> = HashMap::new();
-    let mut by_email: HashMap<String, usize> = HashMap::new();
-    let mut usernames: HashSet<String> = HashSet::new();
-    for (i, u) in existing.iter().enumerate() {
-        if let Some(x) = &u.external_id {
-            by_ext.insert(x, i);
-        }
-        if let Some(e) = &u.email {
-            by_email.insert(e.to_lowercase(), i);
-        }
-        if let Some(n) = &u.username {
-            usernames.insert(n.to_lowercase());
-        }
-    }
+/// What planning an import asks the store, record by record, so importing a
+/// few users into a large directory never reads every user.
+pub trait ImportLookup {
+    type Error;
+    /// The user with this `external_id`.
+    fn by_external_id(&mut self, ext: &str) -> Result<Option<Existing>, Self::Error>;
+    /// Who holds this email (compared as the store compares emails).
+    fn email_holder(&mut self, email: &str) -> Result<Option<i64>, Self::Error>;
+    /// Whether a user other than `except` has this username, ignoring ASCII case.
+    fn username_taken(&mut self, username: &str, except: Option<i64>) -> Result<bool, Self::Error>;
+}
+
+/// What the request's own earlier writes claimed: emails and (ASCII-lower-cased) usernames.
+#[derive(Default)]
+struct Claims {
+    emails: HashSet<String>,
+    usernames: HashSet<String>,
+}
+
+/// Decides what an import writes, asking `store` about the users it names.
+/// The store applies the writes in one transaction.
+pub fn plan_import<L: ImportLookup>(
+    records: &[ImportRecord],
+    store: &mut L,
+) -> Result<(Vec<Write>, ImportReply), L::Error> {
     let mut writes = Vec::new();
     let mut reply = ImportReply::default();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut new_emails: HashSet<String> = HashSet::new();
+    let mut claims = Claims::default();
     for r in records {
-        let fail = |error: String| ImportError { index: r.index, employee_id: r.employee_id.clone(), error };
-        let result = (|| -> Result<Option<(Write, UpdatedUser)>, String> {
-            if let Some(problem) = &r.problem {
-                return Err(problem.clone());
-            }
-            let ext = r.employee_id.clone().ok_or("employee_id is required")?;
-            let name = r.name.clone().ok_or("name is required")?;
-            if let Some(first) = seen.insert(ext.clone(), r.index) {
-                seen.insert(ext.clone(), first);
-                return Err(format!("employee_id {ext} is also used by record {first} of this request"));
-            }
-            let email = r.email.as_deref().map(parse_email).transpose()?;
-            let current = by_ext.get(ext.as_str()).map(|i| &existing[*i]);
-            if let Some(e) = &email {
-                let holder = by_email.get(e).map(|i| &existing[*i]);
-                if holder.is_some_and(|h| Some(h.id) != current.map(|c| c.id)) || (new_emails.contains(e)) {
-                    return Err(format!("email {e} already belongs to another user"));
-                }
-            }
-            let (first, last) = match current {
-                Some(c) if full_name(c.first_name.as_deref(), c.last_name.as_deref()) == name.trim() => {
-                    (c.first_name.clone(), c.last_name.clone())
-                }
-                _ => {
-                    let (f, l) = split_name(&name);
-                    (Some(f), l)
-                }
-            };
-            let mut extra = current.map(|c| c.extra.clone()).unwrap_or_default();
-            extra.extend(r.extra.clone());
-            let keep =
-                |new: &Option<String>, old: Option<&Option<String>>| new.clone().or_else(|| old.cloned().flatten());
-            let mut write = Write {
-                id: current.map(|c| c.id),
-                external_id: ext.clone(),
-                email: keep(&email, current.map(|c| &c.email)),
-                first_name: first,
-                last_name: last,
-                username: keep(&r.username, current.map(|c| &c.username)),
-                phone: keep(&r.phone, current.map(|c| &c.phone)),
-                job: keep(&r.job, current.map(|c| &c.job)),
-                extra,
-            };
-            if let Some(c) = current {
-                if let Some(u) = &r.username
-                    && c.username.as_deref() != Some(u.as_str())
-                    && usernames.contains(&u.to_lowercase())
-                {
-                    return Err(format!("username {u} is taken"));
-                }
-                let unchanged = write.email == c.email
-                    && write.first_name == c.first_name
-                    && write.last_name == c.last_name
-                    && write.username == c.username
-                    && write.phone == c.phone
-                    && write.job == c.job
-                    && write.extra == c.extra;
-                if unchanged {
-                    return Ok(None);
-                }
-                let listed =
-                    UpdatedUser { name: name.trim().to_string(), employee_id: ext, action: "update", username: None };
-                return Ok(Some((write, listed)));
-            }
-            let username = match &r.username {
-                Some(u) if usernames.contains(&u.to_lowercase()) => return Err(format!("username {u} is taken")),
-                Some(u) => u.clone(),
-                None => unique(
-                    &username_base(write.first_name.as_deref().unwrap_or(""), write.last_name.as_deref()),
-                    &usernames,
-                ),
-            };
-            write.username = Some(username.clone());
-            let listed = UpdatedUser {
-                name: name.trim().to_string(),
-                employee_id: ext,
-                action: "create",
-                username: Some(username),
-            };
-            Ok(Some((write, listed)))
-        })();
-        match result {
+        match plan_record(r, store, &mut seen, &claims)? {
             Ok(None) => {}
             Ok(Some((write, listed))) => {
                 if let Some(u) = &write.username {
-                    usernames.insert(u.to_lowercase());
+                    claims.usernames.insert(u.to_ascii_lowercase());
                 }
-                if let Some(e) = &write.email
-                    && write.id.is_none()
-                {
-                    new_emails.insert(e.clone());
+                if let Some(e) = &write.email {
+                    claims.emails.insert(e.clone());
                 }
                 writes.push(write);
                 reply.updated_users.push(listed);
             }
-            Err(error) => reply.errors.push(fail(error)),
+            Err(error) => reply.errors.push(ImportError { index: r.index, employee_id: r.employee_id.clone(), error }),
         }
     }
-    (writes, reply)
+    Ok((writes, reply))
 }
 
-fn unique(base: &str, taken: &HashSet<String>) -> String {
-    if !taken.contains(base) {
-        return base.to_string();
+/// One record's write (`None`: nothing changes), or why it is refused.
+type Planned = Result<Option<(Write, UpdatedUser)>, String>;
+
+fn plan_record<L: ImportLookup>(
+    r: &ImportRecord,
+    store: &mut L,
+    seen: &mut HashMap<String, usize>,
+    claims: &Claims,
+) -> Result<Planned, L::Error> {
+    macro_rules! refuse {
+        ($($why:tt)*) => { return Ok(Err(format!($($why)*))) };
     }
-    (2..).map(|n| format!("{base}{n}")).find(|c| !taken.contains(c)).unwrap_or_else(|| base.to_string())
+    if let Some(problem) = &r.problem {
+        refuse!("{problem}");
+    }
+    let Some(ext) = r.employee_id.clone() else { refuse!("employee_id is required") };
+    let Some(name) = r.name.clone() else { refuse!("name is required") };
+    if let Some(first) = seen.insert(ext.clone(), r.index) {
+        seen.insert(ext.clone(), first);
+        refuse!("employee_id {ext} is also used by record {first} of this request");
+    }
+    let email = match r.email.as_deref().map(parse_email).transpose() {
+        Ok(email) => email,
+        Err(why) => refuse!("{why}"),
+    };
+    let current = store.by_external_id(&ext)?;
+    let id = current.as_ref().map(|c| c.id);
+    if let Some(e) = &email {
+        // An email an earlier record of this request gave a user is taken too.
+        let holder = store.email_holder(e)?;
+        if holder.is_some_and(|h| Some(h) != id) || claims.emails.contains(e) {
+            refuse!("email {e} already belongs to another user");
+        }
+    }
+    let taken = |store: &mut L, u: &str| -> Result<bool, L::Error> {
+        Ok(claims.usernames.contains(&u.to_ascii_lowercase()) || store.username_taken(u, id)?)
+    };
+    let (first, last) = match &current {
+        Some(c) if full_name(c.first_name.as_deref(), c.last_name.as_deref()) == name.trim() => {
+            (c.first_name.clone(), c.last_name.clone())
+        }
+        _ => {
+            let (f, l) = split_name(&name);
+            (Some(f), l)
+        }
+    };
+    let mut extra = current.as_ref().map(|c| c.extra.clone()).unwrap_or_default();
+    extra.extend(r.extra.clone());
+    let keep = |new: &Option<String>, old: Option<&Option<String>>| new.clone().or_else(|| old.cloned().flatten());
+    let c = current.as_ref();
+    let mut write = Write {
+        id,
+        external_id: ext.clone(),
+        email: keep(&email, c.map(|c| &c.email)),
+        first_name: first,
+        last_name: last,
+        username: keep(&r.username, c.map(|c| &c.username)),
+        phone: keep(&r.phone, c.map(|c| &c.phone)),
+        job: keep(&r.job, c.map(|c| &c.job)),
+        extra,
+    };
+    let listed = |action, username| UpdatedUser { name: name.trim().to_string(), employee_id: ext, action, username };
+    if let Some(c) = c {
+        if let Some(u) = &r.username
+            && c.username.as_deref() != Some(u.as_str())
+            && taken(store, u)?
+        {
+            refuse!("username {u} is taken");
+        }
+        let unchanged = write.email == c.email
+            && write.first_name == c.first_name
+            && write.last_name == c.last_name
+            && write.username == c.username
+            && write.phone == c.phone
+            && write.job == c.job
+            && write.extra == c.extra;
+        if unchanged {
+            return Ok(Ok(None));
+        }
+        return Ok(Ok(Some((write, listed("update", None)))));
+    }
+    let username = match &r.username {
+        Some(u) if taken(store, u)? => refuse!("username {u} is taken"),
+        Some(u) => u.clone(),
+        None => {
+            let base = username_base(write.first_name.as_deref().unwrap_or(""), write.last_name.as_deref());
+            let mut candidate = base.clone();
+            let mut n = 1;
+            while taken(store, &candidate)? {
+                n += 1;
+                candidate = format!("{base}{n}");
+            }
+            candidate
+        }
+    };
+    write.username = Some(username.clone());
+    Ok(Ok(Some((write, listed("create", Some(username))))))
+}
+
+/// Users held in memory, as the store would answer about them (tests and benches).
+impl ImportLookup for &[Existing] {
+    type Error = std::convert::Infallible;
+
+    fn by_external_id(&mut self, ext: &str) -> Result<Option<Existing>, Self::Error> {
+        Ok(self.iter().find(|u| u.external_id.as_deref() == Some(ext)).cloned())
+    }
+
+    fn email_holder(&mut self, email: &str) -> Result<Option<i64>, Self::Error> {
+        Ok(self.iter().find(|u| u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email))).map(|u| u.id))
+    }
+
+    fn username_taken(&mut self, username: &str, except: Option<i64>) -> Result<bool, Self::Error> {
+        Ok(self
+            .iter()
+            .any(|u| Some(u.id) != except && u.username.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(username))))
+    }
 }
 
 /// One user as export writes it.
@@ -374,8 +412,62 @@ mod tests {
         assert_eq!(username_base("Mary", Some("Ann-Smith")), "mary.annsmith");
         assert_eq!(username_base("Kai", Some("Müller")), "kai.muller");
         assert_eq!(username_base("Seth", None), "seth");
-        let taken: HashSet<String> = ["seth.jones".into(), "seth.jones2".into()].into();
-        assert_eq!(unique("seth.jones", &taken), "seth.jones3");
+    }
+
+    fn user(id: i64, ext: &str, email: &str, username: &str) -> Existing {
+        Existing {
+            id,
+            external_id: Some(ext.into()),
+            email: Some(email.into()),
+            first_name: Some("F".into()),
+            last_name: None,
+            username: Some(username.into()),
+            phone: None,
+            job: None,
+            extra: Map::new(),
+        }
+    }
+
+    fn import(existing: &[Existing], users: Value) -> (Vec<Write>, Value) {
+        let records = parse_json(json!({ "users": users }).to_string().as_bytes()).unwrap();
+        let (writes, reply) = plan_import(&records, &mut &existing[..]).unwrap();
+        (writes, serde_json::to_value(reply).unwrap())
+    }
+
+    #[test]
+    fn a_made_username_skips_those_taken_in_the_store_and_earlier_in_the_request() {
+        let existing = [user(1, "A", "a@x.io", "Seth.Jones"), user(2, "B", "b@x.io", "seth.jones2")];
+        let (writes, _) = import(
+            &existing,
+            json!([{"name": "Seth Jones", "employee_id": "N1"}, {"name": "Seth Jones", "employee_id": "N2"}]),
+        );
+        let names: Vec<_> = writes.iter().map(|w| w.username.as_deref().unwrap()).collect();
+        assert_eq!(names, ["seth.jones3", "seth.jones4"]);
+    }
+
+    #[test]
+    fn an_email_or_username_an_earlier_record_claimed_is_taken() {
+        let existing = [user(1, "A", "a@x.io", "ann"), user(2, "B", "b@x.io", "bob")];
+        let (writes, reply) = import(
+            &existing,
+            json!([
+                {"name": "F", "employee_id": "A", "email": "new@x.io", "username": "Ann"},
+                {"name": "New One", "employee_id": "N1", "email": "NEW@x.io"},
+                {"name": "F", "employee_id": "B", "username": "ANN"},
+                {"name": "New Two", "employee_id": "N2", "email": "b@x.io"}
+            ]),
+        );
+        assert_eq!(writes.len(), 1, "only user A changes (its own username's case may change): {reply}");
+        let errors: Vec<&str> =
+            reply["errors"].as_array().unwrap().iter().map(|e| e["error"].as_str().unwrap()).collect();
+        assert_eq!(
+            errors,
+            [
+                "email new@x.io already belongs to another user",
+                "username ANN is taken",
+                "email b@x.io already belongs to another user"
+            ]
+        );
     }
 
     #[test]
@@ -404,7 +496,7 @@ mod tests {
             {"name": "No Id"}
         ]});
         let records = parse_json(body.to_string().as_bytes()).unwrap();
-        let (writes, reply) = plan_import(&records, &existing);
+        let (writes, reply) = plan_import(&records, &mut &existing[..]).unwrap();
         assert_eq!(writes.len(), 2);
         assert_eq!(
             serde_json::to_value(&reply).unwrap(),

@@ -2,21 +2,25 @@
 //! `bulk::plan_import` and written in one transaction; export reads users in
 //! id order, a page at a time, so a large directory streams.
 
-use rusqlite::TransactionBehavior;
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 
 use super::{Store, StoreError, now};
-use crate::bulk::{self, Existing, ExportRow, ImportRecord, ImportReply};
+use crate::bulk::{self, Existing, ExportRow, ImportLookup, ImportRecord, ImportReply};
 
-impl Store {
-    /// Applies the valid records of one import in one transaction.
-    pub fn import(&mut self, records: &[ImportRecord]) -> Result<ImportReply, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing = {
-            let mut stmt = tx.prepare(
-                "SELECT id, external_id, email, first_name, last_name, username, phone, job, extra_fields FROM users",
-            )?;
-            let rows = stmt.query_map([], |r| {
+/// Import's questions, answered by the unique indexes (and the username index) inside its transaction.
+struct SqlLookup<'a>(&'a Transaction<'a>);
+
+impl ImportLookup for SqlLookup<'_> {
+    type Error = rusqlite::Error;
+
+    fn by_external_id(&mut self, ext: &str) -> rusqlite::Result<Option<Existing>> {
+        self.0
+            .prepare_cached(
+                "SELECT id, external_id, email, first_name, last_name, username, phone, job, extra_fields
+                 FROM users WHERE external_id = ?1",
+            )?
+            .query_row([ext], |r| {
                 let extra: String = r.get(8)?;
                 Ok(Existing {
                     id: r.get(0)?,
@@ -29,11 +33,31 @@ impl Store {
                     job: r.get(7)?,
                     extra: super::extra_map(&extra),
                 })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        let (writes, reply) = bulk::plan_import(records, &existing);
-        drop(existing);
+            })
+            .optional()
+    }
+
+    fn email_holder(&mut self, email: &str) -> rusqlite::Result<Option<i64>> {
+        // `email` is COLLATE NOCASE: its unique index answers case-insensitively.
+        self.0.prepare_cached("SELECT id FROM users WHERE email = ?1")?.query_row([email], |r| r.get(0)).optional()
+    }
+
+    fn username_taken(&mut self, username: &str, except: Option<i64>) -> rusqlite::Result<bool> {
+        self.0
+            .prepare_cached("SELECT 1 FROM users WHERE username = ?1 COLLATE NOCASE AND id IS NOT ?2 LIMIT 1")?
+            .query_row(rusqlite::params![username, except], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
+    }
+}
+
+impl Store {
+    /// Applies the valid records of one import in one transaction. Planning
+    /// asks the store about each record's users by index, so the cost follows
+    /// the request's size, not the directory's.
+    pub fn import(&mut self, records: &[ImportRecord]) -> Result<ImportReply, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (writes, reply) = bulk::plan_import(records, &mut SqlLookup(&tx))?;
         let at = now();
         {
             let mut insert = tx.prepare_cached(

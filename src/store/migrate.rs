@@ -9,7 +9,11 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The migrations in order; the database's `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql"), include_str!("migrations/0002_applied.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_applied.sql"),
+    include_str!("migrations/0003_username_index.sql"),
+];
 
 pub fn run(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;

@@ -323,3 +323,58 @@ async fn cli_export_then_import_changes_nothing() {
     assert_eq!(out.code(), 1, "a failed record makes import exit 1: {}", out.all());
     assert_eq!(out.json()["errors"][0]["index"], 0);
 }
+
+/// Import asks the store per record (by index) instead of reading every
+/// user: usernames compare case-insensitively, made ones skip those taken,
+/// and what an earlier record of the same request claimed is taken too.
+#[tokio::test]
+async fn cli_import_checks_each_record_against_the_store_and_the_request() {
+    let dir = TestDir::new();
+    dir.db_init();
+    dir.db()
+        .execute_batch(
+            "INSERT INTO users (email, first_name, last_name, external_id, username, created_at, updated_at) VALUES
+               ('seth@acme.example', 'Seth', 'Jones', 'S-1', 'Seth.Jones', 'x', 'x'),
+               ('other@acme.example', 'Seth', 'Jones', 'S-2', 'seth.jones2', 'x', 'x');",
+        )
+        .unwrap();
+    dir.write(
+        "people.json",
+        &json!({"users": [
+            {"name": "Seth Jones", "employee_id": "N-1", "email": "NEW@acme.example"},
+            {"name": "Seth Jones", "employee_id": "N-2", "email": "new@acme.example"},
+            {"name": "Seth Jones", "employee_id": "S-1", "username": "SETH.JONES"},
+            {"name": "Seth Jones", "employee_id": "S-2", "username": "seth.JONES"},
+            {"name": "Ann Lee", "employee_id": "N-3", "email": "Other@acme.example"}
+        ]})
+        .to_string(),
+    );
+    let out = dir.run_async(&["import", "people.json"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    let reply = out.json();
+    let listed: Vec<String> = reply["updated_users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| format!("{} {} {}", u["employee_id"], u["action"], u["username"]))
+        .collect();
+    assert_eq!(listed, [r#""N-1" "create" "seth.jones3""#, r#""S-1" "update" null"#], "{reply}");
+    let errors: Vec<String> =
+        reply["errors"].as_array().unwrap().iter().map(|e| format!("{} {}", e["index"], e["error"])).collect();
+    assert_eq!(
+        errors,
+        [
+            r#"1 "email new@acme.example already belongs to another user""#,
+            r#"3 "username seth.JONES is taken""#,
+            r#"4 "email other@acme.example already belongs to another user""#
+        ]
+    );
+    assert_eq!(
+        dir.query("SELECT external_id, username, email FROM users ORDER BY id"),
+        [
+            "S-1\tSETH.JONES\tseth@acme.example",
+            "S-2\tseth.jones2\tother@acme.example",
+            "N-1\tseth.jones3\tnew@acme.example"
+        ]
+    );
+}
