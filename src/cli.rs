@@ -396,34 +396,44 @@ fn export(config: &Config, format: BulkFormat) -> Result<(), Error> {
     Ok(())
 }
 
+/// Streams the users: JSON and CSV row by row; the table reads them twice
+/// (column widths, then the lines), so memory stays flat however many there are.
 fn users(config: &Config, format: Format) -> Result<(), Error> {
     let store = Store::open(&config.database)?;
-    let users = store.users()?;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut failed: Option<Error> = None;
+    // Keeps going while writing works; the first failure stops the scan and is returned below.
+    let mut wrote = |result: Result<(), Error>| match result {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    };
+    let csv_err = |e: csv::Error| Error::Output(std::io::Error::other(e));
     match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &users).map_err(std::io::Error::from)?;
+            use serde::ser::{SerializeSeq, Serializer};
+            let mut ser = serde_json::Serializer::pretty(&mut out);
+            let mut seq = ser.serialize_seq(None).map_err(std::io::Error::from)?;
+            store.users_each(|u| wrote(seq.serialize_element(&u).map_err(|e| std::io::Error::from(e).into())))?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            seq.end().map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
-        Format::Csv => write_users_csv(&mut out, &users)?,
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut out);
+            w.write_record(USER_COLUMNS).map_err(csv_err)?;
+            store.users_each(|u| wrote(w.write_record(csv_cells(&u)).map_err(csv_err)))?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            w.flush()?;
+        }
         Format::Table => {
-            let rows: Vec<Vec<String>> = users
-                .iter()
-                .map(|u| {
-                    vec![
-                        u.id.to_string(),
-                        u.email.clone().unwrap_or_default(),
-                        u.first_name.clone().unwrap_or_default(),
-                        u.last_name.clone().unwrap_or_default(),
-                        u.external_id.clone().unwrap_or_default(),
-                        u.department.clone().unwrap_or_default(),
-                        if u.active == 1 { "yes".into() } else { "no".into() },
-                        u.source.clone().unwrap_or_default(),
-                        u.updated_at.clone(),
-                    ]
-                })
-                .collect();
-            let header = [
+            const HEADER: [&str; 9] = [
                 "id",
                 "email",
                 "first_name",
@@ -434,11 +444,40 @@ fn users(config: &Config, format: Format) -> Result<(), Error> {
                 "source",
                 "updated_at",
             ];
-            write_table(&mut out, &header, &rows)?;
-            writeln!(out, "{} user(s)", users.len())?;
+            let mut table = Table::new(&HEADER);
+            store.users_each(|u| {
+                table.fit(&table_cells(&u));
+                true
+            })?;
+            writeln!(out, "{}", table.line(&HEADER))?;
+            let mut n = 0u64;
+            store.users_each(|u| {
+                n += 1;
+                wrote(writeln!(out, "{}", table.line(&table_cells(&u))).map_err(Error::from))
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            writeln!(out, "{n} user(s)")?;
         }
     }
+    out.flush()?;
     Ok(())
+}
+
+fn table_cells(u: &UserRow) -> [String; 9] {
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    [
+        u.id.to_string(),
+        o(&u.email),
+        o(&u.first_name),
+        o(&u.last_name),
+        o(&u.external_id),
+        o(&u.department),
+        if u.active == 1 { "yes".into() } else { "no".into() },
+        o(&u.source),
+        u.updated_at.clone(),
+    ]
 }
 
 const USER_COLUMNS: [&str; 14] = [
@@ -458,32 +497,24 @@ const USER_COLUMNS: [&str; 14] = [
     "updated_at",
 ];
 
-fn write_users_csv(out: &mut impl Write, users: &[UserRow]) -> Result<(), Error> {
-    let mut w = csv::Writer::from_writer(out);
-    let csv_err = |e: csv::Error| Error::Output(std::io::Error::other(e));
-    w.write_record(USER_COLUMNS).map_err(csv_err)?;
-    for u in users {
-        let o = |v: &Option<String>| v.clone().unwrap_or_default();
-        w.write_record([
-            u.id.to_string(),
-            o(&u.email),
-            o(&u.first_name),
-            o(&u.last_name),
-            o(&u.external_id),
-            o(&u.username),
-            o(&u.phone),
-            o(&u.job),
-            o(&u.department),
-            u.extra_fields.to_string(),
-            u.active.to_string(),
-            o(&u.source),
-            u.created_at.clone(),
-            u.updated_at.clone(),
-        ])
-        .map_err(csv_err)?;
-    }
-    w.flush()?;
-    Ok(())
+fn csv_cells(u: &UserRow) -> [String; 14] {
+    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+    [
+        u.id.to_string(),
+        o(&u.email),
+        o(&u.first_name),
+        o(&u.last_name),
+        o(&u.external_id),
+        o(&u.username),
+        o(&u.phone),
+        o(&u.job),
+        o(&u.department),
+        u.extra_fields.to_string(),
+        u.active.to_string(),
+        o(&u.source),
+        u.created_at.clone(),
+        u.updated_at.clone(),
+    ]
 }
 
 fn history(config: &Config, name: Option<&str>, json: bool, limit: u32) -> Result<(), Error> {
@@ -566,28 +597,45 @@ fn write_runs(out: &mut impl Write, runs: &[RunRow]) -> Result<(), Error> {
     write_table(out, &header, &rows)
 }
 
-fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<(), Error> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+/// Column widths for a table: the widest cell of each column seen so far.
+struct Table {
+    widths: Vec<usize>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Table {
+        Table { widths: header.iter().map(|h| h.chars().count()).collect() }
+    }
+
+    fn fit<S: AsRef<str>>(&mut self, row: &[S]) {
+        for (w, cell) in self.widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.as_ref().chars().count());
         }
     }
-    let line = |cells: Vec<&str>| -> String {
+
+    /// One line: every cell but the last padded to its column's width.
+    fn line<S: AsRef<str>>(&self, cells: &[S]) -> String {
         let last = cells.len().saturating_sub(1);
         let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+        for (i, (cell, w)) in cells.iter().zip(&self.widths).enumerate() {
             if i == last {
-                s.push_str(cell);
+                s.push_str(cell.as_ref());
             } else {
-                s.push_str(&format!("{cell:<w$}  ", w = *w));
+                s.push_str(&format!("{:<w$}  ", cell.as_ref(), w = *w));
             }
         }
         s.trim_end().to_string()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
+    }
+}
+
+fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<(), Error> {
+    let mut table = Table::new(header);
     for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+        table.fit(row);
+    }
+    writeln!(out, "{}", table.line(header))?;
+    for row in rows {
+        writeln!(out, "{}", table.line(row))?;
     }
     Ok(())
 }

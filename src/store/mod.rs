@@ -119,14 +119,17 @@ impl Store {
         Ok(())
     }
 
-    pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+    /// Calls `f` with every user in id order, from one statement, without
+    /// holding them all; `f` returns false to stop.
+    pub fn users_each(&self, mut f: impl FnMut(UserRow) -> bool) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, email, first_name, last_name, external_id, username, phone, job, department,
                     extra_fields, active, source, created_at, updated_at FROM users ORDER BY id",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
             let extra: String = r.get(9)?;
-            Ok(UserRow {
+            let user = UserRow {
                 id: r.get(0)?,
                 email: r.get(1)?,
                 first_name: r.get(2)?,
@@ -141,9 +144,12 @@ impl Store {
                 source: r.get(11)?,
                 created_at: r.get(12)?,
                 updated_at: r.get(13)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            };
+            if !f(user) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The latest runs, newest first.
