@@ -6,6 +6,7 @@
 //!
 //! cargo bench --bench pipeline                 # N = 10,000 and 100,000
 //! cargo bench --bench pipeline -- --n 1000000  # one N (or a comma list)
+//! cargo bench --bench pipeline -- --runs 3     # the median of 3 runs per row
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -414,38 +415,54 @@ async fn bulk(n: usize, root: &Path, rows: &mut Vec<Row>) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let ns: Vec<usize> = match args.iter().position(|a| a == "--n") {
-        Some(i) => args[i + 1].split(',').map(|v| v.trim().parse().expect("--n takes numbers")).collect(),
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let ns: Vec<usize> = match value("--n") {
+        Some(v) => v.split(',').map(|v| v.trim().parse().expect("--n takes numbers")).collect(),
         None => vec![10_000, 100_000],
     };
+    let runs: usize = value("--runs").map_or(1, |v| v.parse().expect("--runs takes a number")).max(1);
     let bulk_n = 100_000;
     let root = std::env::temp_dir().join(format!("rosterd-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let mut rows = Vec::new();
-    runtime.block_on(async {
-        for n in &ns {
-            pipeline(*n, &root, &mut rows).await;
-        }
-        if !args.iter().any(|a| a == "--no-bulk") {
-            bulk(bulk_n, &root, &mut rows).await;
-        }
-    });
+    // Every run gives the same rows in the same order.
+    let mut all: Vec<Vec<Row>> = Vec::new();
+    for k in 0..runs {
+        let root = root.join(format!("run-{k}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let mut rows = Vec::new();
+        runtime.block_on(async {
+            for n in &ns {
+                pipeline(*n, &root, &mut rows).await;
+            }
+            if !args.iter().any(|a| a == "--no-bulk") {
+                bulk(bulk_n, &root, &mut rows).await;
+            }
+        });
+        let _ = std::fs::remove_dir_all(&root);
+        all.push(rows);
+    }
     let _ = std::fs::remove_dir_all(&root);
+    if runs > 1 {
+        println!("\nmedian of {runs} runs (each ratio is the median of the runs' own ratios):");
+    }
     println!("\n| N | what | wall s | records/s | peak RSS MB | rows written | x floor |");
     println!("|---:|---|---:|---:|---:|---:|---:|");
-    for r in rows {
-        let ratio =
-            if r.floor > 0.0 && !r.what.starts_with("floor") { format!("{:.2}", r.secs / r.floor) } else { "".into() };
-        let rss = if r.rss > 0.0 { format!("{:.0}", r.rss) } else { "".into() };
-        println!(
-            "| {} | {} | {:.2} | {:.0} | {rss} | {} | {ratio} |",
-            r.n,
-            r.what,
-            r.secs,
-            r.n as f64 / r.secs,
-            r.written
-        );
+    for (i, r) in all[0].iter().enumerate() {
+        let of_runs = |f: &dyn Fn(&Row) -> f64| median(all.iter().map(|rows| f(&rows[i])).collect());
+        let secs = of_runs(&|r| r.secs);
+        let rss = of_runs(&|r| r.rss);
+        let ratio = if r.floor > 0.0 && !r.what.starts_with("floor") {
+            format!("{:.2}", of_runs(&|r| r.secs / r.floor))
+        } else {
+            "".into()
+        };
+        let rss = if rss > 0.0 { format!("{rss:.0}") } else { "".into() };
+        println!("| {} | {} | {secs:.2} | {:.0} | {rss} | {} | {ratio} |", r.n, r.what, r.n as f64 / secs, r.written);
     }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
