@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -103,7 +103,11 @@ struct Outcome {
     report: serde_json::Value,
 }
 
-/// Runs the binary, waiting with wait4 so the child's own peak RSS is known.
+/// Runs the binary; its peak RSS is the high-water mark (`VmHWM`) it reports
+/// in /proc, sampled every few milliseconds by a thread while the wall time
+/// is taken from a blocking `wait4`. (`wait4`'s own `ru_maxrss` would not do:
+/// a child spawned with vfork carries the parent's peak into its figure, so a
+/// bench grown large would show in every row.)
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
 fn rosterd(dir: &Path, args: &[&str]) -> Outcome {
     let started = Instant::now();
@@ -116,17 +120,37 @@ fn rosterd(dir: &Path, args: &[&str]) -> Outcome {
         .unwrap();
     let pid = child.id() as libc::pid_t;
     let mut stdout = child.stdout.unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        text
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let sampling = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak_kb = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:"));
+                if let Some(kb) = hwm.and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+                    peak_kb = peak_kb.max(kb);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak_kb
+        })
+    };
     let mut status = 0;
-    // SAFETY: rusage is plain data, filled by wait4 for the child we spawned.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child; pointers are to live locals.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
+    // SAFETY: pid is our child, reaped here and nowhere else; the pointer is to a live local.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, std::ptr::null_mut()) };
     let secs = started.elapsed().as_secs_f64();
+    assert_eq!(waited, pid, "wait4");
+    done.store(true, Ordering::SeqCst);
+    let peak_kb = sampling.join().unwrap();
+    let text = reading.join().unwrap();
     let report = serde_json::from_str(&text).unwrap_or_else(|_| panic!("rosterd {args:?} printed: {text}"));
-    Outcome { secs, peak_rss_mb: usage.ru_maxrss as f64 / 1024.0, report }
+    Outcome { secs, peak_rss_mb: peak_kb as f64 / 1024.0, report }
 }
 
 fn expect(report: &serde_json::Value, status: &str, counts: [i64; 4]) {
