@@ -363,9 +363,10 @@ fn import(config: &Config, file: &Path, format: Option<BulkFormat>) -> Result<()
     let records = if csv { crate::bulk::parse_csv(&body) } else { crate::bulk::parse_json(&body) }
         .map_err(|e| Error::Usage(format!("{}: {e}; nothing was imported", file.display())))?;
     let reply = Store::open(&config.database)?.import(&records)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, &reply).map_err(std::io::Error::from)?;
     writeln!(out)?;
+    out.flush()?;
     if reply.errors.is_empty() {
         Ok(())
     } else {

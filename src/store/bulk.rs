@@ -8,18 +8,34 @@ use serde_json::Value;
 use super::{Store, StoreError, now};
 use crate::bulk::{self, Existing, ExportRow, ImportLookup, ImportRecord, ImportReply};
 
-/// Import's questions, answered by the unique indexes (and the username index) inside its transaction.
-struct SqlLookup<'a>(&'a Transaction<'a>);
+/// Import's questions, answered by the unique indexes (and the username
+/// index) inside its transaction; the statements are prepared once per import.
+struct SqlLookup<'a> {
+    by_external_id: rusqlite::Statement<'a>,
+    email_holder: rusqlite::Statement<'a>,
+    username_taken: rusqlite::Statement<'a>,
+}
+
+impl<'a> SqlLookup<'a> {
+    fn new(tx: &'a Transaction<'a>) -> rusqlite::Result<Self> {
+        Ok(SqlLookup {
+            by_external_id: tx.prepare(
+                "SELECT id, external_id, email, first_name, last_name, username, phone, job, extra_fields
+                 FROM users WHERE external_id = ?1",
+            )?,
+            // `email` is COLLATE NOCASE: its unique index answers case-insensitively.
+            email_holder: tx.prepare("SELECT id FROM users WHERE email = ?1")?,
+            username_taken: tx
+                .prepare("SELECT 1 FROM users WHERE username = ?1 COLLATE NOCASE AND id IS NOT ?2 LIMIT 1")?,
+        })
+    }
+}
 
 impl ImportLookup for SqlLookup<'_> {
     type Error = rusqlite::Error;
 
     fn by_external_id(&mut self, ext: &str) -> rusqlite::Result<Option<Existing>> {
-        self.0
-            .prepare_cached(
-                "SELECT id, external_id, email, first_name, last_name, username, phone, job, extra_fields
-                 FROM users WHERE external_id = ?1",
-            )?
+        self.by_external_id
             .query_row([ext], |r| {
                 let extra: String = r.get(8)?;
                 Ok(Existing {
@@ -38,13 +54,11 @@ impl ImportLookup for SqlLookup<'_> {
     }
 
     fn email_holder(&mut self, email: &str) -> rusqlite::Result<Option<i64>> {
-        // `email` is COLLATE NOCASE: its unique index answers case-insensitively.
-        self.0.prepare_cached("SELECT id FROM users WHERE email = ?1")?.query_row([email], |r| r.get(0)).optional()
+        self.email_holder.query_row([email], |r| r.get(0)).optional()
     }
 
     fn username_taken(&mut self, username: &str, except: Option<i64>) -> rusqlite::Result<bool> {
-        self.0
-            .prepare_cached("SELECT 1 FROM users WHERE username = ?1 COLLATE NOCASE AND id IS NOT ?2 LIMIT 1")?
+        self.username_taken
             .query_row(rusqlite::params![username, except], |_| Ok(()))
             .optional()
             .map(|found| found.is_some())
@@ -57,7 +71,7 @@ impl Store {
     /// the request's size, not the directory's.
     pub fn import(&mut self, records: &[ImportRecord]) -> Result<ImportReply, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (writes, reply) = bulk::plan_import(records, &mut SqlLookup(&tx))?;
+        let (writes, reply) = bulk::plan_import(records, &mut SqlLookup::new(&tx)?)?;
         let at = now();
         {
             let mut insert = tx.prepare_cached(
