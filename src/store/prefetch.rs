@@ -65,7 +65,8 @@ impl KeyCache {
         let mut rows = stmt.query([])?;
         let mut batch = Batch::default();
         while let Some(row) = rows.next()? {
-            let Ok(key) = row.get_ref(0)?.as_bytes() else { continue };
+            // Only text can equal a record's key (a blob never equals text in SQLite).
+            let rusqlite::types::ValueRef::Text(key) = row.get_ref(0)? else { continue };
             let Some(slot) = compact(row.get(1)?) else { return Ok(None) };
             let hash = cache.hash(key);
             batch.push(key, hash, slot);
@@ -256,6 +257,13 @@ mod tests {
             )
             .unwrap();
         }
+        // Keys stored as blobs: SQLite never finds them by a text key, nor may the cache.
+        tx.execute(
+            "INSERT INTO users (id, email, external_id, created_at, updated_at)
+             VALUES (1, CAST('user1@acme.example' AS BLOB), CAST('X1' AS BLOB), 'x', 'x')",
+            [],
+        )
+        .unwrap();
         for core in [Core::Email, Core::ExternalId] {
             let mut cache = KeyCache::load(&tx, &arena, core).unwrap().expect("ids fit");
             let mut expected: HashMap<String, Option<i64>> = HashMap::new();
