@@ -352,7 +352,8 @@ fn plan_record<L: ImportLookup>(
     Ok(Ok(Some((write, listed("create", Some(username))))))
 }
 
-/// Users held in memory, as the store would answer about them (tests and benches).
+/// Users held in memory, answering as the store would (for the unit tests).
+#[cfg(test)]
 impl ImportLookup for &[Existing] {
     type Error = std::convert::Infallible;
 
