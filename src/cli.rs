@@ -466,19 +466,11 @@ fn users(config: &Config, format: Format) -> Result<(), Error> {
     Ok(())
 }
 
+/// The table's columns: a selection of `csv_cells`, with `active` as yes/no.
 fn table_cells(u: &UserRow) -> [String; 9] {
-    let o = |v: &Option<String>| v.clone().unwrap_or_default();
-    [
-        u.id.to_string(),
-        o(&u.email),
-        o(&u.first_name),
-        o(&u.last_name),
-        o(&u.external_id),
-        o(&u.department),
-        if u.active == 1 { "yes".into() } else { "no".into() },
-        o(&u.source),
-        u.updated_at.clone(),
-    ]
+    let [id, email, first, last, external_id, _, _, _, department, _, _, source, _, updated_at] = csv_cells(u);
+    let active = if u.active == 1 { "yes" } else { "no" };
+    [id, email, first, last, external_id, department, active.into(), source, updated_at]
 }
 
 const USER_COLUMNS: [&str; 14] = [
