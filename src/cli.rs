@@ -75,6 +75,9 @@ pub enum Command {
         json: bool,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// One run, by id: its row, its requests and its skipped records (`--json`: one object).
+        #[arg(long, value_name = "ID", conflicts_with = "name")]
+        run: Option<i64>,
     },
 }
 
@@ -139,7 +142,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Import { file, format } => import(&load_config(cli.config.as_deref(), false)?, &file, format),
         Command::Export { format } => export(&load_config(cli.config.as_deref(), false)?, format),
         Command::Users { format } => users(&load_config(cli.config.as_deref(), false)?, format),
-        Command::History { name, json, limit } => {
+        Command::History { json, run: Some(id), .. } => {
+            history_of_run(&load_config(cli.config.as_deref(), false)?, id, json)
+        }
+        Command::History { name, json, limit, run: None } => {
             history(&load_config(cli.config.as_deref(), false)?, name.as_deref(), json, limit)
         }
     }
@@ -525,29 +531,62 @@ fn history(config: &Config, name: Option<&str>, json: bool, limit: u32) -> Resul
     }
     write_runs(&mut out, &runs)?;
     if let (Some(_), Some(latest)) = (name, runs.first()) {
-        let requests = store.run_requests(latest.id)?;
-        if !requests.is_empty() {
-            writeln!(out, "\nrequests of run {}:", latest.id)?;
-            for r in &requests {
-                let status = r.status.map_or("-".into(), |s| s.to_string());
-                let bytes = r.bytes.map_or("-".into(), |b| b.to_string());
-                write!(
-                    out,
-                    "  {:<6} {:<5} {status:>3} {bytes:>9} B {:>6} ms  try {}  {}",
-                    r.step, r.method, r.millis, r.attempt, r.url
-                )?;
-                match &r.error {
-                    Some(e) => writeln!(out, "  ({e})")?,
-                    None => writeln!(out)?,
-                }
+        write_run_details(&mut out, &store, latest.id)?;
+    }
+    Ok(())
+}
+
+/// Skipped records `history` prints per run; `--json` gives every one stored.
+const SHOWN_SKIPS: u32 = 50;
+
+/// `history --run ID`: one run's row, requests and skipped records.
+fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
+    let store = Store::open(&config.database)?;
+    let Some(run) = store.run(id)? else {
+        return Err(Error::Usage(format!(
+            "there is no run {id} in {}; `rosterd history` lists the recent ones",
+            config.database.display()
+        )));
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let detail = serde_json::json!({
+            "run": run,
+            "requests": store.run_requests(id)?,
+            "skips": store.run_skips(id, u32::MAX)?,
+        });
+        serde_json::to_writer_pretty(&mut out, &detail).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    write_runs(&mut out, std::slice::from_ref(&run))?;
+    write_run_details(&mut out, &store, id)
+}
+
+/// A run's requests and its first skipped records, under its row.
+fn write_run_details(out: &mut impl Write, store: &Store, run_id: i64) -> Result<(), Error> {
+    let requests = store.run_requests(run_id)?;
+    if !requests.is_empty() {
+        writeln!(out, "\nrequests of run {run_id}:")?;
+        for r in &requests {
+            let status = r.status.map_or("-".into(), |s| s.to_string());
+            let bytes = r.bytes.map_or("-".into(), |b| b.to_string());
+            write!(
+                out,
+                "  {:<6} {:<5} {status:>3} {bytes:>9} B {:>6} ms  try {}  {}",
+                r.step, r.method, r.millis, r.attempt, r.url
+            )?;
+            match &r.error {
+                Some(e) => writeln!(out, "  ({e})")?,
+                None => writeln!(out)?,
             }
         }
-        let skips = store.run_skips(latest.id, 50)?;
-        if !skips.is_empty() {
-            writeln!(out, "\nskipped records of run {} (first {}):", latest.id, skips.len())?;
-            for s in &skips {
-                writeln!(out, "  record {:>6}  {:<30}  {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason)?;
-            }
+    }
+    let skips = store.run_skips(run_id, SHOWN_SKIPS)?;
+    if !skips.is_empty() {
+        writeln!(out, "\nskipped records of run {run_id} (first {}):", skips.len())?;
+        for s in &skips {
+            writeln!(out, "  record {:>6}  {:<30}  {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason)?;
         }
     }
     Ok(())
