@@ -187,6 +187,11 @@ impl Carriers {
         Some(Carriers { slots })
     }
 
+    /// How many records no single user carries (each will need the full path).
+    pub fn uncarried(&self) -> usize {
+        self.slots.iter().filter(|&&s| s == 0 || s == AMBIGUOUS).count()
+    }
+
     /// `Some(Some(id))`: user `id` carries record `i`'s fingerprint; `Some(None)`:
     /// nobody does; `None`: not known (more than one user, or a record repeating another).
     fn get(&self, i: usize) -> Option<Option<i64>> {

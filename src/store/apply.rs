@@ -282,6 +282,13 @@ impl Directory for SqlDirectory<'_> {
             }
         });
         let carriers = Carriers::build(fps, pairs);
+        // Every record no user carries will be looked up: when that is more
+        // than a scan is worth, scan at the first lookup instead of after `load_after`.
+        if let Some(c) = &carriers
+            && c.uncarried() >= self.load_after
+        {
+            self.load_after = 0;
+        }
         match failed {
             Some(e) => Err(e),
             None => Ok(carriers),
