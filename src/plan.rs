@@ -1036,6 +1036,11 @@ pub(crate) mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Cases per property: `PROPTEST_CASES` (100000 for a longer hunt), else `default`.
+        pub(crate) fn cases(default: u32) -> u32 {
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+        }
+
         pub(crate) fn email() -> impl Strategy<Value = Option<String>> {
             proptest::option::weighted(0.9, (0..6u8).prop_map(|i| format!("u{i}@x.io")))
         }
@@ -1090,10 +1095,7 @@ pub(crate) mod tests {
         ];
 
         proptest! {
-            // PROPTEST_CASES=100000 for a longer hunt.
-            #![proptest_config(ProptestConfig::with_cases(
-                std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
-            ))]
+            #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
             #[test]
             fn applying_a_plan_then_planning_again_changes_nothing(

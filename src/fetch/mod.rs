@@ -12,6 +12,7 @@ pub mod project;
 mod reader;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -198,7 +199,7 @@ impl Fetch<'_> {
         let (mut pages, mut records) = (0u32, 0usize);
         let mut seen: HashSet<String> = HashSet::new();
         let mut req = self.step_request(step, &format!("step {last}"))?;
-        let projection = Projection::new(m);
+        let projection = Projection::new(m).map(Arc::new);
         let keep_first =
             matches!(m.pagination, Pagination::Token { .. } | Pagination::Numbered { next_page: Some(_), .. });
         // The first page is parsed whole only when something needs it whole:
@@ -303,7 +304,7 @@ impl Fetch<'_> {
     /// What a page read by `projection` holds, from a skim; its body goes to the reader.
     fn skim_page(
         &self,
-        projection: &Projection,
+        projection: &Arc<Projection>,
         resp: &mut Response,
         req: &Request,
         page_no: u32,
@@ -317,7 +318,8 @@ impl Fetch<'_> {
         match skim.found {
             Found::List(n) => {
                 let body = std::mem::take(&mut resp.body);
-                Ok(PageSeen { items: Some(n), next, hand: Some(reader::Page::Body { body, what }) })
+                let projection = projection.clone();
+                Ok(PageSeen { items: Some(n), next, hand: Some(reader::Page::Body { body, projection, what }) })
             }
             Found::Missing if page_no > 1 => Ok(PageSeen { items: None, next, hand: None }),
             Found::Missing => Err(self.data_from_error(req, "missing")),

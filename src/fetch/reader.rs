@@ -4,6 +4,8 @@
 //! At most `QUEUE` pages wait; a failed page stops the reader, and the fetch
 //! notices at its next hand-over.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -17,8 +19,9 @@ use crate::mapping::{RecordArena, map_record};
 const QUEUE: usize = 2;
 
 pub(super) enum Page {
-    /// A body to read by projection; `what` names the request for an error (`page 3 (GET url)`).
-    Body { body: Vec<u8>, what: String },
+    /// A body to read by `projection` (the one the walk skimmed it with);
+    /// `what` names the request for an error (`page 3 (GET url)`).
+    Body { body: Vec<u8>, projection: Arc<Projection>, what: String },
     /// Records of a page already parsed whole.
     Items(Vec<Value>),
 }
@@ -33,7 +36,6 @@ impl Reader {
         let (queue, mut pages) = mpsc::channel::<Page>(QUEUE);
         let m = m.clone();
         let thread = tokio::task::spawn_blocking(move || {
-            let projection = Projection::new(&m);
             let mut arena = RecordArena::default();
             while let Some(page) = pages.blocking_recv() {
                 match page {
@@ -43,10 +45,7 @@ impl Reader {
                             arena.push(&map_record(&m.data_structure, base + i, item));
                         }
                     }
-                    Page::Body { body, what } => {
-                        let Some(projection) = &projection else {
-                            return Err(format!("{what}: this manifest's pages cannot be read by projection"));
-                        };
+                    Page::Body { body, projection, what } => {
                         projection.read(&body, &m, &mut arena).map_err(|e| {
                             format!("{what}: the response is not valid JSON ({e}); it starts: {}", excerpt(&body))
                         })?;

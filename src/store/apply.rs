@@ -2,9 +2,9 @@
 //! `SqlDirectory` over that transaction: a user is looked up by index when a
 //! record needs it (or, in a large run, found in one scan: fingerprints in
 //! `applied`, the records' own keys in `prefetch`), and each decision is
-//! written as it is made, so a run never loads every user. Then the caller decides: an `ok` run commits
-//! its changes together with its `runs` row; a dry run or a held run rolls
-//! back every change and records only its `runs` row.
+//! written as it is made, so a run never loads every user. Then the caller
+//! decides: an `ok` run commits its changes together with its `runs` row; a
+//! dry run or a held run rolls back every change and records only its `runs` row.
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
@@ -519,7 +519,7 @@ mod tests {
     use super::*;
     use crate::manifest::{Action, MatchOn, Target};
     use crate::mapping::Record;
-    use crate::plan::tests::generated::{email, external};
+    use crate::plan::tests::generated::{cases, email, external};
 
     fn record() -> impl Strategy<Value = Record> {
         (email(), external(), proptest::option::of(0..2u8), any::<bool>(), proptest::option::of(0..3u8)).prop_map(
@@ -605,9 +605,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(
-            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300)
-        ))]
+        #![proptest_config(ProptestConfig::with_cases(cases(300)))]
 
         /// The scans up front give the same plans and the same store as asking SQLite record by record.
         #[test]

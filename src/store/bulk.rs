@@ -1,6 +1,8 @@
 //! Bulk import and export against the store: an import is planned by
-//! `bulk::plan_import` and written in one transaction; export reads users in
-//! id order, a page at a time, so a large directory streams.
+//! `bulk::plan_import`, which asks `SqlLookup` about each record's users by
+//! index inside the import's transaction, and written in that transaction;
+//! export reads users in id order from one statement, so a large directory
+//! streams either way.
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
