@@ -6,11 +6,11 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use rosterd::fetch::project::Projection;
-use rosterd::manifest::{Action, Core, FieldPath, MatchOn, Target};
+use rosterd::manifest::{Action, FieldPath, MatchOn, Target};
 use rosterd::mapping::{Record, RecordArena, map_record};
 use rosterd::plan::{MemoryDirectory, PlanOptions, plan};
 use rosterd::template::Renderer;
-use rosterd::user::{Fields, StoredUser};
+use rosterd::user::{Field, Fields, StoredUser};
 use serde_json::{Map, Value, json};
 
 fn median(mut f: impl FnMut(), runs: usize) -> f64 {
@@ -154,10 +154,10 @@ fn main() {
         })
         .collect();
     let mapped = [
-        Target::Core(Core::Email),
-        Target::Core(Core::FirstName),
-        Target::Core(Core::LastName),
-        Target::Core(Core::ExternalId),
+        Target::Core(Field::Email),
+        Target::Core(Field::FirstName),
+        Target::Core(Field::LastName),
+        Target::Core(Field::ExternalId),
     ];
     let opts = PlanOptions {
         integration: "hr",

@@ -18,9 +18,11 @@ use serde_json::json;
 
 use crate::bulk;
 use crate::config::Config;
-use crate::daemon::Shared;
-use crate::error::{Error, Problem};
+use crate::error::Error;
+use crate::export::ExportWriter;
+use crate::problem::Problem;
 use crate::run::Trigger;
+use crate::service::Service;
 use crate::store::Store;
 
 /// Binds `[api] listen` when set; refuses to start without tokens.
@@ -43,24 +45,24 @@ pub async fn bind(config: &Config) -> Result<Option<tokio::net::TcpListener>, Er
 /// Serves the API until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
+    service: Arc<Service>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    if let Err(e) = axum::serve(listener, router(shared)).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = axum::serve(listener, router(service)).with_graceful_shutdown(shutdown).await {
         tracing::error!("API stopped: {e}");
     }
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    let limit = usize::try_from(shared.config().api.max_body_bytes).unwrap_or(usize::MAX);
+pub fn router(service: Arc<Service>) -> Router {
+    let limit = usize::try_from(service.config().api.max_body_bytes).unwrap_or(usize::MAX);
     let api = Router::new()
         .route("/api/v1/user/bulk-export", post(export))
         .route("/api/v1/user/bulk-import", post(import))
         .route("/api/v1/integrations/{name}/run", post(trigger))
         .route("/api/v1/runs", get(runs))
         .layer(DefaultBodyLimit::max(limit))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).merge(api).with_state(shared)
+        .route_layer(middleware::from_fn_with_state(service.clone(), auth));
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).merge(api).with_state(service)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -75,14 +77,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+async fn auth(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let config = shared.config();
+    let config = service.config();
     let ok = given.is_some_and(|g| {
         config.api.tokens.iter().fold(false, |hit, t| hit | same(g.as_bytes(), t.expose().as_bytes()))
     });
@@ -111,14 +113,14 @@ fn store_error(e: impl std::fmt::Display) -> Response {
 }
 
 async fn import(
-    State(shared): State<Arc<Shared>>,
+    State(service): State<Arc<Service>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let limit = shared.config().api.max_body_bytes;
+            let limit = service.config().api.max_body_bytes;
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is over {limit} bytes ([api] max_body_bytes)"),
@@ -133,16 +135,16 @@ async fn import(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
     };
-    let database = shared.config().database.clone();
+    let database = service.config().database.clone();
     match blocking(move || Store::open(&database).and_then(|mut s| s.import(&records))).await {
         Ok(reply) => Json(reply).into_response(),
         Err(r) => r,
     }
 }
 
-async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn export(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
     let csv = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
-    let database = shared.config().database.clone();
+    let database = service.config().database.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let result = Store::open(&database).map_err(std::io::Error::other).and_then(|store| {
@@ -150,11 +152,14 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
             store
                 .export_each(|row| {
                     chunk.push(&row);
-                    chunk.full().then(|| tx.blocking_send(Ok(chunk.take()))).is_none_or(|sent| sent.is_ok())
+                    chunk
+                        .full()
+                        .then(|| tx.blocking_send(Ok(Bytes::from(chunk.take()))))
+                        .is_none_or(|sent| sent.is_ok())
                 })
                 .map_err(std::io::Error::other)?;
             chunk.finish();
-            let _ = tx.blocking_send(Ok(chunk.take()));
+            let _ = tx.blocking_send(Ok(Bytes::from(chunk.take())));
             Ok(())
         });
         if let Err(e) = result {
@@ -167,71 +172,11 @@ async fn export(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     ([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response()
 }
 
-/// Builds an export a chunk at a time: `{"users": [...]}` or CSV with a header row.
-pub struct ExportWriter {
-    csv: Option<csv::Writer<Vec<u8>>>,
-    json: Vec<u8>,
-    first: bool,
-}
-
-const CHUNK: usize = 64 * 1024;
-
-impl ExportWriter {
-    pub fn new(csv: bool) -> Self {
-        if csv {
-            let mut w = csv::Writer::from_writer(Vec::with_capacity(CHUNK));
-            let _ = w.write_record(bulk::EXPORT_COLUMNS);
-            Self { csv: Some(w), json: Vec::new(), first: true }
-        } else {
-            Self { csv: None, json: b"{\"users\": [".to_vec(), first: true }
-        }
-    }
-
-    pub fn push(&mut self, row: &bulk::ExportRow) {
-        match &mut self.csv {
-            Some(w) => {
-                let _ = w.write_record(row.csv_fields());
-            }
-            None => {
-                if !self.first {
-                    self.json.push(b',');
-                }
-                self.json.push(b'\n');
-                let _ = serde_json::to_writer(&mut self.json, row);
-            }
-        }
-        self.first = false;
-    }
-
-    pub fn full(&mut self) -> bool {
-        match &mut self.csv {
-            Some(w) => w.get_ref().len() >= CHUNK,
-            None => self.json.len() >= CHUNK,
-        }
-    }
-
-    pub fn finish(&mut self) {
-        if self.csv.is_none() {
-            self.json.extend_from_slice(b"\n]}\n");
-        }
-    }
-
-    pub fn take(&mut self) -> Bytes {
-        match &mut self.csv {
-            Some(w) => {
-                let full = std::mem::replace(w, csv::Writer::from_writer(Vec::with_capacity(CHUNK)));
-                Bytes::from(full.into_inner().unwrap_or_default())
-            }
-            None => Bytes::from(std::mem::take(&mut self.json)),
-        }
-    }
-}
-
-async fn trigger(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
-    let Some(m) = shared.manifest(&name) else {
+async fn trigger(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
+    let Some(m) = service.manifest(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no integration named {name}"));
     };
-    let started = tokio::task::block_in_place(|| shared.trigger(m, Trigger::Api));
+    let started = tokio::task::block_in_place(|| service.trigger(m, Trigger::Api));
     match started {
         Ok(Some(run_id)) => {
             (StatusCode::ACCEPTED, Json(json!({"run_id": run_id, "integration": name, "status": "running"})))
@@ -248,8 +193,8 @@ struct RunsQuery {
     limit: Option<u32>,
 }
 
-async fn runs(State(shared): State<Arc<Shared>>, Query(q): Query<RunsQuery>) -> Response {
-    let database = shared.config().database.clone();
+async fn runs(State(service): State<Arc<Service>>, Query(q): Query<RunsQuery>) -> Response {
+    let database = service.config().database.clone();
     let limit = q.limit.unwrap_or(50).min(10_000);
     let result = blocking(move || {
         Store::open(&database).and_then(|s| s.runs(q.integration.as_deref().filter(|i| !i.is_empty()), limit))
@@ -261,18 +206,18 @@ async fn runs(State(shared): State<Arc<Shared>>, Query(q): Query<RunsQuery>) -> 
     }
 }
 
-async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
-    let database = shared.config().database.clone();
+async fn healthz(State(service): State<Arc<Service>>) -> Response {
+    let database = service.config().database.clone();
     let store = blocking(move || Store::open(&database).and_then(|s| s.runs(None, 1).map(|_| ()))).await;
-    match (store, shared.is_ticking()) {
+    match (store, service.is_ticking()) {
         (Ok(()), true) => Json(json!({"status": "ok"})).into_response(),
         (Ok(()), false) => error(StatusCode::SERVICE_UNAVAILABLE, "the scheduler is not running"),
         (Err(r), _) => r,
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let database = shared.config().database.clone();
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    let database = service.config().database.clone();
     match blocking(move || Store::open(&database).and_then(|s| s.metrics())).await {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(r) => r,

@@ -1,5 +1,5 @@
-//! Bulk import and export in the User Sync API's shapes (seed 000), shared by
-//! the HTTP API and `rosterd import` / `rosterd export`. Parsing is pure;
+//! Bulk import in the User Sync API's shapes (seed 000), shared by the
+//! HTTP API and `rosterd import` (export's shapes are in `export`). Parsing is pure;
 //! planning asks an `ImportLookup` about each record's users (the store
 //! answers by index, inside the import's one transaction).
 //!
@@ -14,9 +14,6 @@ use serde_json::{Map, Value};
 use crate::mapping::text;
 use crate::user::parse_email;
 
-/// Columns export writes, in order; import reads the same ones.
-pub const EXPORT_COLUMNS: [&str; 8] =
-    ["name", "employee_id", "username", "email", "phone", "job", "created_at", "updated_at"];
 /// Columns import ignores: they describe the row, not the person.
 const READ_ONLY: [&str; 2] = ["created_at", "updated_at"];
 
@@ -369,37 +366,6 @@ impl ImportLookup for &[Existing] {
         Ok(self
             .iter()
             .any(|u| Some(u.id) != except && u.username.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(username))))
-    }
-}
-
-/// One user as export writes it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExportRow {
-    pub name: String,
-    pub employee_id: Option<String>,
-    pub username: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub job: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl ExportRow {
-    pub fn csv_fields(&self) -> [&str; 8] {
-        fn o(v: &Option<String>) -> &str {
-            v.as_deref().unwrap_or("")
-        }
-        [
-            &self.name,
-            o(&self.employee_id),
-            o(&self.username),
-            o(&self.email),
-            o(&self.phone),
-            o(&self.job),
-            &self.created_at,
-            &self.updated_at,
-        ]
     }
 }
 

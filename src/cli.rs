@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, LogFormat};
-use crate::error::{Error, Problem};
+use crate::error::Error;
 use crate::manifest;
+use crate::outcome::RunStatus;
+use crate::problem::Problem;
 use crate::run::{Cancel, RunOptions, RunReport, Trigger};
 use crate::store::{RunRow, Store, UserRow};
 
@@ -100,7 +102,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve { once } => {
             let config = load_config(cli.config.as_deref(), true)?;
             let flag = cli.config.clone().or_else(|| config.file.clone());
-            runtime()?.block_on(crate::daemon::serve(flag, config, once))
+            let service = crate::service::Service::new(config);
+            runtime()?.block_on(async {
+                if once {
+                    return crate::daemon::once(service, flag).await;
+                }
+                let shutdown = crate::daemon::termination()?;
+                let api = crate::api::bind(&service.config()).await?;
+                crate::daemon::serve(service, flag, api, shutdown).await
+            })
         }
         Command::Run { name, dry_run, json, force } => {
             let config = load_config(cli.config.as_deref(), false)?;
@@ -234,10 +244,10 @@ fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
     let secs = r.duration_ms as f64 / 1000.0;
     let pages = if r.pages == 1 { "1 page".to_string() } else { format!("{} pages", r.pages) };
     writeln!(out, "{} ({}): {} in {secs:.1} s, run {}", r.integration, r.action, r.status, r.run_id)?;
-    if r.status == "skipped" {
+    if r.status == RunStatus::Skipped {
         return Ok(());
     }
-    writeln!(out, "  fetched {} records in {pages}", r.fetched)?;
+    writeln!(out, "  fetched {} records in {pages}", r.counts.fetched)?;
     if let Some(plan) = &r.plan {
         writeln!(out, "  dry run: nothing was written to users")?;
         let sample = 10;
@@ -277,16 +287,16 @@ fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
         writeln!(
             out,
             "  created {}, updated {}, deactivated {}, unchanged {}, skipped {}",
-            r.created, r.updated, r.deactivated, r.unchanged, r.skipped
+            r.counts.created, r.counts.updated, r.counts.deactivated, r.unchanged, r.counts.skipped
         )?;
     }
-    if r.skipped > 0 {
+    if r.counts.skipped > 0 {
         writeln!(out, "  skipped records:")?;
         for s in r.skips.iter().take(10) {
             writeln!(out, "    record {} ({}): {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason)?;
         }
-        if r.skipped > 10 {
-            writeln!(out, "    ... {} more: rosterd history {}", r.skipped - 10, r.integration)?;
+        if r.counts.skipped > 10 {
+            writeln!(out, "    ... {} more: rosterd history {}", r.counts.skipped - 10, r.integration)?;
         }
     }
     if let Some(notice) = &r.notice {
@@ -383,7 +393,7 @@ fn import(config: &Config, file: &Path, format: Option<BulkFormat>) -> Result<()
 fn export(config: &Config, format: BulkFormat) -> Result<(), Error> {
     let store = Store::open(&config.database)?;
     let mut out = std::io::stdout().lock();
-    let mut writer = crate::api::ExportWriter::new(format == BulkFormat::Csv);
+    let mut writer = crate::export::ExportWriter::new(format == BulkFormat::Csv);
     let mut failed = None;
     store.export_each(|row| {
         writer.push(&row);
@@ -615,13 +625,13 @@ fn write_runs(out: &mut impl Write, runs: &[RunRow]) -> Result<(), Error> {
                 r.integration.clone(),
                 r.action.clone(),
                 r.trigger.clone(),
-                r.status.clone(),
+                r.status.to_string(),
                 r.started_at.clone(),
-                r.fetched.to_string(),
-                r.created.to_string(),
-                r.updated.to_string(),
-                r.deactivated.to_string(),
-                r.skipped.to_string(),
+                r.counts.fetched.to_string(),
+                r.counts.created.to_string(),
+                r.counts.updated.to_string(),
+                r.counts.deactivated.to_string(),
+                r.counts.skipped.to_string(),
                 r.error.clone().unwrap_or_default(),
             ]
         })

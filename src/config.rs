@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::error::Problem;
+use crate::problem::Problem;
 use crate::redact::Secret;
 
 const DEFAULT_DATABASE: &str = "rosterd.db";

@@ -11,142 +11,24 @@
 //! `shutdown_grace_secs` to finish, and then are cancelled.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
-use tokio::sync::{Notify, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config};
 use crate::error::Error;
 use crate::manifest::{self, Manifest};
-use crate::run::{self, Cancel, RunOptions, Trigger};
-use crate::store::{Store, StoreError};
+use crate::run::Trigger;
+use crate::service::Service;
+use crate::store::Store;
 
 const POLL: Duration = Duration::from_secs(1);
-
-/// State shared by the daemon's tasks.
-pub struct Shared {
-    config: RwLock<Arc<Config>>,
-    permits: Semaphore,
-    running: Mutex<HashSet<String>>,
-    idle: Notify,
-    cancel: Cancel,
-    /// Statuses of finished runs (for `--once`).
-    results: Mutex<Vec<(String, &'static str)>>,
-    /// The loaded manifests by integration name (for the API).
-    manifests: RwLock<HashMap<String, Arc<Manifest>>>,
-    /// True while the scheduling loop runs (for `/healthz`).
-    ticking: AtomicBool,
-}
-
-impl Shared {
-    pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn manifest(&self, name: &str) -> Option<Arc<Manifest>> {
-        self.manifests.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
-    }
-
-    pub fn is_ticking(&self) -> bool {
-        self.ticking.load(Ordering::SeqCst)
-    }
-
-    /// Starts a run of `m` and returns its run id, unless one is going: then a
-    /// `skipped` run is recorded and `Ok(None)` returned.
-    pub fn trigger(self: &Arc<Self>, m: Arc<Manifest>, trigger: Trigger) -> Result<Option<i64>, StoreError> {
-        let config = self.config();
-        if !self.running().insert(m.name.clone()) {
-            run::record_skipped(&config, &m, trigger, None)?;
-            return Ok(None);
-        }
-        let begun =
-            Store::open(&config.database).and_then(|s| s.begin_run(&m.name, m.action.as_str(), trigger.as_str()));
-        let run_id = match begun {
-            Ok(id) => id,
-            Err(e) => {
-                self.finished(&m.name);
-                return Err(e);
-            }
-        };
-        let shared = self.clone();
-        tokio::spawn(async move {
-            let status = shared.run_one(&m, trigger, run_id).await;
-            shared.results.lock().unwrap_or_else(|e| e.into_inner()).push((m.name.clone(), status));
-            shared.finished(&m.name);
-        });
-        Ok(Some(run_id))
-    }
-
-    fn finished(&self, name: &str) {
-        let mut running = self.running();
-        running.remove(name);
-        if running.is_empty() {
-            self.idle.notify_waiters();
-        }
-    }
-
-    async fn run_one(&self, m: &Manifest, trigger: Trigger, run_id: i64) -> &'static str {
-        let config = self.config();
-        let permit = tokio::select! {
-            p = self.permits.acquire() => p.ok(),
-            () = self.cancel.cancelled() => None,
-        };
-        let Some(_permit) = permit else {
-            let reason = "cancelled: rosterd was stopping before the run started".to_string();
-            let end = crate::store::RunEnd { status: "failed", error: Some(reason), ..Default::default() };
-            if let Err(e) = Store::open(&config.database).and_then(|mut s| s.finish_run(run_id, &end)) {
-                tracing::error!(integration = %m.name, "cannot record a cancelled run: {e}");
-            }
-            return "failed";
-        };
-        let opts = RunOptions { trigger, dry_run: false, force: false, progress: false, run_id: Some(run_id) };
-        match run::run(m, &config, opts, &self.cancel).await {
-            Ok(report) => {
-                if report.succeeded() {
-                    tracing::info!(integration = %m.name, run_id = report.run_id, status = report.status,
-                        created = report.created, updated = report.updated, deactivated = report.deactivated,
-                        skipped = report.skipped, "run done");
-                } else {
-                    tracing::error!(integration = %m.name, run_id = report.run_id, status = report.status,
-                        "run did not apply: {}", report.error.as_deref().unwrap_or(""));
-                }
-                report.status
-            }
-            Err(e) => {
-                tracing::error!(integration = %m.name, "run could not start: {e}");
-                "failed"
-            }
-        }
-    }
-
-    /// Waits until no run is going, or `limit` passes (`None`: no limit); true when idle.
-    async fn wait_idle(&self, limit: Option<Duration>) -> bool {
-        let deadline = limit.map(|l| tokio::time::Instant::now() + l);
-        loop {
-            let notified = self.idle.notified();
-            if self.running().is_empty() {
-                return true;
-            }
-            match deadline {
-                None => notified.await,
-                Some(at) => {
-                    if tokio::time::timeout_at(at, notified).await.is_err() {
-                        return self.running().is_empty();
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// A loaded manifest and what the daemon knows of its file.
 struct Entry {
@@ -164,46 +46,39 @@ struct Stamp {
 }
 
 struct Daemon {
-    shared: Arc<Shared>,
+    service: Arc<Service>,
     flag: Option<PathBuf>,
     entries: HashMap<PathBuf, Entry>,
     /// Files that failed validation, with the stamp they had, so errors are logged once per change.
     broken: HashMap<PathBuf, Stamp>,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT (or, with `once`, until every loaded integration ran once).
-pub async fn serve(flag: Option<PathBuf>, config: Config, once: bool) -> Result<(), Error> {
-    let permits = config.max_concurrent_runs.max(1);
-    let shared = Arc::new(Shared {
-        config: RwLock::new(Arc::new(config)),
-        permits: Semaphore::new(permits),
-        running: Mutex::new(HashSet::new()),
-        idle: Notify::new(),
-        cancel: Cancel::default(),
-        results: Mutex::new(Vec::new()),
-        manifests: RwLock::new(HashMap::new()),
-        ticking: AtomicBool::new(false),
-    });
+/// Runs the daemon over `service` until `shutdown` completes, serving the API
+/// on `api` when given. SIGHUP re-reads the config (from `flag`), secrets and
+/// manifests. The caller binds the listener and owns the signals that stop
+/// it, so a test can bind port 0 and stop the daemon when it likes.
+pub async fn serve(
+    service: Arc<Service>,
+    flag: Option<PathBuf>,
+    api: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     // Opening the store first makes a bad database path a start-up error, not a failed run later.
-    Store::open(&shared.config().database)?;
-    let api = if once { None } else { crate::api::bind(&shared.config()).await? };
-    let mut daemon = Daemon { shared: shared.clone(), flag, entries: HashMap::new(), broken: HashMap::new() };
-    daemon.rescan(false, !once);
-    if once {
-        return daemon.once().await;
-    }
+    Store::open(&service.config().database)?;
+    let mut daemon = Daemon { service: service.clone(), flag, entries: HashMap::new(), broken: HashMap::new() };
+    daemon.rescan(false, true);
     let stop_api = Arc::new(Notify::new());
     let api_task = api.map(|listener| {
-        let (shared, stop) = (shared.clone(), stop_api.clone());
-        tokio::spawn(async move { crate::api::serve(listener, shared, async move { stop.notified().await }).await })
+        let (service, stop) = (service.clone(), stop_api.clone());
+        tokio::spawn(async move { crate::api::serve(listener, service, async move { stop.notified().await }).await })
     });
-    shared.ticking.store(true, Ordering::SeqCst);
+    service.set_ticking(true);
     let n = daemon.entries.values().filter(|e| e.ticker.is_some()).count();
     notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status_line(n))]);
-    tracing::info!("serving: {n} scheduled integration(s) from {}", shared.config().integrations_dir.display());
+    tracing::info!("serving: {n} scheduled integration(s) from {}", service.config().integrations_dir.display());
 
-    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             () = tokio::time::sleep(POLL) => daemon.rescan(false, true),
@@ -214,17 +89,37 @@ pub async fn serve(flag: Option<PathBuf>, config: Config, once: bool) -> Result<
                 let n = daemon.entries.values().filter(|e| e.ticker.is_some()).count();
                 notify_systemd(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status_line(n))]);
             }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            () = &mut shutdown => break,
         }
     }
-    shared.ticking.store(false, Ordering::SeqCst);
+    service.set_ticking(false);
     daemon.shutdown().await;
     stop_api.notify_waiters();
     if let Some(task) = api_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     Ok(())
+}
+
+/// `serve --once`: every valid manifest in the folder runs once; exit 1 if
+/// any failed, was held, or was left out as invalid.
+pub async fn once(service: Arc<Service>, flag: Option<PathBuf>) -> Result<(), Error> {
+    Store::open(&service.config().database)?;
+    let mut daemon = Daemon { service, flag, entries: HashMap::new(), broken: HashMap::new() };
+    daemon.rescan(false, false);
+    daemon.once().await
+}
+
+/// Completes on SIGTERM or SIGINT: what stops `serve` outside tests.
+pub fn termination() -> Result<impl Future<Output = ()>, Error> {
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, Error> {
@@ -243,13 +138,13 @@ fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
 
 impl Daemon {
     fn config(&self) -> Arc<Config> {
-        self.shared.config()
+        self.service.config()
     }
 
     fn reload_config(&mut self) {
         match config::load(self.flag.as_deref()) {
             Ok(c) => {
-                *self.shared.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(c);
+                self.service.set_config(c);
                 tracing::info!("config reloaded");
             }
             Err(problems) => {
@@ -314,7 +209,7 @@ impl Daemon {
                 {
                     stop(old.ticker);
                 }
-                self.shared.manifests.write().unwrap_or_else(|e| e.into_inner()).insert(m.name.clone(), m.clone());
+                self.service.set_manifest(m.clone());
                 match &m.schedule {
                     Some(s) => {
                         let next = s.next_after(Utc::now().with_timezone(&config.timezone));
@@ -336,11 +231,11 @@ impl Daemon {
     }
 
     fn index_remove(&self, name: &str) {
-        self.shared.manifests.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.service.remove_manifest(name);
     }
 
     fn start_ticker(&self, m: Arc<Manifest>) -> JoinHandle<()> {
-        let shared = self.shared.clone();
+        let shared = self.service.clone();
         tokio::spawn(async move {
             let Some(schedule) = m.schedule.clone() else { return };
             let mut after = Utc::now();
@@ -372,12 +267,12 @@ impl Daemon {
     async fn once(self) -> Result<(), Error> {
         let left_out = self.broken.len();
         for entry in self.entries.values() {
-            self.shared.trigger(entry.manifest.clone(), Trigger::Schedule)?;
+            self.service.trigger(entry.manifest.clone(), Trigger::Schedule)?;
         }
-        self.shared.wait_idle(None).await;
-        let results = self.shared.results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.service.wait_idle(None).await;
+        let results = self.service.results();
         let bad: Vec<String> =
-            results.iter().filter(|(_, s)| !matches!(*s, "ok" | "dry-run")).map(|(n, s)| format!("{n} {s}")).collect();
+            results.iter().filter(|(_, s)| !s.succeeded()).map(|(n, s)| format!("{n} {s}")).collect();
         let mut problems = bad.clone();
         if left_out > 0 {
             problems.push(format!("{left_out} invalid manifest(s) left out"));
@@ -392,14 +287,14 @@ impl Daemon {
             stop(entry.ticker.take());
         }
         let grace = Duration::from_secs(self.config().shutdown_grace_secs);
-        let running: Vec<String> = self.shared.running().iter().cloned().collect();
+        let running = self.service.running_names();
         if !running.is_empty() {
             tracing::info!("stopping: waiting up to {}s for {}", grace.as_secs(), running.join(", "));
         }
-        if !self.shared.wait_idle(Some(grace)).await {
+        if !self.service.wait_idle(Some(grace)).await {
             tracing::warn!("stopping: cancelling runs still going after {}s", grace.as_secs());
-            self.shared.cancel.cancel();
-            self.shared.wait_idle(Some(Duration::from_secs(30))).await;
+            self.service.cancel_runs();
+            self.service.wait_idle(Some(Duration::from_secs(30))).await;
         }
         tracing::info!("stopped");
     }

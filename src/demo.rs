@@ -127,10 +127,10 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
             std::io::stdout(),
             "{name}: {} — fetched {}, created {}, updated {}, skipped {}",
             report.status,
-            report.fetched,
-            report.created,
-            report.updated,
-            report.skipped
+            report.counts.fetched,
+            report.counts.created,
+            report.counts.updated,
+            report.counts.skipped
         )?;
         for s in report.skips.iter().take(5) {
             let line = format!("    skipped record {} ({}): {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason);

@@ -2,40 +2,7 @@
 //! into text and an exit code (0 ok, 1 a run failed, 2 bad usage or input).
 //! Modules keep their own error enums; they meet here.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-
-/// One thing wrong with the config or a manifest. `validate` prints them all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    /// RFC 6901 pointer into the file, e.g. `/execute/0/headers/Authorization`;
-    /// empty when the problem is the file as a whole.
-    pub pointer: String,
-    /// What is wrong and what to do about it.
-    pub reason: String,
-}
-
-impl Problem {
-    pub fn new(file: &Path, pointer: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { file: file.to_path_buf(), pointer: pointer.into(), reason: reason.into() }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.pointer.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.reason)
-        } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.pointer, self.reason)
-        }
-    }
-}
-
-/// Escapes one reference token for a JSON pointer (RFC 6901: `~` → `~0`, `/` → `~1`).
-pub fn pointer_token(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
+use crate::problem::Problem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -4,6 +4,8 @@
 //! mapping), what it decides (plan) and where it writes (store); `run` ties
 //! them together and `cli` is the command line. See ARCHITECTURE.md.
 
+pub mod problem;
+
 pub mod config;
 pub mod error;
 pub mod manifest;
@@ -16,10 +18,14 @@ pub mod fetch;
 pub mod mapping;
 
 pub mod bulk;
+pub mod export;
+pub mod outcome;
 pub mod plan;
 pub mod store;
 
 pub mod run;
+
+pub mod service;
 
 pub mod api;
 pub mod daemon;

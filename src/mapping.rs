@@ -9,8 +9,9 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::manifest::{Core, FieldPath, Target};
-use crate::user::{Fields, parse_email, parse_email_cow};
+use crate::manifest::{FieldPath, Target};
+use crate::problem::kind;
+use crate::user::{Field, Fields, parse_email, parse_email_cow};
 
 /// One mapped record. `index` is its 0-based position in the whole fetch.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -139,7 +140,7 @@ impl RecordArena {
 
     /// One text field of record `i` without decoding the rest; `None` for a
     /// record with a problem (it never takes part in matching).
-    pub fn field(&self, i: usize, c: Core) -> Option<&str> {
+    pub fn field(&self, i: usize, c: Field) -> Option<&str> {
         let mut cur = self.raw(i);
         let mask = u16::from_le_bytes([cur[0], cur[1]]);
         cur = &cur[2..];
@@ -239,7 +240,7 @@ pub trait Records {
     fn count(&self) -> usize;
     fn record(&self, i: usize) -> Record;
     /// Field `c` of record `i`, or `None` when it is absent or the record has a problem.
-    fn key(&self, i: usize, c: Core) -> Option<&str>;
+    fn key(&self, i: usize, c: Field) -> Option<&str>;
     /// `digest(context, content of record i)`.
     fn fingerprint(&self, i: usize, context: &[u8]) -> u128;
 }
@@ -251,7 +252,7 @@ impl Records for RecordArena {
     fn record(&self, i: usize) -> Record {
         self.get(i)
     }
-    fn key(&self, i: usize, c: Core) -> Option<&str> {
+    fn key(&self, i: usize, c: Field) -> Option<&str> {
         self.field(i, c)
     }
     fn fingerprint(&self, i: usize, context: &[u8]) -> u128 {
@@ -266,7 +267,7 @@ impl Records for [Record] {
     fn record(&self, i: usize) -> Record {
         self[i].clone()
     }
-    fn key(&self, i: usize, c: Core) -> Option<&str> {
+    fn key(&self, i: usize, c: Field) -> Option<&str> {
         let r = &self[i];
         if r.problem.is_some() { None } else { r.fields.get(c) }
     }
@@ -393,7 +394,7 @@ enum Extra<'a> {
     Value(Cow<'a, Value>),
 }
 
-fn column(c: Core) -> usize {
+fn column(c: Field) -> usize {
     crate::user::TEXT_COLUMNS.iter().position(|t| *t == c).unwrap_or(0)
 }
 
@@ -411,24 +412,24 @@ impl<'a> Mapped<'a> {
             other => other,
         };
         match (target, found) {
-            (Target::Core(Core::Active), Found::Str(s)) => {
+            (Target::Core(Field::Active), Found::Str(s)) => {
                 if !s.trim().is_empty() {
                     self.active = Some(parse_active_str(s)?);
                 }
             }
-            (Target::Core(Core::Active), Found::Value(v)) => {
+            (Target::Core(Field::Active), Found::Value(v)) => {
                 if !is_missing(v) {
                     self.active = Some(parse_active(v)?);
                 }
             }
-            (Target::Core(Core::Email), Found::Str(s)) => {
+            (Target::Core(Field::Email), Found::Str(s)) => {
                 if !s.trim().is_empty() {
-                    self.texts[column(Core::Email)] = Some(parse_email_cow(s)?);
+                    self.texts[column(Field::Email)] = Some(parse_email_cow(s)?);
                 }
             }
-            (Target::Core(Core::Email), Found::Value(v)) => {
+            (Target::Core(Field::Email), Found::Value(v)) => {
                 if let Some(text) = text(v, "email")? {
-                    self.texts[column(Core::Email)] = Some(Cow::Owned(parse_email(&text)?));
+                    self.texts[column(Field::Email)] = Some(Cow::Owned(parse_email(&text)?));
                 }
             }
             (Target::Core(core), Found::Str(s)) => {
@@ -482,18 +483,6 @@ fn is_missing(value: &Value) -> bool {
         Value::Null => true,
         Value::String(s) => s.trim().is_empty(),
         _ => false,
-    }
-}
-
-/// What kind of JSON value this is, for messages: "a list", "an object", ...
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -602,10 +591,10 @@ mod tests {
             arena.push(r);
         }
         assert_eq!(arena.iter().collect::<Vec<_>>(), records);
-        assert_eq!(arena.field(0, Core::Email), Some("a@x.io"));
-        assert_eq!(arena.field(0, Core::LastName), Some("Lee"));
-        assert_eq!(arena.field(1, Core::Email), None);
-        assert_eq!(arena.field(2, Core::Email), None, "a record with a problem has no key");
+        assert_eq!(arena.field(0, Field::Email), Some("a@x.io"));
+        assert_eq!(arena.field(0, Field::LastName), Some("Lee"));
+        assert_eq!(arena.field(1, Field::Email), None);
+        assert_eq!(arena.field(2, Field::Email), None, "a record with a problem has no key");
     }
 
     #[test]

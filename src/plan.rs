@@ -15,10 +15,9 @@ use std::hash::BuildHasher;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::manifest::{Action, Core, MatchOn, Target};
+use crate::manifest::{Action, MatchOn, Target};
 use crate::mapping::{Record, Records};
-use crate::store::Skip;
-use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
+use crate::user::{Field, Fields, StoredUser, TEXT_COLUMNS};
 
 /// How many of each kind of change a plan keeps to show; the counts are always exact.
 pub const SAMPLE: usize = 1000;
@@ -28,19 +27,19 @@ pub const MAX_SKIPS: usize = 10_000;
 /// The users a plan reads and changes. Lookups see the changes already made.
 pub trait Directory {
     type Error;
-    /// The user holding `value` in `key` (`Core::Email`, case-insensitive, or `Core::ExternalId`).
-    fn find(&mut self, key: Core, value: &str) -> Result<Option<StoredUser>, Self::Error>;
+    /// The user holding `value` in `key` (`Field::Email`, case-insensitive, or `Field::ExternalId`).
+    fn find(&mut self, key: Field, value: &str) -> Result<Option<StoredUser>, Self::Error>;
     /// Whether any user holds `value` in `key`: `find` without reading the user.
-    fn holds(&mut self, key: Core, value: &str) -> Result<bool, Self::Error> {
+    fn holds(&mut self, key: Field, value: &str) -> Result<bool, Self::Error> {
         Ok(self.find_id(key, value)?.is_some())
     }
     /// The id of the user holding `value` in `key`: `find` without reading the user.
-    fn find_id(&mut self, key: Core, value: &str) -> Result<Option<i64>, Self::Error> {
+    fn find_id(&mut self, key: Field, value: &str) -> Result<Option<i64>, Self::Error> {
         Ok(self.find(key, value)?.map(|u| u.id))
     }
     /// `find_id` for the value record `i` (of the records being planned) has in
     /// `key`, when the directory knows it without a search; `None` otherwise.
-    fn holder_of_record(&mut self, _i: usize, _key: Core) -> Result<Option<Option<i64>>, Self::Error> {
+    fn holder_of_record(&mut self, _i: usize, _key: Field) -> Result<Option<Option<i64>>, Self::Error> {
         Ok(None)
     }
     /// For each fingerprint in `fps` (one per record), the user carrying it
@@ -200,6 +199,14 @@ impl Carriers {
             Some(&slot) => Some(slot.checked_sub(1).map(i64::from)),
         }
     }
+}
+
+/// A record the plan did not use, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skip {
+    pub record: usize,
+    pub key: Option<String>,
+    pub reason: String,
 }
 
 /// What the plan needs besides records and users.
@@ -378,7 +385,7 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
 /// record. Found before planning by sorting 64-bit hashes of the keys (16 bytes
 /// a record, freed at once) and comparing the texts within each hash group, so
 /// it is exact without keeping every key while the run writes.
-fn repeated_keys<R: Records + ?Sized>(records: &R, c: Core) -> HashMap<usize, usize> {
+fn repeated_keys<R: Records + ?Sized>(records: &R, c: Field) -> HashMap<usize, usize> {
     // Equal hashes are compared as text below, so a fast hash is enough.
     let seed = hashbrown::DefaultHashBuilder::default();
     let mut hashes: Vec<(u64, u32)> =
@@ -466,10 +473,10 @@ impl<'a, D: Directory> Planner<'a, D> {
         }
     }
 
-    fn key_field(&self) -> Core {
+    fn key_field(&self) -> Field {
         match (self.opts.action, self.opts.match_on) {
-            (Action::Sync, MatchOn::ExternalId) => Core::ExternalId,
-            _ => Core::Email,
+            (Action::Sync, MatchOn::ExternalId) => Field::ExternalId,
+            _ => Field::Email,
         }
     }
 
@@ -545,7 +552,7 @@ impl<'a, D: Directory> Planner<'a, D> {
     }
 
     fn create(&mut self, r: &Record) -> Step<D::Error> {
-        if self.held(r, Core::Email)? {
+        if self.held(r, Field::Email)? {
             self.plan.unchanged += 1;
             return Ok(Ok(()));
         }
@@ -556,7 +563,7 @@ impl<'a, D: Directory> Planner<'a, D> {
     }
 
     /// Whether any user holds record `r`'s own value in `key` (its email or external id).
-    fn held(&mut self, r: &Record, key: Core) -> Result<bool, D::Error> {
+    fn held(&mut self, r: &Record, key: Field) -> Result<bool, D::Error> {
         match self.dir.holder_of_record(r.index, key)? {
             Some(holder) => Ok(holder.is_some()),
             None => self.dir.holds(key, r.fields.get(key).unwrap_or_default()),
@@ -571,8 +578,8 @@ impl<'a, D: Directory> Planner<'a, D> {
             return Ok(Err("email is in ignored_emails".into()));
         }
         if let Some(ext) = &r.fields.external_id
-            && self.held(r, Core::ExternalId)?
-            && let Some(holder) = self.dir.find(Core::ExternalId, ext)?
+            && self.held(r, Field::ExternalId)?
+            && let Some(holder) = self.dir.find(Field::ExternalId, ext)?
         {
             return Ok(Err(Refusal::Conflict(format!("external_id {ext} already belongs to {}", label(&holder)))));
         }
@@ -595,14 +602,14 @@ impl<'a, D: Directory> Planner<'a, D> {
 
     fn update(&mut self, r: &Record, fp: u128) -> Step<D::Error> {
         let email = r.fields.email.as_deref().unwrap_or_default();
-        let Some(user) = self.dir.find(Core::Email, email)? else {
+        let Some(user) = self.dir.find(Field::Email, email)? else {
             return Ok(Err("no user with this email".into()));
         };
         let mut extra = user.extra.clone();
         for target in self.opts.mapped {
             let value = match target {
-                Target::Core(Core::Email) => continue,
-                Target::Core(Core::Active) => r.active.map(Value::Bool),
+                Target::Core(Field::Email) => continue,
+                Target::Core(Field::Active) => r.active.map(Value::Bool),
                 Target::Core(c) => r.fields.get(*c).map(|s| Value::String(s.to_string())),
                 Target::Extra(name) => r.extra.get(name).cloned(),
             };
@@ -648,7 +655,7 @@ impl<'a, D: Directory> Planner<'a, D> {
     }
 
     fn sync(&mut self, r: &Record, key: &str, fp: u128) -> Step<D::Error> {
-        let key_field = if self.opts.match_on == MatchOn::Email { Core::Email } else { Core::ExternalId };
+        let key_field = if self.opts.match_on == MatchOn::Email { Field::Email } else { Field::ExternalId };
         let Some(user) = self.dir.find(key_field, key)? else {
             if let Err(refusal) = self.claim_email(r, None)? {
                 return Ok(Err(refusal));
@@ -667,7 +674,7 @@ impl<'a, D: Directory> Planner<'a, D> {
         }
         // The matched user already holding this external id is the common case: no lookup.
         if let Some(ext) = r.fields.external_id.as_ref().filter(|x| user.fields.external_id.as_ref() != Some(*x))
-            && let Some(holder) = self.dir.find(Core::ExternalId, ext)?.filter(|h| h.id != user.id)
+            && let Some(holder) = self.dir.find(Field::ExternalId, ext)?.filter(|h| h.id != user.id)
         {
             return Ok(Err(Refusal::Conflict(format!("external_id {ext} already belongs to {}", label(&holder)))));
         }
@@ -710,10 +717,10 @@ impl<'a, D: Directory> Planner<'a, D> {
     /// clears another user's email with `auto_clear_email`, or refuses.
     fn claim_email(&mut self, r: &Record, me: Option<i64>) -> Step<D::Error> {
         let Some(email) = &r.fields.email else { return Ok(Ok(())) };
-        if !self.dir.holds(Core::Email, email)? {
+        if !self.dir.holds(Field::Email, email)? {
             return Ok(Ok(()));
         }
-        let Some(holder) = self.dir.find(Core::Email, email)?.filter(|h| Some(h.id) != me) else {
+        let Some(holder) = self.dir.find(Field::Email, email)?.filter(|h| Some(h.id) != me) else {
             return Ok(Ok(()));
         };
         if let Some(owner) = holder.owner.as_deref().filter(|o| *o != self.opts.integration) {
@@ -833,9 +840,9 @@ impl MemoryDirectory {
 impl Directory for MemoryDirectory {
     type Error = String;
 
-    fn find(&mut self, key: Core, value: &str) -> Result<Option<StoredUser>, String> {
+    fn find(&mut self, key: Field, value: &str) -> Result<Option<StoredUser>, String> {
         let i = match key {
-            Core::Email => self.by_email.get(&value.to_lowercase()),
+            Field::Email => self.by_email.get(&value.to_lowercase()),
             _ => self.by_external.get(value),
         };
         Ok(i.map(|i| self.users[*i].clone()))
@@ -968,7 +975,8 @@ pub(crate) mod tests {
         }
     }
 
-    const NAMES: &[Target] = &[Target::Core(Core::Email), Target::Core(Core::FirstName), Target::Core(Core::LastName)];
+    const NAMES: &[Target] =
+        &[Target::Core(Field::Email), Target::Core(Field::FirstName), Target::Core(Field::LastName)];
 
     /// Plans against a `MemoryDirectory` holding `current`; panics if a store rule would break.
     fn plan(records: &[Record], current: &[StoredUser], o: &PlanOptions<'_>) -> Plan {
@@ -1087,11 +1095,11 @@ pub(crate) mod tests {
         }
 
         const ALL: &[Target] = &[
-            Target::Core(Core::Email),
-            Target::Core(Core::ExternalId),
-            Target::Core(Core::FirstName),
-            Target::Core(Core::LastName),
-            Target::Core(Core::Active),
+            Target::Core(Field::Email),
+            Target::Core(Field::ExternalId),
+            Target::Core(Field::FirstName),
+            Target::Core(Field::LastName),
+            Target::Core(Field::Active),
         ];
 
         proptest! {
@@ -1218,7 +1226,7 @@ pub(crate) mod tests {
 
     #[test]
     fn update_merges_into_extra_fields_only() {
-        let mapped = [Target::Core(Core::Email), Target::Extra("bamboo".into()), Target::Core(Core::FirstName)];
+        let mapped = [Target::Core(Field::Email), Target::Extra("bamboo".into()), Target::Core(Field::FirstName)];
         let mut r = record(0, "a@x.io", "Other", "");
         r.extra.insert("bamboo".into(), json!(7));
         let p = plan(
@@ -1269,7 +1277,7 @@ pub(crate) mod tests {
         let mut me = user(1, "old@x.io", Some("hr"));
         me.fields.external_id = Some("E1".into());
         let current = [me, user(2, "taken@x.io", None)];
-        let mapped = [Target::Core(Core::Email), Target::Core(Core::ExternalId)];
+        let mapped = [Target::Core(Field::Email), Target::Core(Field::ExternalId)];
         let base = PlanOptions { match_on: MatchOn::ExternalId, ..opts(Action::Sync, &mapped) };
         let p = plan(std::slice::from_ref(&r), &current, &base);
         assert!(p.skips[0].reason.contains("already belongs to taken@x.io"), "{:?}", p.skips);

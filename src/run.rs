@@ -18,9 +18,10 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::fetch::{self, Client};
 use crate::manifest::{Manifest, Target};
-use crate::plan::{Plan, PlanOptions};
+use crate::outcome::{Counts, RunStatus};
+use crate::plan::{Plan, PlanOptions, Skip};
 use crate::redact::Redactor;
-use crate::store::{Counts, RunEnd, Skip, Store, StoreError};
+use crate::store::{RunEnd, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -57,12 +58,9 @@ pub struct RunReport {
     pub integration: String,
     pub action: &'static str,
     pub trigger: &'static str,
-    pub status: &'static str,
-    pub fetched: i64,
-    pub created: i64,
-    pub updated: i64,
-    pub deactivated: i64,
-    pub skipped: i64,
+    pub status: RunStatus,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub unchanged: u64,
     pub pages: u32,
     pub duration_ms: u64,
@@ -83,7 +81,7 @@ pub struct RunReport {
 impl RunReport {
     /// Whether the command that ran it succeeded (exit 0).
     pub fn succeeded(&self) -> bool {
-        matches!(self.status, "ok" | "dry-run")
+        self.status.succeeded()
     }
 }
 
@@ -130,7 +128,7 @@ pub fn record_skipped(config: &Config, m: &Manifest, trigger: Trigger, run_id: O
     };
     let reason = format!("another run of {} is in progress; this one was skipped", m.name);
     tracing::warn!(integration = %m.name, run_id, "{reason}");
-    store.finish_run(run_id, &RunEnd { status: "skipped", error: Some(reason), ..RunEnd::default() })?;
+    store.finish_run(run_id, &RunEnd { status: RunStatus::Skipped, error: Some(reason), ..RunEnd::default() })?;
     Ok(run_id)
 }
 
@@ -168,12 +166,8 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
         integration: m.name.clone(),
         action: m.action.as_str(),
         trigger: opts.trigger.as_str(),
-        status: "failed",
-        fetched: 0,
-        created: 0,
-        updated: 0,
-        deactivated: 0,
-        skipped: 0,
+        status: RunStatus::Failed,
+        counts: Counts::default(),
         unchanged: 0,
         pages: 0,
         duration_ms: 0,
@@ -190,7 +184,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     let Some(_lock) = lock else {
         drop(store);
         report.run_id = record_skipped(config, m, opts.trigger, opts.run_id)?;
-        report.status = "skipped";
+        report.status = RunStatus::Skipped;
         report.error = Some(format!("another run of {} is in progress; this one was skipped", m.name));
         return Ok(report);
     };
@@ -211,7 +205,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
             let error = redactor.redact(&e);
             span.in_scope(|| tracing::error!("run failed: {error}"));
             let mut store = store;
-            let end = RunEnd { status: "failed", error: Some(error.clone()), requests: trace, ..RunEnd::default() };
+            let end = RunEnd { error: Some(error.clone()), requests: trace, ..RunEnd::default() };
             store.finish_run(report.run_id, &end)?;
             report.error = Some(error);
             report.duration_ms = started.elapsed().as_millis() as u64;
@@ -219,45 +213,42 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
         }
     };
     report.pages = fetched.pages;
-    report.fetched = fetched.records.len() as i64;
+    report.counts.fetched = fetched.records.len() as i64;
 
     let limit = m.max_deactivate.unwrap_or(config.max_deactivate);
     let applied = apply_phase(store, m, config, opts, cancel, &report, fetched.records, trace, limit)
         .instrument(span.clone())
         .await;
-    let outcome = match applied {
-        Ok(outcome) => outcome,
+    let (plan, end) = match applied {
+        Ok(done) => done,
         Err(error) => return Ok(fail_after_fetch(config, report, error, started)),
     };
-    let end = outcome.end;
     report.status = end.status;
-    report.created = end.counts.created;
-    report.updated = end.counts.updated;
-    report.deactivated = end.counts.deactivated;
-    report.skipped = end.counts.skipped;
-    report.unchanged = outcome.plan.unchanged;
+    report.counts = end.counts;
+    report.unchanged = plan.unchanged;
     report.error = end.error.as_deref().map(|e| redactor.redact(e));
-    report.notice = over_limit(&outcome.plan, limit).and_then(|why| match end.status {
-        "dry-run" => Some(format!("a real run would be held: it {why}; --force applies it")),
-        "ok" => Some(format!("applied with --force: {why}")),
-        "held" => Some(format!(
+    report.notice = over_limit(&plan, limit).and_then(|why| match end.status {
+        RunStatus::DryRun => Some(format!("a real run would be held: it {why}; --force applies it")),
+        RunStatus::Ok => Some(format!("applied with --force: {why}")),
+        RunStatus::Held => Some(format!(
             "held: nothing applied; this run {why}. Check the source, then run again with --force to apply"
         )),
         _ => None,
     });
-    report.skips = outcome.plan.skips.iter().take(REPORT_SKIPS).cloned().collect();
+    report.skips = plan.skips.iter().take(REPORT_SKIPS).cloned().collect();
     if opts.dry_run {
-        report.plan = Some(outcome.plan);
+        report.plan = Some(plan);
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     span.in_scope(|| {
+        let c = &report.counts;
         tracing::info!(
-            status = report.status,
-            fetched = report.fetched,
-            created = report.created,
-            updated = report.updated,
-            deactivated = report.deactivated,
-            skipped = report.skipped,
+            status = %report.status,
+            fetched = c.fetched,
+            created = c.created,
+            updated = c.updated,
+            deactivated = c.deactivated,
+            skipped = c.skipped,
             fetch_ms,
             apply_ms = report.duration_ms.saturating_sub(fetch_ms),
             ms = report.duration_ms,
@@ -297,11 +288,12 @@ async fn fetch_phase(
     (result, std::mem::take(&mut client.trace))
 }
 
-/// Plans and applies the records in the store's one transaction, on a blocking
-/// thread; decides how the run ends (ok, dry-run, held, cancelled).
+/// Plans the records in the store's one transaction, on a blocking thread;
+/// decides how the run ends (ok, dry-run, held, cancelled) and only then
+/// tells the store to commit or roll back.
 #[allow(clippy::too_many_arguments)]
 async fn apply_phase(
-    store: Store,
+    mut store: Store,
     m: &Manifest,
     config: &Config,
     opts: RunOptions,
@@ -310,16 +302,15 @@ async fn apply_phase(
     records: crate::mapping::RecordArena,
     trace: Vec<crate::store::RequestRow>,
     limit: crate::config::Limit,
-) -> Result<crate::store::ApplyOutcome, String> {
+) -> Result<(Plan, RunEnd), String> {
     let integration = m.name.clone();
     let mapped: Vec<Target> = m.data_structure.iter().map(|(t, _)| t.clone()).collect();
     let ignored = config.ignored_emails.clone();
     let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
-    let (run_id, n_fetched) = (report.run_id, report.fetched);
+    let (run_id, n_fetched) = (report.run_id, report.counts.fetched);
     let cancel = cancel.clone();
     let redactor = report.redactor.clone();
     let applied = tokio::task::spawn_blocking(move || {
-        let mut store = store;
         let opts_plan = PlanOptions {
             integration: &integration,
             action,
@@ -328,37 +319,43 @@ async fn apply_phase(
             ignored_emails: &ignored,
             auto_clear_email,
         };
-        store.apply_run(run_id, &records, &opts_plan, |plan| {
-            let (status, error) = match (over_limit(plan, limit), opts.dry_run, opts.force) {
-                _ if cancel.is_cancelled() => ("failed", Some(CANCELLED.to_string())),
-                (_, true, _) => ("dry-run", None),
-                (Some(why), false, false) => ("held", Some(format!("held: {why}; run with --force to apply"))),
-                _ => ("ok", None),
-            };
-            let counts = Counts {
-                fetched: n_fetched,
-                created: plan.n_created as i64,
-                updated: plan.n_changed() as i64,
-                deactivated: plan.n_deactivated as i64,
-                skipped: plan.n_skipped as i64,
-            };
-            let skips = plan
-                .skips
-                .iter()
-                .map(|s| Skip {
-                    record: s.record,
-                    key: s.key.as_deref().map(|k| redactor.redact(k)),
-                    reason: redactor.redact(&s.reason),
-                })
-                .collect();
-            RunEnd { status, counts, error, skips, requests: trace }
-        })
+        let (pending, plan) = store.plan_run(run_id, &records, &opts_plan)?;
+        let (status, error) = decide(&plan, limit, opts, cancel.is_cancelled());
+        let counts = Counts {
+            fetched: n_fetched,
+            created: plan.n_created as i64,
+            updated: plan.n_changed() as i64,
+            deactivated: plan.n_deactivated as i64,
+            skipped: plan.n_skipped as i64,
+        };
+        let skips = plan
+            .skips
+            .iter()
+            .map(|s| Skip {
+                record: s.record,
+                key: s.key.as_deref().map(|k| redactor.redact(k)),
+                reason: redactor.redact(&s.reason),
+            })
+            .collect();
+        let end = RunEnd { status, counts, error, skips, requests: trace };
+        pending.finish(&end)?;
+        Ok::<_, StoreError>((plan, end))
     })
     .await;
     match applied {
-        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Ok(done)) => Ok(done),
         Ok(Err(e)) => Err(format!("applying failed and was rolled back: {e}")),
         Err(join) => Err(format!("applying stopped and was rolled back: {join}")),
+    }
+}
+
+/// How a planned run ends, before anything is committed.
+fn decide(plan: &Plan, limit: crate::config::Limit, opts: RunOptions, cancelled: bool) -> (RunStatus, Option<String>) {
+    match (over_limit(plan, limit), opts.dry_run, opts.force) {
+        _ if cancelled => (RunStatus::Failed, Some(CANCELLED.to_string())),
+        (_, true, _) => (RunStatus::DryRun, None),
+        (Some(why), false, false) => (RunStatus::Held, Some(format!("held: {why}; run with --force to apply"))),
+        _ => (RunStatus::Ok, None),
     }
 }
 
@@ -378,12 +375,12 @@ fn over_limit(plan: &Plan, limit: crate::config::Limit) -> Option<String> {
 fn fail_after_fetch(config: &Config, mut report: RunReport, error: String, started: Instant) -> RunReport {
     tracing::error!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
     if let Ok(mut store) = Store::open(&config.database) {
-        let end = RunEnd { status: "failed", error: Some(error.clone()), ..RunEnd::default() };
+        let end = RunEnd { error: Some(error.clone()), ..RunEnd::default() };
         if let Err(e) = store.finish_run(report.run_id, &end) {
             tracing::error!("cannot record the failure of run {}: {e}", report.run_id);
         }
     }
-    report.status = "failed";
+    report.status = RunStatus::Failed;
     report.error = Some(error);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report

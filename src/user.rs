@@ -1,10 +1,51 @@
 //! What a user is, independent of where it is stored or fetched: the text
 //! fields a mapping can fill, and the one email rule (trimmed, lower-cased,
-//! one `@`, a dot in the domain, no spaces).
+//! one `@`, a dot in the domain, no spaces). `Field` names a user's columns;
+//! manifests, mapping, rules and store all speak of fields through it.
 
 use serde_json::{Map, Value};
 
-use crate::manifest::Core;
+/// The user columns a mapping can fill directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    Email,
+    FirstName,
+    LastName,
+    ExternalId,
+    Username,
+    Phone,
+    Job,
+    Department,
+    Active,
+}
+
+impl Field {
+    pub const ALL: [Field; 9] = [
+        Field::Email,
+        Field::FirstName,
+        Field::LastName,
+        Field::ExternalId,
+        Field::Username,
+        Field::Phone,
+        Field::Job,
+        Field::Department,
+        Field::Active,
+    ];
+
+    pub fn column(self) -> &'static str {
+        match self {
+            Field::Email => "email",
+            Field::FirstName => "first_name",
+            Field::LastName => "last_name",
+            Field::ExternalId => "external_id",
+            Field::Username => "username",
+            Field::Phone => "phone",
+            Field::Job => "job",
+            Field::Department => "department",
+            Field::Active => "active",
+        }
+    }
+}
 
 /// The text columns of a user (`active` and `extra_fields` live beside them).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -20,53 +61,53 @@ pub struct Fields {
 }
 
 /// The text columns in the order the store writes them.
-pub const TEXT_COLUMNS: [Core; 8] = [
-    Core::Email,
-    Core::FirstName,
-    Core::LastName,
-    Core::ExternalId,
-    Core::Username,
-    Core::Phone,
-    Core::Job,
-    Core::Department,
+pub const TEXT_COLUMNS: [Field; 8] = [
+    Field::Email,
+    Field::FirstName,
+    Field::LastName,
+    Field::ExternalId,
+    Field::Username,
+    Field::Phone,
+    Field::Job,
+    Field::Department,
 ];
 
 impl Fields {
-    pub fn get(&self, c: Core) -> Option<&str> {
+    pub fn get(&self, c: Field) -> Option<&str> {
         self.slot(c).and_then(|s| s.as_deref())
     }
 
-    pub fn set(&mut self, c: Core, value: Option<String>) {
+    pub fn set(&mut self, c: Field, value: Option<String>) {
         if let Some(slot) = self.slot_mut(c) {
             *slot = value;
         }
     }
 
-    fn slot(&self, c: Core) -> Option<&Option<String>> {
+    fn slot(&self, c: Field) -> Option<&Option<String>> {
         Some(match c {
-            Core::Email => &self.email,
-            Core::FirstName => &self.first_name,
-            Core::LastName => &self.last_name,
-            Core::ExternalId => &self.external_id,
-            Core::Username => &self.username,
-            Core::Phone => &self.phone,
-            Core::Job => &self.job,
-            Core::Department => &self.department,
-            Core::Active => return None,
+            Field::Email => &self.email,
+            Field::FirstName => &self.first_name,
+            Field::LastName => &self.last_name,
+            Field::ExternalId => &self.external_id,
+            Field::Username => &self.username,
+            Field::Phone => &self.phone,
+            Field::Job => &self.job,
+            Field::Department => &self.department,
+            Field::Active => return None,
         })
     }
 
-    fn slot_mut(&mut self, c: Core) -> Option<&mut Option<String>> {
+    fn slot_mut(&mut self, c: Field) -> Option<&mut Option<String>> {
         Some(match c {
-            Core::Email => &mut self.email,
-            Core::FirstName => &mut self.first_name,
-            Core::LastName => &mut self.last_name,
-            Core::ExternalId => &mut self.external_id,
-            Core::Username => &mut self.username,
-            Core::Phone => &mut self.phone,
-            Core::Job => &mut self.job,
-            Core::Department => &mut self.department,
-            Core::Active => return None,
+            Field::Email => &mut self.email,
+            Field::FirstName => &mut self.first_name,
+            Field::LastName => &mut self.last_name,
+            Field::ExternalId => &mut self.external_id,
+            Field::Username => &mut self.username,
+            Field::Phone => &mut self.phone,
+            Field::Job => &mut self.job,
+            Field::Department => &mut self.department,
+            Field::Active => return None,
         })
     }
 }

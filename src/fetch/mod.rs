@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 pub use client::{Client, Request, Response, excerpt};
 
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
-use crate::mapping::{RecordArena, kind, text};
+use crate::mapping::{RecordArena, text};
+use crate::problem::kind;
 use crate::template::{Renderer, TemplateError};
 use project::{Found, Projection};
 use reader::Reader;

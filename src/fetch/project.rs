@@ -560,7 +560,7 @@ mod tests {
                 Found::List(items.len()),
                 items.iter().enumerate().map(|(i, v)| map_record(&m.data_structure, i, v)).collect(),
             ),
-            Some(other) => (Found::Other(crate::mapping::kind(other)), Vec::new()),
+            Some(other) => (Found::Other(crate::problem::kind(other)), Vec::new()),
         };
         (projected, (found, next, records))
     }

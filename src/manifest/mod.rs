@@ -11,9 +11,10 @@ use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
 
 use crate::config::{Config, Limit};
-use crate::error::Problem;
+use crate::problem::Problem;
 use crate::redact::Secret;
 use crate::schedule::Schedule;
+use crate::user::Field;
 
 pub use validate::{parse, validate_all};
 
@@ -140,58 +141,16 @@ pub enum MatchOn {
 /// A field a `data_structure` maps to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
-    Core(Core),
+    Core(Field),
     Extra(String),
-}
-
-/// The user columns a mapping can fill directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Core {
-    Email,
-    FirstName,
-    LastName,
-    ExternalId,
-    Username,
-    Phone,
-    Job,
-    Department,
-    Active,
-}
-
-impl Core {
-    pub const ALL: [Core; 9] = [
-        Core::Email,
-        Core::FirstName,
-        Core::LastName,
-        Core::ExternalId,
-        Core::Username,
-        Core::Phone,
-        Core::Job,
-        Core::Department,
-        Core::Active,
-    ];
-
-    pub fn column(self) -> &'static str {
-        match self {
-            Core::Email => "email",
-            Core::FirstName => "first_name",
-            Core::LastName => "last_name",
-            Core::ExternalId => "external_id",
-            Core::Username => "username",
-            Core::Phone => "phone",
-            Core::Job => "job",
-            Core::Department => "department",
-            Core::Active => "active",
-        }
-    }
 }
 
 impl Target {
     pub fn from_name(name: &str) -> Self {
         if name == "employee_id" {
-            return Target::Core(Core::ExternalId);
+            return Target::Core(Field::ExternalId);
         }
-        match Core::ALL.iter().find(|c| c.column() == name) {
+        match Field::ALL.iter().find(|c| c.column() == name) {
             Some(c) => Target::Core(*c),
             None => Target::Extra(name.to_string()),
         }
@@ -315,7 +274,7 @@ mod tests {
 
     #[test]
     fn employee_id_is_an_alias() {
-        assert_eq!(Target::from_name("employee_id"), Target::Core(Core::ExternalId));
+        assert_eq!(Target::from_name("employee_id"), Target::Core(Field::ExternalId));
         assert_eq!(Target::from_name("bamboohr_id"), Target::Extra("bamboohr_id".into()));
     }
 }

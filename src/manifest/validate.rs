@@ -10,8 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{Action, ContinueIf, FieldPath, FormValue, Manifest, MatchOn, Pagination, Polling, Step, Target};
 use crate::config::{Config, Limit, secret_env_name};
-use crate::error::{Problem, pointer_token};
-use crate::mapping::kind;
+use crate::problem::{Problem, kind, pointer_token};
 use crate::schedule::Schedule;
 
 const TOP_KEYS: &[&str] = &[
@@ -647,14 +646,14 @@ impl Checker<'_> {
     }
 
     fn required_targets(&mut self, action: Action, match_on: MatchOn, ds: &[(Target, FieldPath)]) {
-        use super::Core;
-        let has = |c: Core| ds.iter().any(|(t, _)| *t == Target::Core(c));
+        use crate::user::Field;
+        let has = |c: Field| ds.iter().any(|(t, _)| *t == Target::Core(c));
         let (needed, why) = match (action, match_on) {
-            (Action::Create, _) => (Core::Email, "create adds users by email"),
-            (Action::Update, _) => (Core::Email, "update finds users by email"),
-            (Action::Sync, MatchOn::Email) => (Core::Email, "sync with match_on \"email\" matches users by email"),
+            (Action::Create, _) => (Field::Email, "create adds users by email"),
+            (Action::Update, _) => (Field::Email, "update finds users by email"),
+            (Action::Sync, MatchOn::Email) => (Field::Email, "sync with match_on \"email\" matches users by email"),
             (Action::Sync, MatchOn::ExternalId) => {
-                (Core::ExternalId, "sync with match_on \"external_id\" matches users by external_id")
+                (Field::ExternalId, "sync with match_on \"external_id\" matches users by external_id")
             }
         };
         if !has(needed) && !ds.is_empty() {

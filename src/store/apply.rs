@@ -2,71 +2,88 @@
 //! `SqlDirectory` over that transaction: a user is looked up by index when a
 //! record needs it (or, in a large run, found in one scan: fingerprints in
 //! `applied`, the records' own keys in `prefetch`), and each decision is
-//! written as it is made, so a run never loads every user. Then the caller
-//! decides: an `ok` run commits its changes together with its `runs` row; a
-//! dry run or a held run rolls back every change and records only its `runs` row.
+//! written as it is made, so a run never loads every user. The transaction
+//! then waits as a `Pending` until the caller (`run`) has decided how the run
+//! ends: an `ok` run commits its changes together with its `runs` row; any
+//! other status rolls back every change and records only its `runs` row.
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::Serialize;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::prefetch::KeyCache;
 use super::{Prefetch, RunEnd, Store, StoreError, now};
-use crate::manifest::Core;
 use crate::mapping::RecordArena;
+use crate::outcome::Counts;
 use crate::plan::{self, Carriers, Deactivation, Directory, IdSet, NewUser, Plan, PlanOptions, Update};
+use crate::user::Field;
 use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
 
 /// At most this many skip reasons are kept per run; the count is always exact.
 const MAX_SKIP_ROWS: usize = 10_000;
 
-/// A record the plan did not use, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Skip {
-    pub record: usize,
-    pub key: Option<String>,
-    pub reason: String,
-}
-
-/// What a run did, and how it ended.
-pub struct ApplyOutcome {
-    pub plan: Plan,
-    pub end: RunEnd,
+/// A run's write transaction after the rules have made their decisions in
+/// it: nothing is visible to others until the caller says how the run ends.
+/// Dropped unfinished, it rolls back.
+pub struct Pending<'s> {
+    conn: &'s mut Connection,
+    run_id: i64,
+    open: bool,
 }
 
 impl Store {
-    /// Plans `records` against the store in one transaction, asks `decide`
-    /// how the run ends, and commits (status `ok`) or rolls back (anything
-    /// else) the users' changes; the run's end is written either way.
-    pub fn apply_run(
+    /// Opens run `run_id`'s one write transaction and lets the rules decide
+    /// `records` against the users inside it (each decision is written as it
+    /// is made, so memory stays flat). The caller then `finish`es it.
+    pub fn plan_run(
         &mut self,
         run_id: i64,
         records: &RecordArena,
         opts: &PlanOptions<'_>,
-        decide: impl FnOnce(&Plan) -> RunEnd,
-    ) -> Result<ApplyOutcome, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    ) -> Result<(Pending<'_>, Plan), StoreError> {
+        let prefetch = self.prefetch;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let pending = Pending { conn: &mut self.conn, run_id, open: true };
         let plan = {
-            let mut dir = SqlDirectory::new(&tx, records, self.prefetch)?;
+            let mut dir = SqlDirectory::new(&*pending.conn, records, prefetch)?;
             plan::plan(records, &mut dir, opts)?
         };
-        let end = decide(&plan);
-        if end.status == "ok" {
-            write_run_end(&tx, run_id, &end)?;
-            tx.commit()?;
-        } else {
-            tx.rollback()?;
-            let tx = self.conn.transaction()?;
-            write_run_end(&tx, run_id, &end)?;
-            tx.commit()?;
+        Ok((pending, plan))
+    }
+}
+
+impl Pending<'_> {
+    /// Ends the run as `end` says: a status that commits (`ok`) keeps the
+    /// users' changes together with the `runs` row; any other rolls every
+    /// change back and records only the `runs` row.
+    pub fn finish(mut self, end: &RunEnd) -> Result<(), StoreError> {
+        self.open = false;
+        if end.status.commits() {
+            if let Err(e) = write_run_end(self.conn, self.run_id, end) {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+            self.conn.execute_batch("COMMIT")?;
+            return Ok(());
         }
-        Ok(ApplyOutcome { plan, end })
+        self.conn.execute_batch("ROLLBACK")?;
+        let tx = self.conn.transaction()?;
+        write_run_end(&tx, self.run_id, end)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
     }
 }
 
 /// The users of the store, inside a run's transaction.
 struct SqlDirectory<'t> {
-    tx: &'t Transaction<'t>,
+    tx: &'t Connection,
     at: String,
     records: &'t RecordArena,
     /// Large runs answer many lookups from one scan; small ones ask SQLite per record.
@@ -104,7 +121,7 @@ impl<T> Cached<T> {
 const PREFETCH_MIN: usize = 1000;
 
 impl<'t> SqlDirectory<'t> {
-    fn new(tx: &'t Transaction<'t>, records: &'t RecordArena, mode: Prefetch) -> rusqlite::Result<Self> {
+    fn new(tx: &'t Connection, records: &'t RecordArena, mode: Prefetch) -> rusqlite::Result<Self> {
         let users: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM users", [], |r| r.get(0))?;
         let n = records.len();
         let prefetch = match mode {
@@ -128,12 +145,12 @@ impl<'t> SqlDirectory<'t> {
         })
     }
 
-    fn slot(&mut self, key: Core) -> &mut Cached<KeyCache> {
-        if key == Core::Email { &mut self.emails } else { &mut self.externals }
+    fn slot(&mut self, key: Field) -> &mut Cached<KeyCache> {
+        if key == Field::Email { &mut self.emails } else { &mut self.externals }
     }
 
     /// The key cache for `key`, loading it now when `load` says so and it was not tried yet.
-    fn keys(&mut self, key: Core, load: bool) -> rusqlite::Result<Option<&mut KeyCache>> {
+    fn keys(&mut self, key: Field, load: bool) -> rusqlite::Result<Option<&mut KeyCache>> {
         let (tx, records, prefetch) = (self.tx, self.records, self.prefetch);
         let slot = self.slot(key);
         if load && let Cached::Untried = slot {
@@ -146,8 +163,8 @@ impl<'t> SqlDirectory<'t> {
     }
 
     /// Who holds `value` in `key`, if the cache knows (`None`: ask SQLite).
-    fn cached_holder(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<Option<i64>>> {
-        let kind = usize::from(key != Core::Email);
+    fn cached_holder(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<Option<i64>>> {
+        let kind = usize::from(key != Field::Email);
         let load = self.asked[kind] >= self.load_after;
         let records = self.records;
         let known = self.keys(key, load)?.and_then(|c| c.get(records, value));
@@ -158,7 +175,7 @@ impl<'t> SqlDirectory<'t> {
     }
 
     /// Notes in the caches that `value` in `key` is now held by `id` (`None`: by nobody).
-    fn note_key(&mut self, key: Core, value: Option<&str>, id: Option<i64>) {
+    fn note_key(&mut self, key: Field, value: Option<&str>, id: Option<i64>) {
         let Some(value) = value else { return };
         let records = self.records;
         let slot = self.slot(key);
@@ -171,7 +188,7 @@ impl<'t> SqlDirectory<'t> {
 
     /// `note_key` for a user just created from record `i`: by the record's
     /// position when it is the first with that key, else by the key's text.
-    fn note_created(&mut self, key: Core, i: usize, value: Option<&str>, id: i64) {
+    fn note_created(&mut self, key: Field, i: usize, value: Option<&str>, id: i64) {
         if value.is_none() {
             return;
         }
@@ -234,7 +251,7 @@ fn text_values(f: &Fields) -> [Option<&str>; 8] {
 impl Directory for SqlDirectory<'_> {
     type Error = rusqlite::Error;
 
-    fn find(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<StoredUser>> {
+    fn find(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<StoredUser>> {
         match self.cached_holder(key, value)? {
             Some(None) => return Ok(None),
             Some(Some(id)) => return self.user_by_id(id),
@@ -242,16 +259,16 @@ impl Directory for SqlDirectory<'_> {
         }
         let sql = match key {
             // `email` is COLLATE NOCASE, so this uses its unique index case-insensitively.
-            Core::Email => const_format(SELECT_USER, " WHERE u.email = ?1"),
+            Field::Email => const_format(SELECT_USER, " WHERE u.email = ?1"),
             _ => const_format(SELECT_USER, " WHERE u.external_id = ?1"),
         };
         self.tx.prepare_cached(&sql)?.query_row([value], stored_user).optional()
     }
 
-    fn holder_of_record(&mut self, i: usize, key: Core) -> rusqlite::Result<Option<Option<i64>>> {
+    fn holder_of_record(&mut self, i: usize, key: Field) -> rusqlite::Result<Option<Option<i64>>> {
         // Only a create's own email is worth a scan from the first lookup; other
         // kinds load once SQLite has answered enough of them (`cached_holder`).
-        let eager = self.eager && key == Core::Email;
+        let eager = self.eager && key == Field::Email;
         Ok(self.keys(key, eager)?.and_then(|c| c.holder_of(i)))
     }
 
@@ -295,13 +312,13 @@ impl Directory for SqlDirectory<'_> {
         }
     }
 
-    fn find_id(&mut self, key: Core, value: &str) -> rusqlite::Result<Option<i64>> {
+    fn find_id(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<i64>> {
         if let Some(holder) = self.cached_holder(key, value)? {
             return Ok(holder);
         }
         // Answered from the unique index alone (a covering index search).
         let sql = match key {
-            Core::Email => "SELECT id FROM users WHERE email = ?1",
+            Field::Email => "SELECT id FROM users WHERE email = ?1",
             _ => "SELECT id FROM users WHERE external_id = ?1",
         };
         self.tx.prepare_cached(sql)?.query_row([value], |r| r.get(0)).optional()
@@ -323,7 +340,7 @@ impl Directory for SqlDirectory<'_> {
         Ok(())
     }
 
-    fn holds(&mut self, key: Core, value: &str) -> rusqlite::Result<bool> {
+    fn holds(&mut self, key: Field, value: &str) -> rusqlite::Result<bool> {
         Ok(self.find_id(key, value)?.is_some())
     }
 
@@ -355,8 +372,8 @@ impl Directory for SqlDirectory<'_> {
         self.tx
             .prepare_cached("INSERT INTO ownership (user_id, integration) VALUES (?1, ?2)")?
             .execute(params![id, owner])?;
-        self.note_created(Core::Email, user.record, email, id);
-        self.note_created(Core::ExternalId, user.record, ext, id);
+        self.note_created(Field::Email, user.record, email, id);
+        self.note_created(Field::ExternalId, user.record, ext, id);
         Ok(id)
     }
 
@@ -384,10 +401,10 @@ impl Directory for SqlDirectory<'_> {
         sql.push_str(" WHERE id = ?2");
         self.tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values.iter()))?;
         if let Some((email, ext)) = old_keys {
-            self.note_key(Core::Email, email.as_deref(), None);
-            self.note_key(Core::ExternalId, ext.as_deref(), None);
-            self.note_key(Core::Email, u.fields.email.as_deref(), Some(u.user_id));
-            self.note_key(Core::ExternalId, u.fields.external_id.as_deref(), Some(u.user_id));
+            self.note_key(Field::Email, email.as_deref(), None);
+            self.note_key(Field::ExternalId, ext.as_deref(), None);
+            self.note_key(Field::Email, u.fields.email.as_deref(), Some(u.user_id));
+            self.note_key(Field::ExternalId, u.fields.external_id.as_deref(), Some(u.user_id));
         }
         if u.adopt {
             self.adopt(u.user_id, owner)?;
@@ -401,7 +418,7 @@ impl Directory for SqlDirectory<'_> {
             .prepare_cached("UPDATE users SET email = NULL, updated_at = ?2 WHERE id = ?1")?
             .execute(params![id, self.at])?;
         if let Some((email, _)) = old {
-            self.note_key(Core::Email, email.as_deref(), None);
+            self.note_key(Field::Email, email.as_deref(), None);
         }
         Ok(())
     }
@@ -488,12 +505,12 @@ fn const_format(a: &str, b: &str) -> String {
     format!("{a}{b}")
 }
 
-pub(super) fn write_run_end(tx: &Transaction<'_>, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
-    let super::Counts { fetched, created, updated, deactivated, skipped } = end.counts;
+pub(super) fn write_run_end(tx: &Connection, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
+    let Counts { fetched, created, updated, deactivated, skipped } = end.counts;
     tx.execute(
         "UPDATE runs SET status = ?2, finished_at = ?3, fetched = ?4, created = ?5, updated = ?6,
              deactivated = ?7, skipped = ?8, error = ?9 WHERE id = ?1",
-        params![run_id, end.status, now(), fetched, created, updated, deactivated, skipped, end.error],
+        params![run_id, end.status.as_str(), now(), fetched, created, updated, deactivated, skipped, end.error],
     )?;
     let mut skip = tx.prepare_cached("INSERT INTO run_skips (run_id, record, key, reason) VALUES (?1, ?2, ?3, ?4)")?;
     for s in end.skips.iter().take(MAX_SKIP_ROWS) {
@@ -519,6 +536,7 @@ mod tests {
     use super::*;
     use crate::manifest::{Action, MatchOn, Target};
     use crate::mapping::Record;
+    use crate::outcome::RunStatus;
     use crate::plan::tests::generated::{cases, email, external};
 
     fn record() -> impl Strategy<Value = Record> {
@@ -585,8 +603,9 @@ mod tests {
         for (integration, records) in runs {
             let opts = PlanOptions { integration, ..o.clone() };
             let run = store.begin_run(integration, "sync", "manual").unwrap();
-            let done = store.apply_run(run, records, &opts, |_| RunEnd { status: "ok", ..RunEnd::default() }).unwrap();
-            out.push(format!("{:?}", done.plan));
+            let (pending, plan) = store.plan_run(run, records, &opts).unwrap();
+            pending.finish(&RunEnd { status: RunStatus::Ok, ..RunEnd::default() }).unwrap();
+            out.push(format!("{plan:?}"));
         }
         let mut dump = store
             .conn
@@ -618,11 +637,11 @@ mod tests {
             auto_clear_email in any::<bool>(),
         ) {
             let mapped = [
-                Target::Core(Core::Email),
-                Target::Core(Core::ExternalId),
-                Target::Core(Core::FirstName),
-                Target::Core(Core::LastName),
-                Target::Core(Core::Active),
+                Target::Core(Field::Email),
+                Target::Core(Field::ExternalId),
+                Target::Core(Field::FirstName),
+                Target::Core(Field::LastName),
+                Target::Core(Field::Active),
                 Target::Extra("level".into()),
             ];
             let o = PlanOptions {

@@ -8,7 +8,8 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 
 use super::{Store, StoreError, now};
-use crate::bulk::{self, Existing, ExportRow, ImportLookup, ImportRecord, ImportReply};
+use crate::bulk::{self, Existing, ImportLookup, ImportRecord, ImportReply};
+use crate::export::ExportRow;
 
 /// Import's questions, answered by the unique indexes (and the username
 /// index) inside its transaction; the statements are prepared once per import.

@@ -14,7 +14,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use apply::{ApplyOutcome, Skip};
+pub use apply::Pending;
+
+use crate::outcome::{Counts, RunStatus};
+use crate::plan::Skip;
 
 /// How long a statement waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -230,20 +233,11 @@ fn explain(e: &rusqlite::Error) -> String {
 /// How a run ended, for its `runs` row.
 #[derive(Debug, Clone, Default)]
 pub struct RunEnd {
-    pub status: &'static str,
+    pub status: RunStatus,
     pub counts: Counts,
     pub error: Option<String>,
     pub skips: Vec<Skip>,
     pub requests: Vec<RequestRow>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub fetched: i64,
-    pub created: i64,
-    pub updated: i64,
-    pub deactivated: i64,
-    pub skipped: i64,
 }
 
 /// One row of `users`, as `users --format json` prints it.
@@ -272,14 +266,11 @@ pub struct RunRow {
     pub integration: String,
     pub action: String,
     pub trigger: String,
-    pub status: String,
+    pub status: RunStatus,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub fetched: i64,
-    pub created: i64,
-    pub updated: i64,
-    pub deactivated: i64,
-    pub skipped: i64,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub error: Option<String>,
 }
 
@@ -290,14 +281,21 @@ impl RunRow {
             integration: r.get(1)?,
             action: r.get(2)?,
             trigger: r.get(3)?,
-            status: r.get(4)?,
+            status: {
+                let text: String = r.get(4)?;
+                RunStatus::parse(&text).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, text.into())
+                })?
+            },
             started_at: r.get(5)?,
             finished_at: r.get(6)?,
-            fetched: r.get(7)?,
-            created: r.get(8)?,
-            updated: r.get(9)?,
-            deactivated: r.get(10)?,
-            skipped: r.get(11)?,
+            counts: Counts {
+                fetched: r.get(7)?,
+                created: r.get(8)?,
+                updated: r.get(9)?,
+                deactivated: r.get(10)?,
+                skipped: r.get(11)?,
+            },
             error: r.get(12)?,
         })
     }

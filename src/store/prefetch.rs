@@ -11,15 +11,15 @@
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
-use rusqlite::Transaction;
+use rusqlite::Connection;
 
-use crate::manifest::Core;
 use crate::mapping::RecordArena;
+use crate::user::Field;
 
 /// Who holds each record key of one kind (`email`, case-insensitive as the
 /// store compares it, or `external_id`), from a scan of all users.
 pub(super) struct KeyCache {
-    core: Core,
+    core: Field,
     /// Record indices, one per distinct key, hashed by the (folded) key.
     table: HashTable<u32>,
     /// Per record: 1 + the id of the user holding its key, or 0 for nobody;
@@ -36,7 +36,7 @@ const BATCH: usize = 64;
 impl KeyCache {
     /// Scans the store for every key `records` have in `core`. `None` when a
     /// user id does not fit the compact form (the caller falls back to SQL).
-    pub fn load(tx: &Transaction<'_>, records: &RecordArena, core: Core) -> rusqlite::Result<Option<KeyCache>> {
+    pub fn load(tx: &Connection, records: &RecordArena, core: Field) -> rusqlite::Result<Option<KeyCache>> {
         let Ok(n) = u32::try_from(records.len()) else { return Ok(None) };
         let mut cache = KeyCache {
             core,
@@ -58,7 +58,7 @@ impl KeyCache {
             }
         }
         let sql = match core {
-            Core::Email => "SELECT email, id FROM users WHERE email IS NOT NULL",
+            Field::Email => "SELECT email, id FROM users WHERE email IS NOT NULL",
             _ => "SELECT external_id, id FROM users WHERE external_id IS NOT NULL",
         };
         let mut stmt = tx.prepare(sql)?;
@@ -201,17 +201,17 @@ impl Batch {
 }
 
 /// Whether a record's key equals a key as the store compares them.
-fn same(core: Core, record_key: Option<&str>, key: &[u8]) -> bool {
+fn same(core: Field, record_key: Option<&str>, key: &[u8]) -> bool {
     match (core, record_key) {
-        (Core::Email, Some(k)) => k.as_bytes().eq_ignore_ascii_case(key),
+        (Field::Email, Some(k)) => k.as_bytes().eq_ignore_ascii_case(key),
         (_, Some(k)) => k.as_bytes() == key,
         (_, None) => false,
     }
 }
 
 /// Emails hash by their ASCII-lower-cased bytes, as `COLLATE NOCASE` compares them.
-fn hash_key(hasher: &hashbrown::DefaultHashBuilder, fold: &mut Vec<u8>, core: Core, key: &[u8]) -> u64 {
-    if core == Core::Email && key.iter().any(u8::is_ascii_uppercase) {
+fn hash_key(hasher: &hashbrown::DefaultHashBuilder, fold: &mut Vec<u8>, core: Field, key: &[u8]) -> u64 {
+    if core == Field::Email && key.iter().any(u8::is_ascii_uppercase) {
         fold.clear();
         fold.extend(key.iter().map(u8::to_ascii_lowercase));
         return hasher.hash_one(fold.as_slice());
@@ -264,7 +264,7 @@ mod tests {
             [],
         )
         .unwrap();
-        for core in [Core::Email, Core::ExternalId] {
+        for core in [Field::Email, Field::ExternalId] {
             let mut cache = KeyCache::load(&tx, &arena, core).unwrap().expect("ids fit");
             let mut expected: HashMap<String, Option<i64>> = HashMap::new();
             let mut firsts = 0;
@@ -275,7 +275,7 @@ mod tests {
                 };
                 let holder: Option<i64> = tx
                     .query_row(
-                        if core == Core::Email {
+                        if core == Field::Email {
                             "SELECT id FROM users WHERE email = ?1"
                         } else {
                             "SELECT id FROM users WHERE external_id = ?1"

@@ -1,0 +1,185 @@
+//! The handle the daemon and the API share: the current config, the loaded
+//! manifests, the run slots and which integrations are running. The daemon
+//! fills it (folder polling, SIGHUP) and ticks through it; the API reads it
+//! and triggers runs through it. Neither imports the other.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::Config;
+use crate::manifest::Manifest;
+use crate::outcome::RunStatus;
+use crate::run::{self, Cancel, RunOptions, Trigger};
+use crate::store::{RunEnd, Store, StoreError};
+
+/// State shared by the daemon's tasks and the API's handlers.
+pub struct Service {
+    config: RwLock<Arc<Config>>,
+    permits: Semaphore,
+    running: Mutex<HashSet<String>>,
+    idle: Notify,
+    cancel: Cancel,
+    /// Statuses of finished runs (for `--once`).
+    results: Mutex<Vec<(String, RunStatus)>>,
+    /// The loaded manifests by integration name (for the API).
+    manifests: RwLock<HashMap<String, Arc<Manifest>>>,
+    /// True while the scheduling loop runs (for `/healthz`).
+    ticking: AtomicBool,
+}
+
+impl Service {
+    pub fn new(config: Config) -> Arc<Self> {
+        let permits = config.max_concurrent_runs.max(1);
+        Arc::new(Self {
+            config: RwLock::new(Arc::new(config)),
+            permits: Semaphore::new(permits),
+            running: Mutex::new(HashSet::new()),
+            idle: Notify::new(),
+            cancel: Cancel::default(),
+            results: Mutex::new(Vec::new()),
+            manifests: RwLock::new(HashMap::new()),
+            ticking: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The integrations with a run going now.
+    pub fn running_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.running().iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    pub fn manifest(&self, name: &str) -> Option<Arc<Manifest>> {
+        self.manifests.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    pub fn set_manifest(&self, m: Arc<Manifest>) {
+        self.manifests.write().unwrap_or_else(|e| e.into_inner()).insert(m.name.clone(), m);
+    }
+
+    pub fn remove_manifest(&self, name: &str) {
+        self.manifests.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+
+    pub fn is_ticking(&self) -> bool {
+        self.ticking.load(Ordering::SeqCst)
+    }
+
+    pub fn set_ticking(&self, on: bool) {
+        self.ticking.store(on, Ordering::SeqCst);
+    }
+
+    /// Asks every run going to stop (it applies nothing).
+    pub fn cancel_runs(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The statuses of the runs finished so far, in the order they finished.
+    pub fn results(&self) -> Vec<(String, RunStatus)> {
+        self.results.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Starts a run of `m` and returns its run id, unless one is going: then a
+    /// `skipped` run is recorded and `Ok(None)` returned.
+    pub fn trigger(self: &Arc<Self>, m: Arc<Manifest>, trigger: Trigger) -> Result<Option<i64>, StoreError> {
+        let config = self.config();
+        if !self.running().insert(m.name.clone()) {
+            run::record_skipped(&config, &m, trigger, None)?;
+            return Ok(None);
+        }
+        let begun =
+            Store::open(&config.database).and_then(|s| s.begin_run(&m.name, m.action.as_str(), trigger.as_str()));
+        let run_id = match begun {
+            Ok(id) => id,
+            Err(e) => {
+                self.finished(&m.name);
+                return Err(e);
+            }
+        };
+        let service = self.clone();
+        tokio::spawn(async move {
+            let status = service.run_one(&m, trigger, run_id).await;
+            service.results.lock().unwrap_or_else(|e| e.into_inner()).push((m.name.clone(), status));
+            service.finished(&m.name);
+        });
+        Ok(Some(run_id))
+    }
+
+    fn finished(&self, name: &str) {
+        let mut running = self.running();
+        running.remove(name);
+        if running.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn run_one(&self, m: &Manifest, trigger: Trigger, run_id: i64) -> RunStatus {
+        let config = self.config();
+        let permit = tokio::select! {
+            p = self.permits.acquire() => p.ok(),
+            () = self.cancel.cancelled() => None,
+        };
+        let Some(_permit) = permit else {
+            let reason = "cancelled: rosterd was stopping before the run started".to_string();
+            let end = RunEnd { status: RunStatus::Failed, error: Some(reason), ..Default::default() };
+            if let Err(e) = Store::open(&config.database).and_then(|mut s| s.finish_run(run_id, &end)) {
+                tracing::error!(integration = %m.name, "cannot record a cancelled run: {e}");
+            }
+            return RunStatus::Failed;
+        };
+        let opts = RunOptions { trigger, dry_run: false, force: false, progress: false, run_id: Some(run_id) };
+        match run::run(m, &config, opts, &self.cancel).await {
+            Ok(report) => {
+                let c = &report.counts;
+                if report.succeeded() {
+                    tracing::info!(integration = %m.name, run_id = report.run_id, status = %report.status,
+                        created = c.created, updated = c.updated, deactivated = c.deactivated,
+                        skipped = c.skipped, "run done");
+                } else {
+                    tracing::error!(integration = %m.name, run_id = report.run_id, status = %report.status,
+                        "run did not apply: {}", report.error.as_deref().unwrap_or(""));
+                }
+                report.status
+            }
+            Err(e) => {
+                tracing::error!(integration = %m.name, "run could not start: {e}");
+                RunStatus::Failed
+            }
+        }
+    }
+
+    /// Waits until no run is going, or `limit` passes (`None`: no limit); true when idle.
+    pub async fn wait_idle(&self, limit: Option<Duration>) -> bool {
+        let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+        loop {
+            let notified = self.idle.notified();
+            if self.running().is_empty() {
+                return true;
+            }
+            match deadline {
+                None => notified.await,
+                Some(at) => {
+                    if tokio::time::timeout_at(at, notified).await.is_err() {
+                        return self.running().is_empty();
+                    }
+                }
+            }
+        }
+    }
+}
