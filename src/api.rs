@@ -23,7 +23,7 @@ use crate::export::ExportWriter;
 use crate::problem::Problem;
 use crate::run::Trigger;
 use crate::service::Service;
-use crate::store::Store;
+use crate::store::{Metrics, Store};
 
 /// Binds `[api] listen` when set; refuses to start without tokens.
 pub async fn bind(config: &Config) -> Result<Option<tokio::net::TcpListener>, Error> {
@@ -219,9 +219,51 @@ async fn healthz(State(service): State<Arc<Service>>) -> Response {
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
     let database = service.config().database.clone();
     match blocking(move || Store::open(&database).and_then(|s| s.metrics())).await {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(m) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_text(&m)).into_response(),
         Err(r) => r,
     }
+}
+
+/// The Prometheus text exposition of `m`.
+fn metrics_text(m: &Metrics) -> String {
+    use std::fmt::Write as _;
+    const BUCKETS: [f64; 10] = [0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
+    let mut out = String::new();
+    out.push_str("# HELP rosterd_runs_total Runs by integration and status.\n# TYPE rosterd_runs_total counter\n");
+    for (i, s, n) in &m.runs {
+        let _ = writeln!(out, "rosterd_runs_total{{integration=\"{}\",status=\"{s}\"}} {n}", label(i));
+    }
+    out.push_str(
+        "# HELP rosterd_last_success_timestamp_seconds When each integration last ran ok.\n\
+         # TYPE rosterd_last_success_timestamp_seconds gauge\n",
+    );
+    for (i, t) in &m.last_success {
+        let _ = writeln!(out, "rosterd_last_success_timestamp_seconds{{integration=\"{}\"}} {t}", label(i));
+    }
+    out.push_str(
+        "# HELP rosterd_run_duration_seconds How long finished runs took.\n\
+         # TYPE rosterd_run_duration_seconds histogram\n",
+    );
+    for (i, durations) in &m.durations {
+        let i = label(i);
+        for b in BUCKETS {
+            let n = durations.iter().filter(|d| **d <= b).count();
+            let _ = writeln!(out, "rosterd_run_duration_seconds_bucket{{integration=\"{i}\",le=\"{b}\"}} {n}");
+        }
+        let (n, sum) = (durations.len(), durations.iter().sum::<f64>());
+        let _ = writeln!(out, "rosterd_run_duration_seconds_bucket{{integration=\"{i}\",le=\"+Inf\"}} {n}");
+        let _ = writeln!(out, "rosterd_run_duration_seconds_sum{{integration=\"{i}\"}} {sum}");
+        let _ = writeln!(out, "rosterd_run_duration_seconds_count{{integration=\"{i}\"}} {n}");
+    }
+    out.push_str("# HELP rosterd_users Users by active state.\n# TYPE rosterd_users gauge\n");
+    let _ = writeln!(out, "rosterd_users{{active=\"1\"}} {}", m.users_active);
+    let _ = writeln!(out, "rosterd_users{{active=\"0\"}} {}", m.users_inactive);
+    out
+}
+
+/// Escapes a Prometheus label value.
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]

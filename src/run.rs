@@ -16,12 +16,12 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::fetch::{self, Client};
+use crate::fetch::{self, Attempt, Client, FetchError};
 use crate::manifest::{Manifest, Target};
 use crate::outcome::{Counts, RunStatus};
 use crate::plan::{Plan, PlanOptions, Skip};
 use crate::redact::Redactor;
-use crate::store::{RunEnd, Store, StoreError};
+use crate::store::{RequestRow, RunEnd, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -116,7 +116,19 @@ impl Cancel {
     }
 }
 
-const CANCELLED: &str = "cancelled: rosterd was stopping; nothing was applied";
+/// Why a run did not apply. Its text is not redacted: `run` redacts it once,
+/// where it leaves the run (report, `runs` row, log).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("cancelled: rosterd was stopping; nothing was applied")]
+    Cancelled,
+    #[error("applying failed and was rolled back: {0}")]
+    Apply(#[from] StoreError),
+    #[error("applying stopped and was rolled back: {0}")]
+    Stopped(String),
+}
 
 /// Records a run that did not start because another run of the same integration is going
 /// (in the row `run_id` when one was made already).
@@ -199,13 +211,14 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
 
     let (fetched, trace) = fetch_phase(m, config, opts, cancel, values, &redactor).instrument(span.clone()).await;
     let fetch_ms = started.elapsed().as_millis() as u64;
+    let requests: Vec<RequestRow> = trace.iter().map(|a| request_row(a, &redactor)).collect();
     let fetched = match fetched {
         Ok(f) => f,
         Err(e) => {
-            let error = redactor.redact(&e);
+            let error = redactor.redact(&e.to_string());
             span.in_scope(|| tracing::error!("run failed: {error}"));
             let mut store = store;
-            let end = RunEnd { error: Some(error.clone()), requests: trace, ..RunEnd::default() };
+            let end = RunEnd { error: Some(error.clone()), requests, ..RunEnd::default() };
             store.finish_run(report.run_id, &end)?;
             report.error = Some(error);
             report.duration_ms = started.elapsed().as_millis() as u64;
@@ -216,7 +229,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     report.counts.fetched = fetched.records.len() as i64;
 
     let limit = m.max_deactivate.unwrap_or(config.max_deactivate);
-    let applied = apply_phase(store, m, config, opts, cancel, &report, fetched.records, trace, limit)
+    let applied = apply_phase(store, m, config, opts, cancel, &report, fetched.records, requests, limit)
         .instrument(span.clone())
         .await;
     let (plan, end) = match applied {
@@ -266,11 +279,11 @@ async fn fetch_phase(
     cancel: &Cancel,
     values: Map<String, Value>,
     redactor: &Redactor,
-) -> (Result<fetch::Fetched, String>, Vec<crate::store::RequestRow>) {
+) -> (Result<fetch::Fetched, RunError>, Vec<Attempt>) {
     tracing::info!("fetching");
     let mut client = match Client::new(&config.http, redactor.clone()) {
         Ok(c) => c,
-        Err(e) => return (Err(e), Vec::new()),
+        Err(e) => return (Err(e.into()), Vec::new()),
     };
     let show = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut progress = |pages: u32, records: usize| {
@@ -279,8 +292,8 @@ async fn fetch_phase(
         }
     };
     let result = tokio::select! {
-        result = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress) => result,
-        () = cancel.cancelled() => Err(CANCELLED.to_string()),
+        result = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress) => result.map_err(RunError::from),
+        () = cancel.cancelled() => Err(RunError::Cancelled),
     };
     if show {
         eprintln!();
@@ -300,9 +313,9 @@ async fn apply_phase(
     cancel: &Cancel,
     report: &RunReport,
     records: crate::mapping::RecordArena,
-    trace: Vec<crate::store::RequestRow>,
+    requests: Vec<RequestRow>,
     limit: crate::config::Limit,
-) -> Result<(Plan, RunEnd), String> {
+) -> Result<(Plan, RunEnd), RunError> {
     let integration = m.name.clone();
     let mapped: Vec<Target> = m.data_structure.iter().map(|(t, _)| t.clone()).collect();
     let ignored = config.ignored_emails.clone();
@@ -337,22 +350,22 @@ async fn apply_phase(
                 reason: redactor.redact(&s.reason),
             })
             .collect();
-        let end = RunEnd { status, counts, error, skips, requests: trace };
+        let end = RunEnd { status, counts, error, skips, requests };
         pending.finish(&end)?;
         Ok::<_, StoreError>((plan, end))
     })
     .await;
     match applied {
         Ok(Ok(done)) => Ok(done),
-        Ok(Err(e)) => Err(format!("applying failed and was rolled back: {e}")),
-        Err(join) => Err(format!("applying stopped and was rolled back: {join}")),
+        Ok(Err(e)) => Err(RunError::Apply(e)),
+        Err(join) => Err(RunError::Stopped(join.to_string())),
     }
 }
 
 /// How a planned run ends, before anything is committed.
 fn decide(plan: &Plan, limit: crate::config::Limit, opts: RunOptions, cancelled: bool) -> (RunStatus, Option<String>) {
     match (over_limit(plan, limit), opts.dry_run, opts.force) {
-        _ if cancelled => (RunStatus::Failed, Some(CANCELLED.to_string())),
+        _ if cancelled => (RunStatus::Failed, Some(RunError::Cancelled.to_string())),
         (_, true, _) => (RunStatus::DryRun, None),
         (Some(why), false, false) => (RunStatus::Held, Some(format!("held: {why}; run with --force to apply"))),
         _ => (RunStatus::Ok, None),
@@ -372,7 +385,8 @@ fn over_limit(plan: &Plan, limit: crate::config::Limit) -> Option<String> {
 }
 
 /// The apply transaction failed (and rolled back): record the run as failed.
-fn fail_after_fetch(config: &Config, mut report: RunReport, error: String, started: Instant) -> RunReport {
+fn fail_after_fetch(config: &Config, mut report: RunReport, error: RunError, started: Instant) -> RunReport {
+    let error = report.redactor.redact(&error.to_string());
     tracing::error!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
     if let Ok(mut store) = Store::open(&config.database) {
         let end = RunEnd { error: Some(error.clone()), ..RunEnd::default() };
@@ -384,6 +398,20 @@ fn fail_after_fetch(config: &Config, mut report: RunReport, error: String, start
     report.error = Some(error);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+/// A request of the run as its `runs` trace keeps it: URL and error redacted.
+fn request_row(a: &Attempt, redactor: &Redactor) -> RequestRow {
+    RequestRow {
+        step: a.step.clone(),
+        method: a.method.clone(),
+        url: redactor.redact(&a.url),
+        status: a.status,
+        bytes: a.bytes,
+        millis: a.millis,
+        attempt: a.attempt,
+        error: a.error.as_deref().map(|e| redactor.redact(e)),
+    }
 }
 
 /// The template values of a run (form values; `generate` ids get a fresh

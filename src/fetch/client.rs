@@ -2,7 +2,8 @@
 //! retries with exponential backoff and jitter on connect errors, timeouts,
 //! 5xx and 429 (`Retry-After` honoured, in seconds or as an HTTP date, up to a
 //! cap), and `max_response_bytes` enforced while the body is read. Every
-//! attempt becomes a trace row with a redacted URL.
+//! attempt becomes an `Attempt` in the trace; the run redacts it when it
+//! stores it. Log lines are redacted here, since they leave at once.
 
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -10,9 +11,9 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 
+use super::FetchError;
 use crate::config::HttpConfig;
 use crate::redact::Redactor;
-use crate::store::RequestRow;
 
 /// The longest wait between attempts, whatever `Retry-After` asks for.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -30,6 +31,13 @@ pub struct Request {
     pub allowed: Vec<u16>,
 }
 
+impl Request {
+    /// How errors name it: `page 3 (GET https://...)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({} {})", self.label, self.method, self.url)
+    }
+}
+
 /// A response whose status was allowed, with its body read in full.
 pub struct Response {
     pub url: reqwest::Url,
@@ -38,12 +46,27 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// One HTTP attempt of a run, as sent (not redacted).
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The request's label: `step 0`, `page 3`.
+    pub step: String,
+    pub method: String,
+    pub url: String,
+    pub status: Option<u16>,
+    pub bytes: Option<i64>,
+    pub millis: i64,
+    pub attempt: u32,
+    pub error: Option<String>,
+}
+
 /// Sends requests for one run and keeps their trace.
 pub struct Client {
     inner: reqwest::Client,
     http: HttpConfig,
+    /// For log lines only; errors and the trace are redacted by the run.
     redactor: Redactor,
-    pub trace: Vec<RequestRow>,
+    pub trace: Vec<Attempt>,
 }
 
 fn install_crypto() {
@@ -55,7 +78,7 @@ fn install_crypto() {
 }
 
 impl Client {
-    pub fn new(http: &HttpConfig, redactor: Redactor) -> Result<Self, String> {
+    pub fn new(http: &HttpConfig, redactor: Redactor) -> Result<Self, FetchError> {
         install_crypto();
         let timeout = Duration::from_secs(http.timeout_secs.max(1));
         let inner = reqwest::Client::builder()
@@ -63,7 +86,7 @@ impl Client {
             .connect_timeout(timeout.min(Duration::from_secs(15)))
             .user_agent(concat!("rosterd/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| FetchError::Client(e.to_string()))?;
         Ok(Self { inner, http: http.clone(), redactor, trace: Vec::new() })
     }
 
@@ -71,9 +94,9 @@ impl Client {
         &self.redactor
     }
 
-    /// Sends `req`, retrying as configured. The error is one redacted line
-    /// naming the request, its URL, the status and a body excerpt.
-    pub async fn send(&mut self, req: &Request) -> Result<Response, String> {
+    /// Sends `req`, retrying as configured. The error names the request,
+    /// its URL, the status and a body excerpt.
+    pub async fn send(&mut self, req: &Request) -> Result<Response, FetchError> {
         let shown_url = self.redactor.redact(&req.url);
         let headers = self.header_map(req)?;
         let mut attempt = 0u32;
@@ -84,18 +107,18 @@ impl Client {
             let millis = started.elapsed().as_millis() as i64;
             let (status, bytes, error) = match &outcome {
                 Ok(r) => (Some(r.status.as_u16()), Some(r.body.len() as i64), None),
-                Err(f) => (f.status.map(|s| s.as_u16()), f.bytes, Some(self.redactor.redact(&f.cause))),
+                Err(f) => (f.status.map(|s| s.as_u16()), f.bytes, Some(f.cause.clone())),
             };
             tracing::debug!(step = %req.label, method = %req.method, url = %shown_url, ?status, millis, attempt, "request");
-            self.trace.push(RequestRow {
+            self.trace.push(Attempt {
                 step: req.label.clone(),
                 method: req.method.to_string(),
-                url: shown_url.clone(),
+                url: req.url.clone(),
                 status,
                 bytes,
                 millis,
                 attempt,
-                error: error.clone(),
+                error,
             });
             let failure = match outcome {
                 Ok(response) => return Ok(response),
@@ -103,24 +126,22 @@ impl Client {
             };
             if failure.retryable && attempt <= self.http.retries {
                 let wait = failure.retry_after.unwrap_or_else(|| self.backoff(attempt)).min(MAX_BACKOFF);
-                tracing::warn!(step = %req.label, url = %shown_url, attempt, wait_ms = wait.as_millis() as u64, "retrying: {}", error.unwrap_or_default());
+                tracing::warn!(step = %req.label, url = %shown_url, attempt, wait_ms = wait.as_millis() as u64,
+                    "retrying: {}", self.redactor.redact(&failure.cause));
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let tries = if attempt > 1 { format!(" after {attempt} attempts") } else { String::new() };
-            return Err(self
-                .redactor
-                .redact(&format!("{} ({} {}): {}{tries}", req.label, req.method, shown_url, failure.cause)));
+            return Err(FetchError::Http { request: req.describe(), cause: failure.cause, attempts: attempt });
         }
     }
 
-    fn header_map(&self, req: &Request) -> Result<HeaderMap, String> {
+    fn header_map(&self, req: &Request) -> Result<HeaderMap, FetchError> {
         let mut map = HeaderMap::new();
         for (name, value) in &req.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("\"{name}\" is not a valid header name"))?;
+                .map_err(|_| FetchError::Request(format!("\"{name}\" is not a valid header name")))?;
             let value = HeaderValue::from_str(value).map_err(|_| {
-                self.redactor.redact(&format!("header {name} holds characters a header cannot carry (a newline?)"))
+                FetchError::Request(format!("header {name} holds characters a header cannot carry (a newline?)"))
             })?;
             map.insert(name, value);
         }

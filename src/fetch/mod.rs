@@ -8,27 +8,30 @@
 //! the run applies nothing.
 
 mod client;
+mod error;
+mod paginate;
 pub mod project;
 mod reader;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-pub use client::{Client, Request, Response, excerpt};
+pub use client::{Attempt, Client, Request, Response, excerpt};
+pub use error::FetchError;
 
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
 use crate::mapping::{RecordArena, text};
 use crate::problem::kind;
 use crate::template::{Renderer, TemplateError};
+use paginate::Pager;
 use project::{Found, Projection};
 use reader::Reader;
 
 /// One page as the walk sees it: how many records (`None`: a later page
 /// without `data_from`, the end), the next-page hint, and what the reader gets.
-struct PageSeen {
+pub(super) struct PageSeen {
     items: Option<usize>,
     next: Option<String>,
     hand: Option<reader::Page>,
@@ -52,9 +55,10 @@ pub async fn fetch(
     client: &mut Client,
     max_pages: u32,
     progress: Progress<'_>,
-) -> Result<Fetched, String> {
-    let mut run = Fetch { m, client, renderer: Renderer::default(), ctx: values, responses: Vec::new() };
-    run.ctx.insert("responses".into(), Value::Array(Vec::new()));
+) -> Result<Fetched, FetchError> {
+    let mut values = values;
+    values.insert("responses".into(), Value::Array(Vec::new()));
+    let mut run = Fetch { m, client, renderer: Renderer::default(), ctx: Value::Object(values) };
     let last = m.execute.len() - 1;
     for (i, step) in m.execute[..last].iter().enumerate() {
         let req = run.step_request(step, &format!("step {i}"))?;
@@ -68,22 +72,30 @@ struct Fetch<'a> {
     m: &'a Manifest,
     client: &'a mut Client,
     renderer: Renderer,
-    /// The template context: form values, `responses`, paging values.
-    ctx: Map<String, Value>,
-    responses: Vec<Value>,
+    /// The template context, an object: form values, `responses`, paging
+    /// values. Templates borrow it; nothing copies it per render.
+    ctx: Value,
 }
 
 impl Fetch<'_> {
     fn push_response(&mut self, value: Value) {
-        self.responses.push(value);
-        self.ctx.insert("responses".into(), Value::Array(self.responses.clone()));
+        if let Some(Value::Array(responses)) = self.ctx.get_mut("responses") {
+            responses.push(value);
+        }
     }
 
-    fn render(&self, template: &str, label: &str, what: &str) -> Result<String, String> {
-        self.renderer.render(template, &Value::Object(self.ctx.clone())).map_err(|e| template_error(e, label, what))
+    /// Sets a template value (`OFFSET`, `NEXT_PAGE_TOKEN`, ...).
+    fn set(&mut self, name: &str, value: Value) {
+        if let Value::Object(ctx) = &mut self.ctx {
+            ctx.insert(name.to_string(), value);
+        }
     }
 
-    fn headers_for(&self, own: Option<&[(String, String)]>, label: &str) -> Result<Vec<(String, String)>, String> {
+    fn render(&self, template: &str, label: &str, what: &str) -> Result<String, FetchError> {
+        self.renderer.render(template, &self.ctx).map_err(|e| template_error(e, label, what))
+    }
+
+    fn headers_for(&self, own: Option<&[(String, String)]>, label: &str) -> Result<Vec<(String, String)>, FetchError> {
         let templates = own.unwrap_or(&self.m.headers);
         let mut out = Vec::with_capacity(templates.len());
         for (name, template) in templates {
@@ -100,14 +112,16 @@ impl Fetch<'_> {
         Ok(out)
     }
 
-    fn step_request(&self, step: &Step, label: &str) -> Result<Request, String> {
+    fn step_request(&self, step: &Step, label: &str) -> Result<Request, FetchError> {
         let url = self.render(&step.url, label, "url")?;
         let body = match &step.data {
             None => None,
             Some(data) => {
-                let ctx = Value::Object(self.ctx.clone());
-                let rendered = self.renderer.render_value(data, &ctx).map_err(|e| template_error(e, label, "data"))?;
-                Some(serde_json::to_vec(&rendered).map_err(|e| format!("{label}: cannot encode data: {e}"))?)
+                let rendered =
+                    self.renderer.render_value(data, &self.ctx).map_err(|e| template_error(e, label, "data"))?;
+                let encoded = serde_json::to_vec(&rendered)
+                    .map_err(|e| FetchError::Data { label: label.to_string(), reason: e.to_string() })?;
+                Some(encoded)
             }
         };
         Ok(Request {
@@ -121,7 +135,7 @@ impl Fetch<'_> {
     }
 
     /// Sends a step, repeating it while `polling` allows until `continue_if` holds.
-    async fn send_step(&mut self, step: &Step, req: &Request) -> Result<(Response, Value), String> {
+    async fn send_step(&mut self, step: &Step, req: &Request) -> Result<(Response, Value), FetchError> {
         let amount = step.polling.map_or(1, |p| p.amount);
         let mut n = 0;
         loop {
@@ -134,16 +148,13 @@ impl Fetch<'_> {
                 return Ok((resp, value));
             }
             if n >= amount {
-                let polled = if amount > 1 { format!(" after {amount} requests (polling)") } else { String::new() };
-                return Err(self.client.redactor().redact(&format!(
-                    "{} ({} {}): continue_if not met{polled}: \"{}\" is {}, expected \"{}\"",
-                    req.label,
-                    req.method,
-                    req.url,
-                    cond.notation_text,
-                    got.map_or("missing".to_string(), |g| format!("\"{g}\"")),
-                    cond.value
-                )));
+                return Err(FetchError::ContinueIf {
+                    request: req.describe(),
+                    polls: amount,
+                    path: cond.notation_text.clone(),
+                    got,
+                    expected: cond.value.clone(),
+                });
             }
             if let Some(p) = step.polling {
                 tokio::time::sleep(p.interval).await;
@@ -151,31 +162,24 @@ impl Fetch<'_> {
         }
     }
 
-    fn parse(&self, resp: &Response, req: &Request) -> Result<Value, String> {
+    fn parse(&self, resp: &Response, req: &Request) -> Result<Value, FetchError> {
         if resp.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
         serde_json::from_slice(&resp.body).map_err(|e| self.not_json(&e, resp, req))
     }
 
-    fn not_json(&self, e: &serde_json::Error, resp: &Response, req: &Request) -> String {
-        self.client.redactor().redact(&format!(
-            "{} ({} {}): the response is not valid JSON ({e}); it starts: {}",
-            req.label,
-            req.method,
-            req.url,
-            excerpt(&resp.body)
-        ))
+    fn not_json(&self, e: &serde_json::Error, resp: &Response, req: &Request) -> FetchError {
+        FetchError::NotJson { request: req.describe(), reason: e.to_string(), excerpt: excerpt(&resp.body) }
     }
 
     /// Follows every page of the last step; each page is read on the reader's
     /// thread while the next is asked for. The first failure in page order wins.
-    async fn pages(&mut self, last: usize, max_pages: u32, progress: Progress<'_>) -> Result<Fetched, String> {
+    async fn pages(&mut self, last: usize, max_pages: u32, progress: Progress<'_>) -> Result<Fetched, FetchError> {
         let mut reader = Reader::start(self.m);
         let walked = self.walk_pages(&mut reader, last, max_pages, progress).await;
-        let read = reader.finish().await.map_err(|e| self.client.redactor().redact(&e));
         // The reader's error is about a page handed over before whatever stopped the walk.
-        let records = read?;
+        let records = reader.finish().await?;
         Ok(Fetched { records, pages: walked? })
     }
 
@@ -185,51 +189,18 @@ impl Fetch<'_> {
         last: usize,
         max_pages: u32,
         progress: Progress<'_>,
-    ) -> Result<u32, String> {
+    ) -> Result<u32, FetchError> {
         let m = self.m;
         let step = &m.execute[last];
-        let page_size = match &m.pagination {
-            Pagination::Numbered { page_size, .. } => Some(*page_size),
-            _ => None,
-        };
-        let mut offset: u64 = 0;
-        if let Some(size) = page_size {
-            self.set_paging(offset, size, 1);
-        }
-        let cap = m.amount_pages_to_fetch;
-        let (mut pages, mut records) = (0u32, 0usize);
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut pager = Pager::new(self, max_pages);
         let mut req = self.step_request(step, &format!("step {last}"))?;
-        let projection = Projection::new(m).map(Arc::new);
-        let keep_first =
-            matches!(m.pagination, Pagination::Token { .. } | Pagination::Numbered { next_page: Some(_), .. });
-        // The first page is parsed whole only when something needs it whole:
-        // `continue_if`, or templates that read it through `responses`.
-        let (mut resp, mut parsed) = if step.continue_if.is_some() || keep_first || projection.is_none() {
-            let (resp, page) = self.send_step(step, &req).await?;
-            (resp, Some(page))
-        } else {
-            (self.client.send(&req).await?, None)
-        };
-        if keep_first && let Some(page) = &parsed {
-            self.push_response(page.clone());
-        }
+        let projection = Projection::new(self.m).map(Arc::new);
+        let (mut resp, mut parsed) = self.first_page(step, &req, projection.is_none()).await?;
+        let mut records = 0usize;
         loop {
-            pages += 1;
-            let page_no = pages;
-            let page = match parsed.take() {
-                Some(page) => self.take_page(page, &resp, &req, page_no)?,
-                None => match &projection {
-                    Some(p) if !resp.body.iter().all(u8::is_ascii_whitespace) => {
-                        self.skim_page(p, &mut resp, &req, page_no)?
-                    }
-                    _ => {
-                        let page = self.parse(&resp, &req)?;
-                        self.take_page(page, &resp, &req, page_no)?
-                    }
-                },
-            };
-            let next = page.next;
+            let page_no = pager.pages + 1;
+            let page = self.see_page(parsed.take(), projection.as_ref(), &mut resp, &req, page_no)?;
+            pager.pages = page_no;
             let Some(n_items) = page.items else { break };
             if let Some(handed) = page.hand
                 && !reader.hand(handed).await
@@ -239,62 +210,56 @@ impl Fetch<'_> {
             }
             records += n_items;
             progress(page_no, records);
-            if n_items == 0 && !matches!(m.pagination, Pagination::None) {
-                break;
-            }
-            let next_req = match (&m.pagination, next) {
-                (Pagination::None, _) => break,
-                (Pagination::Numbered { page_size, next_page }, _) => {
-                    if (n_items as u64) < u64::from(*page_size) {
-                        break;
-                    }
-                    offset += u64::from(*page_size);
-                    self.set_paging(offset, *page_size, page_no + 1);
-                    let label = format!("page {}", page_no + 1);
-                    match next_page {
-                        Some(template) => self.get_request(self.render(template, &label, "next_page")?, &label)?,
-                        None => self.step_request(step, &label)?,
-                    }
-                }
-                (Pagination::Token { next_page, .. }, Some(token)) => {
-                    if !seen.insert(format!("token:{token}")) {
-                        return Err(self.loop_error(page_no, "token"));
-                    }
-                    self.ctx.insert("NEXT_PAGE_TOKEN".into(), Value::String(token));
-                    let label = format!("page {}", page_no + 1);
-                    self.get_request(self.render(next_page, &label, "next_page")?, &label)?
-                }
-                (_, Some(link)) => {
-                    let url = resp.url.join(&link).map_err(|e| {
-                        self.client
-                            .redactor()
-                            .redact(&format!("page {page_no}: the next page link \"{link}\" is not a URL: {e}"))
-                    })?;
-                    let label = format!("page {}", page_no + 1);
-                    self.get_request(url.to_string(), &label)?
-                }
-                (_, None) => break,
-            };
-            if cap.is_some_and(|c| page_no >= c) {
-                break;
-            }
-            if page_no >= max_pages {
-                return Err(format!(
-                    "stopped after {max_pages} pages, and a further page exists: raise [http] max_pages, \
-                     or set amount_pages_to_fetch in the manifest to fetch fewer pages on purpose"
-                ));
-            }
-            if !matches!(m.pagination, Pagination::Token { .. }) && !seen.insert(next_req.url.clone()) {
-                return Err(self.loop_error(page_no, "URL"));
-            }
-            req = next_req;
+            let Some(next) = pager.next_request(self, step, n_items, page.next, &resp)? else { break };
+            req = next;
             resp = self.client.send(&req).await?;
         }
-        Ok(pages)
+        Ok(pager.pages)
+    }
+
+    /// Sends the last step. Its page is parsed whole only when something needs
+    /// it whole: `continue_if`, templates that read it through `responses`, or
+    /// a manifest the projection cannot read.
+    async fn first_page(
+        &mut self,
+        step: &Step,
+        req: &Request,
+        whole: bool,
+    ) -> Result<(Response, Option<Value>), FetchError> {
+        let keep_first =
+            matches!(self.m.pagination, Pagination::Token { .. } | Pagination::Numbered { next_page: Some(_), .. });
+        if !(step.continue_if.is_some() || keep_first || whole) {
+            return Ok((self.client.send(req).await?, None));
+        }
+        let (resp, page) = self.send_step(step, req).await?;
+        if keep_first {
+            self.push_response(page.clone());
+        }
+        Ok((resp, Some(page)))
+    }
+
+    /// What a page holds, from the page parsed already, a skim by
+    /// `projection`, or a parse of its body.
+    fn see_page(
+        &self,
+        parsed: Option<Value>,
+        projection: Option<&Arc<Projection>>,
+        resp: &mut Response,
+        req: &Request,
+        page_no: u32,
+    ) -> Result<PageSeen, FetchError> {
+        match (parsed, projection) {
+            (Some(page), _) => self.take_page(page, resp, req, page_no),
+            (None, Some(p)) if !resp.body.iter().all(u8::is_ascii_whitespace) => self.skim_page(p, resp, req, page_no),
+            (None, _) => {
+                let page = self.parse(resp, req)?;
+                self.take_page(page, resp, req, page_no)
+            }
+        }
     }
 
     /// A parsed page's records, to hand to the reader.
-    fn take_page(&self, page: Value, resp: &Response, req: &Request, page_no: u32) -> Result<PageSeen, String> {
+    fn take_page(&self, page: Value, resp: &Response, req: &Request, page_no: u32) -> Result<PageSeen, FetchError> {
         let next = self.next_hint(&page, resp);
         Ok(match self.page_items(page, req, page_no)? {
             Some(items) => PageSeen { items: Some(items.len()), next, hand: Some(reader::Page::Items(items)) },
@@ -309,7 +274,7 @@ impl Fetch<'_> {
         resp: &mut Response,
         req: &Request,
         page_no: u32,
-    ) -> Result<PageSeen, String> {
+    ) -> Result<PageSeen, FetchError> {
         let skim = projection.skim(&resp.body, self.m).map_err(|e| self.not_json(&e, resp, req))?;
         let next = match &self.m.pagination {
             Pagination::LinkNext => link_next(resp),
@@ -339,7 +304,7 @@ impl Fetch<'_> {
         }
     }
 
-    fn page_items(&self, page: Value, req: &Request, page_no: u32) -> Result<Option<Vec<Value>>, String> {
+    fn page_items(&self, page: Value, req: &Request, page_no: u32) -> Result<Option<Vec<Value>>, FetchError> {
         match self.m.data_from.take(page) {
             Some(Value::Array(items)) => Ok(Some(items)),
             None if page_no > 1 => Ok(None),
@@ -348,20 +313,11 @@ impl Fetch<'_> {
         }
     }
 
-    fn data_from_error(&self, req: &Request, what: &str) -> String {
-        let path = &self.m.data_from;
-        let shown = if path.to_string().is_empty() {
-            "the response itself".to_string()
-        } else {
-            format!("data_from \"{path}\"")
-        };
-        self.client.redactor().redact(&format!(
-            "{} ({} {}): {shown} is {what}; check data_from against the response",
-            req.label, req.method, req.url
-        ))
+    fn data_from_error(&self, req: &Request, found: &str) -> FetchError {
+        FetchError::DataFrom { request: req.describe(), path: self.m.data_from.to_string(), found: found.to_string() }
     }
 
-    fn get_request(&self, url: String, label: &str) -> Result<Request, String> {
+    fn get_request(&self, url: String, label: &str) -> Result<Request, FetchError> {
         let own =
             if self.m.headers.is_empty() { self.m.execute.last().and_then(|s| s.headers.as_deref()) } else { None };
         Ok(Request {
@@ -373,23 +329,14 @@ impl Fetch<'_> {
             allowed: Vec::new(),
         })
     }
-
-    fn set_paging(&mut self, offset: u64, size: u32, page: u32) {
-        self.ctx.insert("OFFSET".into(), Value::from(offset));
-        self.ctx.insert("LIMIT".into(), Value::from(size));
-        self.ctx.insert("PAGE".into(), Value::from(page));
-    }
-
-    fn loop_error(&self, page_no: u32, what: &str) -> String {
-        format!("page {page_no}: the source sent a next-page {what} it had sent before; stopping instead of looping")
-    }
 }
 
-fn template_error(e: TemplateError, label: &str, what: &str) -> String {
-    match e {
-        TemplateError::Undefined(name) => format!("{label}: {what}: {{{{ {name} }}}} is not defined in this run"),
-        TemplateError::Syntax(reason) => format!("{label}: {what}: {reason}"),
-    }
+fn template_error(e: TemplateError, label: &str, what: &str) -> FetchError {
+    let reason = match e {
+        TemplateError::Undefined(name) => format!("{{{{ {name} }}}} is not defined in this run"),
+        TemplateError::Syntax(reason) => reason,
+    };
+    FetchError::Template { label: label.to_string(), what: what.to_string(), reason }
 }
 
 /// `***KEY***` for a Basic credential built from the secret ids in `template`.

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::FetchError;
 use super::client::excerpt;
 use super::project::Projection;
 use crate::manifest::Manifest;
@@ -28,7 +29,7 @@ pub(super) enum Page {
 
 pub(super) struct Reader {
     queue: Option<mpsc::Sender<Page>>,
-    thread: JoinHandle<Result<RecordArena, String>>,
+    thread: JoinHandle<Result<RecordArena, FetchError>>,
 }
 
 impl Reader {
@@ -46,8 +47,10 @@ impl Reader {
                         }
                     }
                     Page::Body { body, projection, what } => {
-                        projection.read(&body, &m, &mut arena).map_err(|e| {
-                            format!("{what}: the response is not valid JSON ({e}); it starts: {}", excerpt(&body))
+                        projection.read(&body, &m, &mut arena).map_err(|e| FetchError::NotJson {
+                            request: what,
+                            reason: e.to_string(),
+                            excerpt: excerpt(&body),
                         })?;
                     }
                 }
@@ -66,12 +69,12 @@ impl Reader {
         }
     }
 
-    /// Waits for every page handed over to be read. The error is unredacted.
-    pub async fn finish(mut self) -> Result<RecordArena, String> {
+    /// Waits for every page handed over to be read.
+    pub async fn finish(mut self) -> Result<RecordArena, FetchError> {
         self.queue = None;
         match self.thread.await {
             Ok(result) => result,
-            Err(e) => Err(format!("reading pages stopped: {e}")),
+            Err(e) => Err(FetchError::Reader(e.to_string())),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{Store, StoreError, now};
 use crate::bulk::{self, Existing, ImportLookup, ImportRecord, ImportReply};
 use crate::export::ExportRow;
+use crate::outcome::RunStatus;
 
 /// Import's questions, answered by the unique indexes (and the username
 /// index) inside its transaction; the statements are prepared once per import.
@@ -139,63 +140,58 @@ impl Store {
         Ok(())
     }
 
-    /// The Prometheus text for `/metrics`, computed from the store.
-    pub fn metrics(&self) -> Result<String, StoreError> {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let mut w = |s: String| out.push_str(&s);
-        w("# HELP rosterd_runs_total Runs by integration and status.\n# TYPE rosterd_runs_total counter\n".into());
-        let mut stmt = self.conn.prepare(
-            "SELECT integration, status, COUNT(*) FROM runs WHERE status != 'running' GROUP BY 1, 2 ORDER BY 1, 2",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+    /// What `/metrics` reports, read from the store (the API formats it).
+    pub fn metrics(&self) -> Result<Metrics, StoreError> {
+        let mut m = Metrics::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT integration, status, COUNT(*) FROM runs WHERE status != ?1 GROUP BY 1, 2 ORDER BY 1, 2")?;
+        let rows = stmt.query_map([RunStatus::Running.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
         for row in rows {
             let (i, s, n) = row?;
-            w(format!("rosterd_runs_total{{integration=\"{}\",status=\"{s}\"}} {n}\n", label(&i)));
-        }
-        w("# HELP rosterd_last_success_timestamp_seconds When each integration last ran ok.\n# TYPE rosterd_last_success_timestamp_seconds gauge\n".into());
-        let mut stmt = self.conn.prepare(
-            "SELECT integration, CAST(strftime('%s', MAX(finished_at)) AS INTEGER) FROM runs WHERE status = 'ok' GROUP BY 1 ORDER BY 1",
-        )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
-        for row in rows {
-            if let (i, Some(t)) = row? {
-                w(format!("rosterd_last_success_timestamp_seconds{{integration=\"{}\"}} {t}\n", label(&i)));
+            if let Some(s) = RunStatus::parse(&s) {
+                m.runs.push((i, s, n));
             }
         }
-        w("# HELP rosterd_run_duration_seconds How long finished runs took.\n# TYPE rosterd_run_duration_seconds histogram\n".into());
-        const BUCKETS: [f64; 10] = [0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
+        let mut stmt = self.conn.prepare(
+            "SELECT integration, CAST(strftime('%s', MAX(finished_at)) AS INTEGER) FROM runs
+             WHERE status = ?1 GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows =
+            stmt.query_map([RunStatus::Ok.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
+        for row in rows {
+            if let (i, Some(t)) = row? {
+                m.last_success.push((i, t));
+            }
+        }
         let mut stmt = self.conn.prepare(
             "SELECT integration, (julianday(finished_at) - julianday(started_at)) * 86400.0 FROM runs
              WHERE finished_at IS NOT NULL AND status IN ('ok', 'failed', 'held', 'dry-run') ORDER BY 1",
         )?;
-        let mut by_integration: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))? {
             let (i, d) = row?;
-            by_integration.entry(i).or_default().push(d.max(0.0));
+            m.durations.entry(i).or_default().push(d.max(0.0));
         }
-        for (i, durations) in &by_integration {
-            let i = label(i);
-            for b in BUCKETS {
-                let n = durations.iter().filter(|d| **d <= b).count();
-                w(format!("rosterd_run_duration_seconds_bucket{{integration=\"{i}\",le=\"{b}\"}} {n}\n"));
-            }
-            w(format!("rosterd_run_duration_seconds_bucket{{integration=\"{i}\",le=\"+Inf\"}} {}\n", durations.len()));
-            w(format!("rosterd_run_duration_seconds_sum{{integration=\"{i}\"}} {}\n", durations.iter().sum::<f64>()));
-            w(format!("rosterd_run_duration_seconds_count{{integration=\"{i}\"}} {}\n", durations.len()));
-        }
-        w("# HELP rosterd_users Users by active state.\n# TYPE rosterd_users gauge\n".into());
-        let (active, inactive): (i64, i64) = self.conn.query_row(
+        (m.users_active, m.users_inactive) = self.conn.query_row(
             "SELECT COALESCE(SUM(active = 1), 0), COALESCE(SUM(active = 0), 0) FROM users",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let _ = write!(out, "rosterd_users{{active=\"1\"}} {active}\nrosterd_users{{active=\"0\"}} {inactive}\n");
-        Ok(out)
+        Ok(m)
     }
 }
 
-/// Escapes a Prometheus label value.
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// The figures behind `/metrics`, by integration name.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Finished runs: (integration, status, how many).
+    pub runs: Vec<(String, RunStatus, i64)>,
+    /// (integration, Unix time of its last `ok` run).
+    pub last_success: Vec<(String, i64)>,
+    /// Seconds each finished run took.
+    pub durations: std::collections::BTreeMap<String, Vec<f64>>,
+    pub users_active: i64,
+    pub users_inactive: i64,
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use apply::Pending;
+pub use bulk::Metrics;
 
 use crate::outcome::{Counts, RunStatus};
 use crate::plan::Skip;

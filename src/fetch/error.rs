@@ -1,0 +1,52 @@
+//! Why a fetch stopped. The text names the request (`page 3 (GET url)`),
+//! what went wrong and what to check; it is not redacted here: the run
+//! redacts it once, where it leaves the run (stdout, stderr, `runs`, trace).
+
+/// A fetch that did not bring every page; nothing was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    /// A request that could not be built (a header rosterd cannot send).
+    #[error("{0}")]
+    Request(String),
+    /// A request that failed after its retries. `request` is `label (METHOD url)`.
+    #[error("{request}: {cause}{}", attempts_text(*.attempts))]
+    Http { request: String, cause: String, attempts: u32 },
+    #[error("{label}: {what}: {reason}")]
+    Template { label: String, what: String, reason: String },
+    #[error("{label}: cannot encode data: {reason}")]
+    Data { label: String, reason: String },
+    #[error("{request}: the response is not valid JSON ({reason}); it starts: {excerpt}")]
+    NotJson { request: String, reason: String, excerpt: String },
+    #[error("{request}: continue_if not met{}: \"{path}\" is {}, expected \"{expected}\"",
+        polled_text(*.polls), got.as_ref().map_or("missing".to_string(), |g| format!("\"{g}\"")))]
+    ContinueIf { request: String, polls: u32, path: String, got: Option<String>, expected: String },
+    /// `data_from` found nothing, or not a list; `found` says which.
+    #[error("{request}: {} is {found}; check data_from against the response", data_from_text(.path))]
+    DataFrom { request: String, path: String, found: String },
+    #[error("page {page}: the next page link \"{link}\" is not a URL: {reason}")]
+    BadLink { page: u32, link: String, reason: String },
+    #[error(
+        "stopped after {0} pages, and a further page exists: raise [http] max_pages, \
+         or set amount_pages_to_fetch in the manifest to fetch fewer pages on purpose"
+    )]
+    TooManyPages(u32),
+    #[error("page {page}: the source sent a next-page {what} it had sent before; stopping instead of looping")]
+    Loop { page: u32, what: &'static str },
+    /// The page reader stopped without saying why (it panicked or was cancelled).
+    #[error("reading pages stopped: {0}")]
+    Reader(String),
+}
+
+fn attempts_text(attempts: u32) -> String {
+    if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() }
+}
+
+fn polled_text(polls: u32) -> String {
+    if polls > 1 { format!(" after {polls} requests (polling)") } else { String::new() }
+}
+
+fn data_from_text(path: &str) -> String {
+    if path.is_empty() { "the response itself".to_string() } else { format!("data_from \"{path}\"") }
+}
