@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the pure stages: mapping a page, rendering templates,
 //! planning 100,000 records against 100,000 users. Prints the median of
-//! several runs. `cargo bench --bench stages`
+//! several runs. `cargo bench --features bench --bench stages`
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -19,6 +19,7 @@ pub mod mapping;
 
 pub mod bulk;
 pub mod export;
+pub mod index;
 pub mod outcome;
 pub mod plan;
 pub mod store;

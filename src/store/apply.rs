@@ -12,9 +12,10 @@ use serde_json::Value;
 
 use super::prefetch::KeyCache;
 use super::{Prefetch, RunEnd, Store, StoreError, now};
+use crate::index::{Carriers, Holder, IdSet};
 use crate::mapping::RecordArena;
 use crate::outcome::Counts;
-use crate::plan::{self, Carriers, Deactivation, Directory, IdSet, NewUser, Plan, PlanOptions, Update};
+use crate::plan::{self, Deactivation, Directory, NewUser, Plan, PlanOptions, Update};
 use crate::user::Field;
 use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
 
@@ -162,13 +163,13 @@ impl<'t> SqlDirectory<'t> {
         Ok(slot.get())
     }
 
-    /// Who holds `value` in `key`, if the cache knows (`None`: ask SQLite).
-    fn cached_holder(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<Option<i64>>> {
+    /// Who holds `value` in `key`, if the cache knows (`Unknown`: ask SQLite).
+    fn cached_holder(&mut self, key: Field, value: &str) -> rusqlite::Result<Holder> {
         let kind = usize::from(key != Field::Email);
         let load = self.asked[kind] >= self.load_after;
         let records = self.records;
-        let known = self.keys(key, load)?.and_then(|c| c.get(records, value));
-        if known.is_none() {
+        let known = self.keys(key, load)?.map_or(Holder::Unknown, |c| c.get(records, value));
+        if known == Holder::Unknown {
             self.asked[kind] += 1;
         }
         Ok(known)
@@ -253,9 +254,9 @@ impl Directory for SqlDirectory<'_> {
 
     fn find(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<StoredUser>> {
         match self.cached_holder(key, value)? {
-            Some(None) => return Ok(None),
-            Some(Some(id)) => return self.user_by_id(id),
-            None => {}
+            Holder::Nobody => return Ok(None),
+            Holder::User(id) => return self.user_by_id(id),
+            Holder::Unknown => {}
         }
         let sql = match key {
             // `email` is COLLATE NOCASE, so this uses its unique index case-insensitively.
@@ -265,11 +266,11 @@ impl Directory for SqlDirectory<'_> {
         self.tx.prepare_cached(&sql)?.query_row([value], stored_user).optional()
     }
 
-    fn holder_of_record(&mut self, i: usize, key: Field) -> rusqlite::Result<Option<Option<i64>>> {
+    fn holder_of_record(&mut self, i: usize, key: Field) -> rusqlite::Result<Holder> {
         // Only a create's own email is worth a scan from the first lookup; other
         // kinds load once SQLite has answered enough of them (`cached_holder`).
         let eager = self.eager && key == Field::Email;
-        Ok(self.keys(key, eager)?.and_then(|c| c.holder_of(i)))
+        Ok(self.keys(key, eager)?.map_or(Holder::Unknown, |c| c.holder_of(i)))
     }
 
     fn carriers(&mut self, fps: &[u128]) -> rusqlite::Result<Option<Carriers>> {
@@ -313,7 +314,7 @@ impl Directory for SqlDirectory<'_> {
     }
 
     fn find_id(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<i64>> {
-        if let Some(holder) = self.cached_holder(key, value)? {
+        if let Some(holder) = self.cached_holder(key, value)?.known() {
             return Ok(holder);
         }
         // Answered from the unique index alone (a covering index search).

@@ -13,6 +13,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 use rusqlite::Connection;
 
+use crate::index::{BATCH, Holder, probe_batch};
 use crate::mapping::RecordArena;
 use crate::user::Field;
 
@@ -29,9 +30,6 @@ pub(super) struct KeyCache {
     hasher: hashbrown::DefaultHashBuilder,
     fold: Vec<u8>,
 }
-
-/// Scanned keys probed together, so their reads of the table and the arena overlap.
-const BATCH: usize = 64;
 
 impl KeyCache {
     /// Scans the store for every key `records` have in `core`. `None` when a
@@ -78,32 +76,18 @@ impl KeyCache {
         Ok(Some(cache))
     }
 
-    /// Notes each batched key's holder on the record with that key, if any:
-    /// first every key's candidate from the table (the first entry its hash
-    /// could be), then every key comparison, so the random reads of a batch
-    /// overlap instead of waiting on one another.
+    /// Notes each batched key's holder on the record with that key, if any
+    /// (`probe_batch`: the random reads of a batch overlap).
     fn probe(&mut self, records: &RecordArena, batch: &mut Batch) {
-        let mut candidates = [u32::MAX; BATCH];
-        for (j, &(hash, _, _)) in batch.rows.iter().enumerate() {
-            if let Some(&r) = self.table.find(hash, |_| true) {
-                candidates[j] = r;
-            }
-        }
-        for (j, &(hash, end, slot)) in batch.rows.iter().enumerate() {
-            let start = if j == 0 { 0 } else { batch.rows[j - 1].1 };
-            let key = &batch.keys[start..end];
-            let r = candidates[j];
-            let r = if r != u32::MAX && same(self.core, records.field(r as usize, self.core), key) {
-                Some(r)
-            } else {
-                // A candidate whose hash agreed in part by chance: the full search decides.
-                // (No candidate: no entry could have the key's hash, so no record has the key.)
-                (r != u32::MAX).then(|| self.find(records, hash, key)).flatten()
-            };
-            if let Some(r) = r {
-                self.holder[r as usize] = slot;
-            }
-        }
+        let (core, holder) = (self.core, &mut self.holder);
+        let keys = &batch.keys;
+        let key = |&(start, end, _): &(usize, usize, u32)| &keys[start..end];
+        probe_batch(
+            &self.table,
+            &batch.rows,
+            |r, row| same(core, records.field(r as usize, core), key(row)),
+            |r, &(_, _, slot)| holder[r as usize] = slot,
+        );
         batch.clear();
     }
 
@@ -122,17 +106,19 @@ impl KeyCache {
         self.find(records, hash, key.as_bytes()).map(|r| r as usize)
     }
 
-    /// `Some(holder)` when `key` is a record key (cached), `None` when the store must be asked.
-    pub fn get(&mut self, records: &RecordArena, key: &str) -> Option<Option<i64>> {
-        let r = self.slot(records, key)?;
-        Some(self.holder[r].checked_sub(1).map(i64::from))
+    /// Who holds `key`, when it is a record key (cached); `Unknown`: ask the store.
+    pub fn get(&mut self, records: &RecordArena, key: &str) -> Holder {
+        match self.slot(records, key) {
+            Some(r) => Holder::from_slot(self.holder[r]),
+            None => Holder::Unknown,
+        }
     }
 
     /// Who holds record `i`'s key, when `i` is the first record with that key.
-    pub fn holder_of(&self, i: usize) -> Option<Option<i64>> {
+    pub fn holder_of(&self, i: usize) -> Holder {
         match self.holder.get(i) {
-            None | Some(&UNKNOWN) => None,
-            Some(&slot) => Some(slot.checked_sub(1).map(i64::from)),
+            None | Some(&UNKNOWN) => Holder::Unknown,
+            Some(&slot) => Holder::from_slot(slot),
         }
     }
 
@@ -180,14 +166,15 @@ fn compact(id: i64) -> Option<u32> {
 #[derive(Default)]
 struct Batch {
     keys: Vec<u8>,
-    /// (hash, end of the key in `keys`, holder slot)
-    rows: Vec<(u64, usize, u32)>,
+    /// (hash, (start and end of the key in `keys`, holder slot))
+    rows: Vec<(u64, (usize, usize, u32))>,
 }
 
 impl Batch {
     fn push(&mut self, key: &[u8], hash: u64, slot: u32) {
+        let start = self.keys.len();
         self.keys.extend_from_slice(key);
-        self.rows.push((hash, self.keys.len(), slot));
+        self.rows.push((hash, (start, self.keys.len(), slot)));
     }
 
     fn len(&self) -> usize {
@@ -270,7 +257,7 @@ mod tests {
             let mut firsts = 0;
             for i in 0..n {
                 let Some(key) = arena.field(i, core).map(str::to_string) else {
-                    assert_eq!(cache.holder_of(i), None, "record {i} has no key");
+                    assert_eq!(cache.holder_of(i), Holder::Unknown, "record {i} has no key");
                     continue;
                 };
                 let holder: Option<i64> = tx
@@ -284,18 +271,18 @@ mod tests {
                         |r| r.get(0),
                     )
                     .ok();
-                assert_eq!(cache.get(&arena, &key), Some(holder), "{core:?} {key}");
+                assert_eq!(cache.get(&arena, &key).known(), Some(holder), "{core:?} {key}");
                 match expected.insert(key.clone(), holder) {
                     None => {
                         firsts += 1;
-                        assert_eq!(cache.holder_of(i), Some(holder), "first record with {key}");
+                        assert_eq!(cache.holder_of(i).known(), Some(holder), "first record with {key}");
                     }
-                    Some(_) => assert_eq!(cache.holder_of(i), None, "record {i} repeats {key}"),
+                    Some(_) => assert_eq!(cache.holder_of(i), Holder::Unknown, "record {i} repeats {key}"),
                 }
             }
             assert!(firsts > n / 2);
             assert!(expected.values().filter(|h| h.is_some()).count() > n / 4, "many keys are held");
-            assert_eq!(cache.get(&arena, "nobody@acme.example"), None, "a key no record has is not cached");
+            assert_eq!(cache.get(&arena, "nobody@acme.example"), Holder::Unknown, "a key no record has is not cached");
         }
     }
 }
