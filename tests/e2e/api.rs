@@ -11,10 +11,6 @@ use crate::TestDir;
 
 const TOKEN: &str = "test-token-123";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 struct Api {
     base: String,
     client: reqwest::Client,
@@ -22,19 +18,15 @@ struct Api {
 }
 
 impl Api {
+    /// Starts `serve` with the API on port 0 and learns the port from its log.
     async fn start(dir: &TestDir, extra: &str) -> Self {
-        let port = free_port();
-        dir.config(&format!(
-            "[api]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{TOKEN}\"]\nmax_body_bytes = 4096\n{extra}"
-        ));
+        dir.config(&format!("[api]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\nmax_body_bytes = 4096\n{extra}"));
         let mut cmd = tokio::process::Command::from(dir.command(&["serve"]));
-        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).kill_on_drop(true);
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let api = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-            child: cmd.spawn().unwrap(),
-        };
+        let mut child = cmd.spawn().unwrap();
+        let addr = crate::listening_address(child.stderr.take().expect("stderr piped")).await;
+        let api = Self { base: format!("http://{addr}"), client: reqwest::Client::new(), child };
         for _ in 0..100 {
             if let Ok(r) = api.client.get(format!("{}/healthz", api.base)).send().await
                 && r.status() == 200

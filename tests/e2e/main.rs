@@ -129,3 +129,22 @@ impl Out {
         serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.all()))
     }
 }
+
+/// Reads a daemon's log until it says where its API listens ("API listening
+/// on ADDR"), then keeps draining the log so the daemon never blocks on it.
+pub async fn listening_address(stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let found = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(at) = line.find("API listening on ") {
+                return Some(line[at + "API listening on ".len()..].trim().to_string());
+            }
+        }
+        None
+    })
+    .await;
+    let addr = found.ok().flatten().expect("the daemon logs the address its API listens on");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    addr
+}

@@ -657,7 +657,10 @@ async fn a_run_while_another_holds_the_lock_is_skipped() {
     dir.manifest("hr", &paged(&server, json!({})));
     let slow = dir.run_async(&["run", "hr"]);
     let second = async {
-        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        // Once the source has the first run's request, that run holds the lock.
+        while server.received_requests().await.unwrap_or_default().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         dir.run_async(&["run", "hr"]).await
     };
     let (first, second) = tokio::join!(slow, second);

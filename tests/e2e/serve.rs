@@ -112,12 +112,14 @@ async fn manifests_added_and_removed_while_serving_take_effect() {
     dir.manifest("second", &manifest(&server, "* * * * * *", "/people"));
     assert!(eventually(10, || runs(&dir, "second", "ok") >= 1).await, "an added manifest runs without a restart");
     std::fs::remove_file(first).unwrap();
-    // Allow a tick already under way when the file went, then no more.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Allow a tick already under way when the file went (the folder is polled
+    // every second): once `second` has run twice more, `first` is unscheduled.
+    let ticks = runs(&dir, "second", "ok");
+    assert!(eventually(10, || runs(&dir, "second", "ok") >= ticks + 2).await);
     let after_removal = runs(&dir, "first", "ok");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ticks = runs(&dir, "second", "ok");
+    assert!(eventually(10, || runs(&dir, "second", "ok") >= ticks + 3).await);
     assert_eq!(runs(&dir, "first", "ok"), after_removal, "a removed manifest stops running");
-    assert!(runs(&dir, "second", "ok") >= 3);
     let out = daemon.stop(Duration::from_secs(10)).await;
     assert!(out.stderr().contains("manifest removed"), "{}", out.all());
 }
@@ -131,9 +133,9 @@ async fn a_broken_manifest_does_not_stop_the_good_one_and_a_bad_edit_keeps_the_l
     let daemon = Daemon::start(&dir, &[]);
     assert!(eventually(10, || runs(&dir, "good", "ok") >= 1).await);
     std::fs::write(&good, "{\"execute\": \"oops\"").unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The bad edit is seen within a second; two more runs after that are the old version's.
     let before = runs(&dir, "good", "ok");
-    assert!(eventually(10, || runs(&dir, "good", "ok") >= before + 2).await, "the last good version keeps running");
+    assert!(eventually(10, || runs(&dir, "good", "ok") >= before + 3).await, "the last good version keeps running");
     let out = daemon.stop(Duration::from_secs(10)).await;
     assert_eq!(out.code(), 0, "{}", out.all());
     let log = out.stderr();
