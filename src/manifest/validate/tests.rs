@@ -1,0 +1,185 @@
+use super::*;
+use serde_json::json;
+
+fn config() -> Config {
+    let text = "[secrets.hr]\nKEY = \"k\"\nCOMPANY_ID = \"acme\"\n";
+    crate::config::parse_str(text, Path::new("/etc/rosterd/c.toml")).unwrap()
+}
+
+fn base() -> Value {
+    json!({
+        "execute": [{"url": "https://x.test/{{COMPANY_ID}}/people", "method": "GET"}],
+        "headers": {"Authorization": "Basic {{KEY}}:x"},
+        "action": "create",
+        "data_from": "employees",
+        "data_structure": {"email": "workEmail", "first_name": "firstName", "last_name": "lastName"},
+        "initial_data_form": [{"id": "KEY", "name": "key"}, {"id": "COMPANY_ID", "name": "company"}]
+    })
+}
+
+/// The problems for `base()` changed by `edit`, as "pointer: reason" lines.
+fn check(edit: impl FnOnce(&mut Value)) -> Vec<String> {
+    let mut m = base();
+    edit(&mut m);
+    match parse("hr", Path::new("hr.json"), &m.to_string(), &config()) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems.iter().map(|p| format!("{}: {}", p.pointer, p.reason)).collect(),
+    }
+}
+
+fn push(list: &mut Value, item: Value) {
+    list.as_array_mut().unwrap().push(item);
+}
+
+fn has(problems: &[String], pointer: &str, words: &str) -> bool {
+    problems.iter().any(|p| p.starts_with(&format!("{pointer}: ")) && p.contains(words))
+}
+
+#[test]
+fn the_base_manifest_is_valid() {
+    assert_eq!(check(|_| {}), Vec::<String>::new());
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest() {
+    let p = check(|m| {
+        m["shedule"] = json!("0 * * * *");
+        m["execute"][0]["metod"] = json!("GET");
+    });
+    assert!(has(&p, "/shedule", "did you mean \"schedule\""), "{p:?}");
+    assert!(has(&p, "/execute/0/metod", "did you mean \"method\""), "{p:?}");
+}
+
+#[test]
+fn wrong_types_name_what_was_found() {
+    let p = check(|m| m["execute"] = json!({"url": "x"}));
+    assert!(has(&p, "/execute", "found an object"), "{p:?}");
+    let p = check(|m| m["data_structure"]["email"] = json!(3));
+    assert!(has(&p, "/data_structure/email", "expected a string"), "{p:?}");
+}
+
+#[test]
+fn malformed_json_gives_line_and_column() {
+    let err = parse("hr", Path::new("hr.json"), "{\n  \"execute\": [\n", &config()).unwrap_err();
+    assert!(err[0].reason.contains("line 3"), "{}", err[0].reason);
+}
+
+#[test]
+fn schedules_are_checked() {
+    assert_eq!(check(|m| m["schedule"] = json!("0 * * * *")), Vec::<String>::new());
+    assert_eq!(check(|m| m["schedule"] = json!("@hourly")), Vec::<String>::new());
+    assert!(has(&check(|m| m["schedule"] = json!("0 * *")), "/schedule", "3 field(s)"));
+}
+
+#[test]
+fn update_needs_email() {
+    let p = check(|m| {
+        m["action"] = json!("update");
+        m["data_structure"] = json!({"bamboohr_id": "id"});
+    });
+    assert!(has(&p, "/data_structure", "add \"email\""), "{p:?}");
+}
+
+#[test]
+fn unknown_action_is_refused() {
+    assert!(has(&check(|m| m["action"] = json!("delete")), "/action", "unknown action"));
+}
+
+#[test]
+fn missing_secret_says_where_to_put_it() {
+    let p = check(|m| push(&mut m["initial_data_form"], json!({"id": "REPORT_ID", "name": "report"})));
+    assert!(has(&p, "/initial_data_form/2/id", "[secrets.hr]"), "{p:?}");
+    assert!(has(&p, "/initial_data_form/2/id", "ROSTERD_SECRET_HR_REPORT_ID"), "{p:?}");
+    let generated = check(|m| push(&mut m["initial_data_form"], json!({"id": "NONCE", "name": "generate"})));
+    assert_eq!(generated, Vec::<String>::new());
+}
+
+#[test]
+fn templates_name_only_known_values() {
+    let p = check(|m| m["execute"][0]["url"] = json!("https://x.test/{{ COMPANY }}"));
+    assert!(has(&p, "/execute/0/url", "did you mean {{ COMPANY_ID }}"), "{p:?}");
+    let p = check(|m| m["execute"][0]["url"] = json!("https://x.test/{{ responses.0.id }}"));
+    assert!(has(&p, "/execute/0/url", "no earlier response"), "{p:?}");
+    let p = check(|m| m["execute"][0]["data"] = json!({"q": ["{{ NEXT_PAGE_TOKEN }}"]}));
+    assert!(has(&p, "/execute/0/data/q/0", "only be used in next_page"), "{p:?}");
+    let p = check(|m| m["execute"][0]["url"] = json!("https://x.test/?o={{ OFFSET }}"));
+    assert!(has(&p, "/execute/0/url", "needs page_size"), "{p:?}");
+}
+
+#[test]
+fn responses_of_earlier_steps_are_allowed() {
+    let p = check(|m| {
+        push(&mut m["execute"], json!({"url": "https://x.test/{{ responses.0.next }}"}));
+    });
+    assert_eq!(p, Vec::<String>::new());
+}
+
+#[test]
+fn token_pagination_needs_next_page_with_the_token() {
+    let p = check(|m| m["next_page_token_from"] = json!("meta.next"));
+    assert!(has(&p, "/next_page", "required"), "{p:?}");
+    let ok = check(|m| {
+        m["next_page_token_from"] = json!("meta.next");
+        m["next_page"] = json!("https://x.test/p?t={{ NEXT_PAGE_TOKEN }}");
+    });
+    assert_eq!(ok, Vec::<String>::new());
+}
+
+#[test]
+fn page_size_needs_a_paging_name() {
+    let p = check(|m| m["page_size"] = json!(100));
+    assert!(has(&p, "/page_size", "OFFSET"), "{p:?}");
+    let ok = check(|m| {
+        m["page_size"] = json!(100);
+        m["execute"][0]["url"] = json!("https://x.test/p?offset={{ OFFSET }}&limit={{LIMIT}}");
+    });
+    assert_eq!(ok, Vec::<String>::new());
+}
+
+#[test]
+fn webhook_manifests_are_named_as_such() {
+    let p = check(|m| m["form"] = json!([]));
+    assert!(has(&p, "/form", "not a sync-users manifest"), "{p:?}");
+}
+
+#[test]
+fn oauth_is_for_a_later_release() {
+    assert!(has(&check(|m| m["oauth"] = json!({})), "/oauth", "later release"));
+}
+
+#[test]
+fn sync_keys_belong_to_sync() {
+    assert!(has(&check(|m| m["match_on"] = json!("email")), "/match_on", "only by action \"sync\""));
+    let p = check(|m| {
+        m["action"] = json!("sync");
+        m["match_on"] = json!("external_id");
+    });
+    assert!(has(&p, "/data_structure", "add \"external_id\""), "{p:?}");
+}
+
+#[test]
+fn status_codes_take_strings_and_numbers() {
+    assert_eq!(check(|m| m["execute"][0]["status_code"] = json!(["200", 201])), Vec::<String>::new());
+    assert!(has(
+        &check(|m| m["execute"][0]["status_code"] = json!(["abc"])),
+        "/execute/0/status_code/0",
+        "not an HTTP status"
+    ));
+}
+
+#[test]
+fn every_problem_is_reported_in_one_pass() {
+    let p = check(|m| {
+        m["action"] = json!("nope");
+        m["shedule"] = json!("x");
+        m["execute"][0]["method"] = json!("FETCH");
+        m["data_from"] = json!(1);
+    });
+    assert_eq!(p.len(), 4, "{p:?}");
+}
+
+#[test]
+fn the_name_import_is_reserved() {
+    let err = parse("import", Path::new("import.json"), &base().to_string(), &config()).unwrap_err();
+    assert!(err.iter().any(|p| p.reason.contains("reserved")));
+}
