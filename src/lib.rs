@@ -1,37 +1,38 @@
 //! rosterd keeps a local directory of people in step with the systems a
-//! company already runs. Modules in reading order: what a run reads
-//! (config, manifest, schedule, template), what it fetches and maps (fetch,
-//! mapping), what it decides (plan) and where it writes (store); `run` ties
-//! them together and `cli` is the command line. See ARCHITECTURE.md.
+//! company already runs. Modules in layers, bottom first: every module uses
+//! only those above it in this list (no import circle). The vocabulary
+//! (problem, user, outcome, redact), what a run reads (config, schedule,
+//! template, manifest), the rules and what they stand on (mapping, index,
+//! plan), the two edges (fetch talks to sources, store speaks SQL), `run`
+//! where they meet, and the shells (error, service, api, daemon, demo, cli).
+//! See ARCHITECTURE.md.
 
 pub mod problem;
+pub mod user;
+pub mod outcome;
+pub mod redact;
 
 pub mod config;
-pub mod error;
-pub mod manifest;
-pub mod redact;
 pub mod schedule;
 pub mod template;
-pub mod user;
+pub mod manifest;
+
+pub mod mapping;
+pub mod index;
+pub mod plan;
 
 pub mod fetch;
-pub mod mapping;
-
 pub mod bulk;
 pub mod export;
-pub mod index;
-pub mod outcome;
-pub mod plan;
 pub mod store;
 
 pub mod run;
 
+pub mod error;
 pub mod service;
-
 pub mod api;
 pub mod daemon;
 pub mod demo;
-
 pub mod cli;
 
 /// An I/O error as a short cause an admin can act on.
@@ -42,5 +43,50 @@ pub fn describe_io(e: &std::io::Error) -> String {
         PermissionDenied => "permission denied".into(),
         IsADirectory => "it is a folder, not a file".into(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod layers {
+    /// Every module uses only modules declared before it in this file, so the
+    /// import graph has no circle and the list above reads bottom-up.
+    #[test]
+    fn modules_import_only_the_layers_below_them() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
+        let order: Vec<&str> =
+            lib.lines().filter_map(|l| l.strip_prefix("pub mod ")).map(|l| l.trim_end_matches(';')).collect();
+        assert!(order.len() > 10, "{order:?}");
+        let mut wrong = Vec::new();
+        for (i, module) in order.iter().enumerate() {
+            let file = src.join(format!("{module}.rs"));
+            let files = if file.exists() { vec![file] } else { rs_files(&src.join(module)) };
+            for f in files.iter().filter(|f| !f.ends_with("tests.rs")) {
+                let text = std::fs::read_to_string(f).expect("source");
+                // Tests inside a file may reach anywhere.
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                    for (later, name) in order.iter().enumerate().skip(i + 1) {
+                        if line.contains(&format!("crate::{name}::")) || line.contains(&format!("crate::{name};")) {
+                            wrong.push(format!("{} uses {name} ({module} is layer {i}, {name} {later})", f.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    fn rs_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("module folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(rs_files(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+        out
     }
 }

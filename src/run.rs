@@ -79,6 +79,42 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// A report of a run of `m` not yet begun: `failed` until it says otherwise.
+    fn new(m: &Manifest, trigger: Trigger) -> Self {
+        RunReport {
+            run_id: 0,
+            integration: m.name.clone(),
+            action: m.action.as_str(),
+            trigger: trigger.as_str(),
+            status: RunStatus::Failed,
+            counts: Counts::default(),
+            unchanged: 0,
+            pages: 0,
+            duration_ms: 0,
+            error: None,
+            notice: None,
+            skips: Vec::new(),
+            plan: None,
+            redactor: Redactor::default(),
+        }
+    }
+
+    fn log_finished(&self, fetch_ms: u64) {
+        let c = &self.counts;
+        tracing::info!(
+            status = %self.status,
+            fetched = c.fetched,
+            created = c.created,
+            updated = c.updated,
+            deactivated = c.deactivated,
+            skipped = c.skipped,
+            fetch_ms,
+            apply_ms = self.duration_ms.saturating_sub(fetch_ms),
+            ms = self.duration_ms,
+            "run finished"
+        );
+    }
+
     /// Whether the command that ran it succeeded (exit 0).
     pub fn succeeded(&self) -> bool {
         self.status.succeeded()
@@ -173,22 +209,7 @@ pub fn try_lock(database: &Path, integration: &str) -> std::io::Result<Option<Ru
 pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cancel) -> Result<RunReport, StoreError> {
     let started = Instant::now();
     let store = Store::open(&config.database)?;
-    let mut report = RunReport {
-        run_id: 0,
-        integration: m.name.clone(),
-        action: m.action.as_str(),
-        trigger: opts.trigger.as_str(),
-        status: RunStatus::Failed,
-        counts: Counts::default(),
-        unchanged: 0,
-        pages: 0,
-        duration_ms: 0,
-        error: None,
-        notice: None,
-        skips: Vec::new(),
-        plan: None,
-        redactor: Redactor::default(),
-    };
+    let mut report = RunReport::new(m, opts.trigger);
     let lock = try_lock(&config.database, &m.name).map_err(|e| StoreError::Open {
         path: config.database.clone(),
         reason: format!("cannot take the run lock next to it: {}", crate::describe_io(&e)),
@@ -240,35 +261,26 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     report.counts = end.counts;
     report.unchanged = plan.unchanged;
     report.error = end.error.as_deref().map(|e| redactor.redact(e));
-    report.notice = over_limit(&plan, limit).and_then(|why| match end.status {
+    report.notice = over_limit(&plan, limit).and_then(|why| notice(end.status, &why));
+    report.skips = plan.skips.iter().take(REPORT_SKIPS).cloned().collect();
+    if opts.dry_run {
+        report.plan = Some(plan);
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| report.log_finished(fetch_ms));
+    Ok(report)
+}
+
+/// What a run over `max_deactivate` (`why`) means for a run that ended `status`.
+fn notice(status: RunStatus, why: &str) -> Option<String> {
+    match status {
         RunStatus::DryRun => Some(format!("a real run would be held: it {why}; --force applies it")),
         RunStatus::Ok => Some(format!("applied with --force: {why}")),
         RunStatus::Held => Some(format!(
             "held: nothing applied; this run {why}. Check the source, then run again with --force to apply"
         )),
         _ => None,
-    });
-    report.skips = plan.skips.iter().take(REPORT_SKIPS).cloned().collect();
-    if opts.dry_run {
-        report.plan = Some(plan);
     }
-    report.duration_ms = started.elapsed().as_millis() as u64;
-    span.in_scope(|| {
-        let c = &report.counts;
-        tracing::info!(
-            status = %report.status,
-            fetched = c.fetched,
-            created = c.created,
-            updated = c.updated,
-            deactivated = c.deactivated,
-            skipped = c.skipped,
-            fetch_ms,
-            apply_ms = report.duration_ms.saturating_sub(fetch_ms),
-            ms = report.duration_ms,
-            "run finished"
-        )
-    });
-    Ok(report)
 }
 
 /// Fetches every page into records, unless cancelled; the trace comes back either way.
