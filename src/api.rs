@@ -144,11 +144,11 @@ async fn import(
 
 async fn export(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
     let csv = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
-    let database = service.config().database.clone();
+    let (database, escape) = (service.config().database.clone(), service.config().csv_escape_formulas);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let result = Store::open(&database).map_err(std::io::Error::other).and_then(|store| {
-            let mut chunk = ExportWriter::new(csv);
+            let mut chunk = ExportWriter::new(csv, escape);
             store
                 .export_each(|row| {
                     chunk.push(&row);

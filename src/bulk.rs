@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::export::unescape_formula;
 use crate::mapping::text;
 use crate::user::parse_email;
 
@@ -104,7 +105,7 @@ pub fn parse_csv(body: &[u8]) -> Result<Vec<ImportRecord>, Malformed> {
         let row = row.map_err(csv_error)?;
         let mut r = ImportRecord { index, ..ImportRecord::default() };
         for (key, cell) in headers.iter().zip(row.iter()) {
-            if let Err(reason) = r.set(key, &Value::String(cell.to_string())) {
+            if let Err(reason) = r.set(key, &Value::String(unescape_formula(cell).to_string())) {
                 r.problem.get_or_insert(reason);
             }
         }

@@ -230,7 +230,10 @@ fn print_report(report: &RunReport, json: bool) -> Result<(), Error> {
         write_report(&mut text, report)?;
     }
     let mut out = std::io::stdout().lock();
-    out.write_all(report.redactor.redact(&String::from_utf8_lossy(&text)).as_bytes())?;
+    let text = report.redactor.redact(&String::from_utf8_lossy(&text));
+    // JSON escapes control characters itself; text shows them escaped.
+    let text = if json { text } else { crate::problem::printable(&text).into_owned() };
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     if report.succeeded() {
         Ok(())
@@ -242,7 +245,7 @@ fn print_report(report: &RunReport, json: bool) -> Result<(), Error> {
 
 fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
     let secs = r.duration_ms as f64 / 1000.0;
-    let pages = if r.pages == 1 { "1 page".to_string() } else { format!("{} pages", r.pages) };
+    let pages = if r.counts.pages == 1 { "1 page".to_string() } else { format!("{} pages", r.counts.pages) };
     writeln!(out, "{} ({}): {} in {secs:.1} s, run {}", r.integration, r.action, r.status, r.run_id)?;
     if r.status == RunStatus::Skipped {
         return Ok(());
@@ -329,7 +332,7 @@ fn validate(flag: Option<&Path>, files: &[PathBuf]) -> Result<(), Error> {
     } else {
         files.to_vec()
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = Printable(std::io::stdout().lock());
     let mut problems = Vec::new();
     let now = chrono::Utc::now().with_timezone(&config.timezone);
     for file in &files {
@@ -393,7 +396,7 @@ fn import(config: &Config, file: &Path, format: Option<BulkFormat>) -> Result<()
 fn export(config: &Config, format: BulkFormat) -> Result<(), Error> {
     let store = Store::open(&config.database)?;
     let mut out = std::io::stdout().lock();
-    let mut writer = crate::export::ExportWriter::new(format == BulkFormat::Csv);
+    let mut writer = crate::export::ExportWriter::new(format == BulkFormat::Csv, config.csv_escape_formulas);
     let mut failed = None;
     store.export_each(|row| {
         writer.push(&row);
@@ -443,7 +446,16 @@ fn users(config: &Config, format: Format) -> Result<(), Error> {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
             w.write_record(USER_COLUMNS).map_err(csv_err)?;
-            store.users_each(|u| wrote(w.write_record(csv_cells(&u)).map_err(csv_err)))?;
+            let escape = config.csv_escape_formulas;
+            store.users_each(|u| {
+                let cells = csv_cells(&u);
+                let written = if escape {
+                    w.write_record(cells.iter().map(|c| crate::export::escape_formula(c).into_owned()))
+                } else {
+                    w.write_record(cells)
+                };
+                wrote(written.map_err(csv_err))
+            })?;
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -487,6 +499,7 @@ fn table_cells(u: &UserRow) -> [String; 9] {
     let [id, email, first, last, external_id, _, _, _, department, _, _, source, _, updated_at] = csv_cells(u);
     let active = if u.active == 1 { "yes" } else { "no" };
     [id, email, first, last, external_id, department, active.into(), source, updated_at]
+        .map(|cell| crate::problem::printable(&cell).into_owned())
 }
 
 const USER_COLUMNS: [&str; 14] = [
@@ -535,6 +548,7 @@ fn history(config: &Config, name: Option<&str>, json: bool, limit: u32) -> Resul
         writeln!(out)?;
         return Ok(());
     }
+    let mut out = Printable(out);
     if runs.is_empty() {
         writeln!(out, "no runs yet{}", name.map(|n| format!(" for {n}")).unwrap_or_default())?;
         return Ok(());
@@ -569,6 +583,7 @@ fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
         writeln!(out)?;
         return Ok(());
     }
+    let mut out = Printable(out);
     write_runs(&mut out, std::slice::from_ref(&run))?;
     write_run_details(&mut out, &store, id)
 }
@@ -680,4 +695,22 @@ fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> R
         writeln!(out, "{}", table.line(row))?;
     }
     Ok(())
+}
+
+/// Text output for a terminal: control characters in what it writes (from a
+/// source, a file name) are shown escaped (`problem::printable`).
+struct Printable<W: Write>(W);
+
+impl<W: Write> Write for Printable<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => self.0.write_all(crate::problem::printable(text).as_bytes())?,
+            Err(_) => self.0.write_all(crate::problem::printable(&String::from_utf8_lossy(buf)).as_bytes())?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }

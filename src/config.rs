@@ -34,6 +34,20 @@ struct RawConfig {
     sync: RawSync,
     #[serde(default)]
     api: RawApi,
+    #[serde(default)]
+    export: RawExport,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawExport {
+    csv_escape_formulas: bool,
+}
+
+impl Default for RawExport {
+    fn default() -> Self {
+        Self { csv_escape_formulas: true }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -51,12 +65,24 @@ struct RawApi {
     token_file: Option<PathBuf>,
     #[serde(default = "default_max_body")]
     max_body_bytes: u64,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
 }
 
 impl Default for RawApi {
     fn default() -> Self {
-        Self { listen: None, tokens: Vec::new(), token_file: None, max_body_bytes: default_max_body() }
+        Self {
+            listen: None,
+            tokens: Vec::new(),
+            token_file: None,
+            max_body_bytes: default_max_body(),
+            max_connections: default_max_connections(),
+        }
     }
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 fn default_max_body() -> u64 {
@@ -85,6 +111,8 @@ pub struct HttpConfig {
     pub max_response_bytes: u64,
     /// First retry delay; it doubles each attempt (with jitter), up to 30 s.
     pub retry_base_ms: u64,
+    /// A whole run, fetch and apply included, is cancelled past this.
+    pub run_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -95,6 +123,7 @@ impl Default for HttpConfig {
             max_pages: 10_000,
             max_response_bytes: 100 * 1024 * 1024,
             retry_base_ms: 500,
+            run_timeout_secs: 3600,
         }
     }
 }
@@ -153,6 +182,8 @@ pub struct ApiConfig {
     pub listen: Option<String>,
     pub tokens: Vec<Secret>,
     pub max_body_bytes: u64,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 /// The validated config.
@@ -171,6 +202,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub max_deactivate: Limit,
     pub api: ApiConfig,
+    /// CSV cells that a spreadsheet would take for a formula get a leading `'`.
+    pub csv_escape_formulas: bool,
     secrets: BTreeMap<String, BTreeMap<String, Secret>>,
 }
 
@@ -262,6 +295,12 @@ impl Config {
         if raw.http.max_pages == 0 {
             problem("/http/max_pages", "must be at least 1".into());
         }
+        if raw.http.run_timeout_secs == 0 {
+            problem("/http/run_timeout_secs", "must be at least 1".into());
+        }
+        if raw.api.max_connections == 0 {
+            problem("/api/max_connections", "must be at least 1".into());
+        }
         let mut secrets = BTreeMap::new();
         for (name, values) in raw.secrets {
             let mut table = BTreeMap::new();
@@ -308,7 +347,13 @@ impl Config {
             log_format: raw.log_format.unwrap_or_default(),
             http: raw.http,
             max_deactivate,
-            api: ApiConfig { listen: raw.api.listen, tokens, max_body_bytes: raw.api.max_body_bytes },
+            api: ApiConfig {
+                listen: raw.api.listen,
+                tokens,
+                max_body_bytes: raw.api.max_body_bytes,
+                max_connections: raw.api.max_connections,
+            },
+            csv_escape_formulas: raw.export.csv_escape_formulas,
             secrets,
         })
     }

@@ -1,6 +1,8 @@
 //! Exports as seed 000 shapes them, for the CLI and the API alike: a chunk
 //! at a time, `{"users": [...]}` or CSV with a header row.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 /// Columns export writes, in order; import reads the same ones.
@@ -38,9 +40,29 @@ impl ExportRow {
     }
 }
 
+/// What a spreadsheet takes for the start of a formula (or of a DDE payload).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A CSV cell safe to open in a spreadsheet: one that would start a formula
+/// gets a leading `'`, which spreadsheets show as text. `unescape_formula`
+/// takes it off again.
+pub fn escape_formula(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(FORMULA_STARTS) { Cow::Owned(format!("'{cell}")) } else { Cow::Borrowed(cell) }
+}
+
+/// A cell as it was before `escape_formula`: a `'` followed by a formula start loses the `'`.
+pub fn unescape_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
+    }
+}
+
 /// Builds an export a chunk at a time: `{"users": [...]}` or CSV with a header row.
 pub struct ExportWriter {
     csv: Option<csv::Writer<Vec<u8>>>,
+    /// CSV cells go through `escape_formula` (`[export] csv_escape_formulas`).
+    escape: bool,
     json: Vec<u8>,
     first: bool,
 }
@@ -49,18 +71,21 @@ pub struct ExportWriter {
 const CHUNK: usize = 64 * 1024;
 
 impl ExportWriter {
-    pub fn new(csv: bool) -> Self {
+    pub fn new(csv: bool, escape: bool) -> Self {
         if csv {
             let mut w = csv::Writer::from_writer(Vec::with_capacity(CHUNK));
             let _ = w.write_record(EXPORT_COLUMNS);
-            Self { csv: Some(w), json: Vec::new(), first: true }
+            Self { csv: Some(w), escape, json: Vec::new(), first: true }
         } else {
-            Self { csv: None, json: b"{\"users\": [".to_vec(), first: true }
+            Self { csv: None, escape, json: b"{\"users\": [".to_vec(), first: true }
         }
     }
 
     pub fn push(&mut self, row: &ExportRow) {
         match &mut self.csv {
+            Some(w) if self.escape => {
+                let _ = w.write_record(row.csv_fields().map(escape_formula).iter().map(|c| c.as_bytes()));
+            }
             Some(w) => {
                 let _ = w.write_record(row.csv_fields());
             }
@@ -95,6 +120,24 @@ impl ExportWriter {
                 full.into_inner().unwrap_or_default()
             }
             None => std::mem::take(&mut self.json),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_escaped_and_come_back() {
+        for cell in ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "\rx"] {
+            let escaped = escape_formula(cell);
+            assert_eq!(escaped, format!("'{cell}"));
+            assert_eq!(unescape_formula(&escaped), cell);
+        }
+        for cell in ["Ann", "'t Hooft", "", "a=b", "'plain"] {
+            assert_eq!(escape_formula(cell), cell);
+            assert_eq!(unescape_formula(cell), cell, "a leading ' before text stays");
         }
     }
 }

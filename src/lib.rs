@@ -22,8 +22,8 @@ pub mod index;
 pub mod plan;
 
 pub mod fetch;
-pub mod bulk;
 pub mod export;
+pub mod bulk;
 pub mod store;
 
 pub mod run;

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let text = e.to_string();
             if !text.is_empty() {
-                eprintln!("error: {text}");
+                eprintln!("error: {}", rosterd::problem::printable(&text));
             }
             ExitCode::from(e.exit_code())
         }

@@ -10,7 +10,9 @@ use serde::{Serialize, Serializer};
 /// The default is `Failed`: a run that never said how it ended did not succeed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum RunStatus {
-    /// Started and not finished (or its process died; see `close_abandoned_runs`).
+    /// Waiting for a run slot (`max_concurrent_runs`); slots go in the order asked.
+    Queued,
+    /// Started and not finished.
     Running,
     /// Applied (or nothing to apply).
     Ok,
@@ -31,6 +33,7 @@ impl RunStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Ok => "ok",
             RunStatus::Failed => "failed",
@@ -47,6 +50,11 @@ impl RunStatus {
     /// Whether a command that ran it succeeded (exit 0).
     pub fn succeeded(self) -> bool {
         matches!(self, RunStatus::Ok | RunStatus::DryRun)
+    }
+
+    /// Whether the run has not ended (queued or running).
+    pub fn is_open(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
     }
 
     /// Whether the run's user changes are kept.
@@ -70,7 +78,9 @@ impl Serialize for RunStatus {
 /// What a run fetched and did to users, as its `runs` row counts it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
+    /// Records fetched (so far, for a run that failed while fetching).
     pub fetched: i64,
+    pub pages: i64,
     pub created: i64,
     pub updated: i64,
     pub deactivated: i64,

@@ -50,3 +50,39 @@ pub fn kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+/// `text` safe for a terminal: control characters other than newline and tab
+/// (ESC, BEL, backspace, carriage return, DEL, the C1 range) shown escaped as
+/// `\x1b`, so text from a source or a file name cannot drive the terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.contains(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            let n = u32::from(c);
+            if n < 0x100 {
+                out.push_str(&format!("\\x{n:02x}"));
+            } else {
+                out.push_str(&format!("\\u{{{n:x}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("plain\ttext\nline"), "plain\ttext\nline");
+        assert_eq!(printable("a\u{1b}[2Jb\u{7}c\u{8}\r\u{9b}"), "a\\x1b[2Jb\\x07c\\x08\\x0d\\x9b");
+        assert_eq!(printable("Zoë"), "Zoë");
+    }
+}

@@ -1,7 +1,8 @@
 //! Secrets and their redaction. A `Secret` never prints its value; a
-//! `Redactor` replaces every known secret value (and the base64 and
-//! URL-encoded forms a request may carry) with `***ID***` in any text that
-//! leaves a run: errors, log lines, trace rows, plans and reports.
+//! `Redactor` replaces every known secret value (and every form a request
+//! may carry it in: base64, percent-encoded as the URL parser writes each
+//! part of a URL, JSON-escaped) with `***ID***` in any text that leaves a
+//! run: errors, log lines, trace rows, plans and reports.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -45,17 +46,14 @@ impl fmt::Debug for Redactor {
 }
 
 impl Redactor {
-    /// Registers a secret by its id: the raw value, its base64 form and its URL-encoded form.
+    /// Registers a secret by its id: the raw value and every form a request
+    /// or an error may carry it in (see `wire_forms`).
     pub fn add(&self, id: &str, value: &str) {
         if value.is_empty() {
             return;
         }
         let label = format!("***{id}***");
-        let encoded = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
-        let form_encoded = encoded.replace("%20", "+");
-        let mut forms = vec![value.to_string(), BASE64.encode(value), encoded, form_encoded];
-        forms.dedup();
-        for form in forms {
+        for form in wire_forms(value) {
             self.add_form(form, &label);
         }
     }
@@ -82,6 +80,34 @@ impl Redactor {
     }
 }
 
+/// `value` as it may appear in text that left a run: as is, base64 (Basic),
+/// percent-encoded (every non-alphanumeric byte, and with `+` for spaces),
+/// as the URL parser itself writes it in a path, a query, a query pair and a
+/// password (the bytes the HTTP client puts on the wire, which a client's
+/// error may quote), and JSON-escaped (inside a body).
+pub fn wire_forms(value: &str) -> Vec<String> {
+    let encoded = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let mut forms = vec![value.to_string(), BASE64.encode(value), encoded.replace("%20", "+"), encoded];
+    if let Ok(mut url) = reqwest::Url::parse("http://h/") {
+        url.set_path(&format!("/{value}"));
+        forms.push(url.path()[1..].to_string());
+        url.set_query(Some(value));
+        forms.extend(url.query().map(str::to_string));
+        url.set_query(None);
+        url.query_pairs_mut().append_pair("k", value);
+        forms.extend(url.query().and_then(|q| q.strip_prefix("k=")).map(str::to_string));
+        if url.set_password(Some(value)).is_ok() {
+            forms.extend(url.password().map(str::to_string));
+        }
+    }
+    if let Ok(json) = serde_json::to_string(value) {
+        forms.push(json[1..json.len() - 1].to_string());
+    }
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +120,18 @@ mod tests {
         assert_eq!(r.redact(&format!("b64 {}", BASE64.encode("s3cr et&"))), "b64 ***KEY***");
         assert_eq!(r.redact("q=s3cr%20et%26"), "q=***KEY***");
         assert_eq!(r.redact("q=s3cr+et%26"), "q=***KEY***");
+    }
+
+    #[test]
+    fn the_forms_a_url_parser_writes_are_replaced() {
+        let r = Redactor::default();
+        r.add("PASS", "Pcred Secret&Gamma3");
+        r.add("NAME", "Zoë \"Q\"");
+        let url = reqwest::Url::parse("http://h/a/Pcred Secret&Gamma3?p=Pcred Secret&Gamma3&n=Zoë \"Q\"").unwrap();
+        let shown = r.redact(url.as_str());
+        assert!(!shown.contains("Pcred") && !shown.contains("Zo"), "{shown}");
+        let body = serde_json::json!({"n": "Zoë \"Q\""}).to_string();
+        assert_eq!(r.redact(&body), r#"{"n":"***NAME***"}"#);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -62,7 +62,6 @@ pub struct RunReport {
     #[serde(flatten)]
     pub counts: Counts,
     pub unchanged: u64,
-    pub pages: u32,
     pub duration_ms: u64,
     pub error: Option<String>,
     /// For a held run, or a dry run that a real run would hold: what and how to proceed.
@@ -89,7 +88,6 @@ impl RunReport {
             status: RunStatus::Failed,
             counts: Counts::default(),
             unchanged: 0,
-            pages: 0,
             duration_ms: 0,
             error: None,
             notice: None,
@@ -160,6 +158,8 @@ pub enum RunError {
     Fetch(#[from] FetchError),
     #[error("cancelled: rosterd was stopping; nothing was applied")]
     Cancelled,
+    #[error("timed out: the run took longer than [http] run_timeout_secs ({0} s); nothing was applied")]
+    TimedOut(u64),
     #[error("applying failed and was rolled back: {0}")]
     Apply(#[from] StoreError),
     #[error("applying stopped and was rolled back: {0}")]
@@ -168,16 +168,30 @@ pub enum RunError {
 
 /// Records a run that did not start because another run of the same integration is going
 /// (in the row `run_id` when one was made already).
-pub fn record_skipped(config: &Config, m: &Manifest, trigger: Trigger, run_id: Option<i64>) -> Result<i64, StoreError> {
+/// Records a run that did not start because another run of the same
+/// integration is `busy` (queued or running), in the row `run_id` when one
+/// was made already.
+pub fn record_skipped(
+    config: &Config,
+    m: &Manifest,
+    trigger: Trigger,
+    run_id: Option<i64>,
+    busy: RunStatus,
+) -> Result<i64, StoreError> {
     let mut store = Store::open(&config.database)?;
     let run_id = match run_id {
         Some(id) => id,
-        None => store.begin_run(&m.name, m.action.as_str(), trigger.as_str())?,
+        None => store.begin_run(&m.name, m.action.as_str(), trigger.as_str(), RunStatus::Running)?,
     };
-    let reason = format!("another run of {} is in progress; this one was skipped", m.name);
+    let reason = skip_reason(&m.name, busy);
     tracing::warn!(integration = %m.name, run_id, "{reason}");
     store.finish_run(run_id, &RunEnd { status: RunStatus::Skipped, error: Some(reason), ..RunEnd::default() })?;
     Ok(run_id)
+}
+
+fn skip_reason(name: &str, busy: RunStatus) -> String {
+    let state = if busy == RunStatus::Queued { "queued for a run slot" } else { "in progress" };
+    format!("another run of {name} is {state}; this one was skipped")
 }
 
 /// How many skips a report carries; the rest are in the store.
@@ -216,46 +230,52 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     })?;
     let Some(_lock) = lock else {
         drop(store);
-        report.run_id = record_skipped(config, m, opts.trigger, opts.run_id)?;
+        report.run_id = record_skipped(config, m, opts.trigger, opts.run_id, RunStatus::Running)?;
         report.status = RunStatus::Skipped;
-        report.error = Some(format!("another run of {} is in progress; this one was skipped", m.name));
+        report.error = Some(skip_reason(&m.name, RunStatus::Running));
         return Ok(report);
     };
     report.run_id = match opts.run_id {
-        Some(id) => id,
-        None => store.begin_run(&m.name, report.action, report.trigger)?,
+        Some(id) => {
+            store.mark_running(id)?;
+            id
+        }
+        None => store.begin_run(&m.name, report.action, report.trigger, RunStatus::Running)?,
     };
     store.close_abandoned_runs(&m.name, report.run_id)?;
     let span = tracing::info_span!("run", integration = %m.name, run_id = report.run_id, trigger = report.trigger);
     let (values, redactor) = form_values(m);
     report.redactor = redactor.clone();
 
-    let (fetched, trace) = fetch_phase(m, config, opts, cancel, values, &redactor).instrument(span.clone()).await;
+    // This run's own stop: rosterd stopping, or `[http] run_timeout_secs` passing.
+    let deadline = Deadline::start(cancel, Duration::from_secs(config.http.run_timeout_secs));
+    let cancel = &deadline.cancel;
+    let fetched = fetch_phase(m, config, opts, cancel, values, &redactor).instrument(span.clone()).await;
     let fetch_ms = started.elapsed().as_millis() as u64;
-    let requests: Vec<RequestRow> = trace.iter().map(|a| request_row(a, &redactor)).collect();
-    let fetched = match fetched {
-        Ok(f) => f,
+    let requests: Vec<RequestRow> = fetched.trace.iter().map(|a| request_row(a, &redactor)).collect();
+    report.counts.pages = i64::from(fetched.pages);
+    report.counts.fetched = fetched.records as i64;
+    let records = match fetched.result {
+        Ok(f) => f.records,
         Err(e) => {
-            let error = redactor.redact(&e.to_string());
+            let error = redactor.redact(&deadline.explain(e).to_string());
             span.in_scope(|| tracing::error!("run failed: {error}"));
             let mut store = store;
-            let end = RunEnd { error: Some(error.clone()), requests, ..RunEnd::default() };
+            let end = RunEnd { error: Some(error.clone()), requests, counts: report.counts, ..RunEnd::default() };
             store.finish_run(report.run_id, &end)?;
             report.error = Some(error);
             report.duration_ms = started.elapsed().as_millis() as u64;
             return Ok(report);
         }
     };
-    report.pages = fetched.pages;
-    report.counts.fetched = fetched.records.len() as i64;
 
     let limit = m.max_deactivate.unwrap_or(config.max_deactivate);
-    let applied = apply_phase(store, m, config, opts, cancel, &report, fetched.records, requests, limit)
+    let applied = apply_phase(store, m, config, opts, &deadline, &report, records, requests, limit)
         .instrument(span.clone())
         .await;
     let (plan, end) = match applied {
         Ok(done) => done,
-        Err(error) => return Ok(fail_after_fetch(config, report, error, started)),
+        Err(error) => return Ok(fail_after_fetch(config, report, deadline.explain(error), started)),
     };
     report.status = end.status;
     report.counts = end.counts;
@@ -283,7 +303,17 @@ fn notice(status: RunStatus, why: &str) -> Option<String> {
     }
 }
 
-/// Fetches every page into records, unless cancelled; the trace comes back either way.
+/// What the fetch brought, and how far it got when it failed.
+struct FetchPhase {
+    result: Result<fetch::Fetched, RunError>,
+    trace: Vec<Attempt>,
+    /// Pages and records fetched, also when the fetch failed part way.
+    pages: u32,
+    records: usize,
+}
+
+/// Fetches every page into records, unless cancelled; the trace and how far
+/// it got come back either way.
 async fn fetch_phase(
     m: &Manifest,
     config: &Config,
@@ -291,16 +321,18 @@ async fn fetch_phase(
     cancel: &Cancel,
     values: Map<String, Value>,
     redactor: &Redactor,
-) -> (Result<fetch::Fetched, RunError>, Vec<Attempt>) {
+) -> FetchPhase {
     tracing::info!("fetching");
-    let mut client = match Client::new(&config.http, redactor.clone()) {
+    let mut client = match Client::new(&config.http, redactor.clone(), m.allowed_origins.clone()) {
         Ok(c) => c,
-        Err(e) => return (Err(e.into()), Vec::new()),
+        Err(e) => return FetchPhase { result: Err(e.into()), trace: Vec::new(), pages: 0, records: 0 },
     };
     let show = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut progress = |pages: u32, records: usize| {
+    let (mut pages, mut records) = (0, 0);
+    let mut progress = |p: u32, r: usize| {
+        (pages, records) = (p, r);
         if show {
-            eprint!("\r{}: page {pages}, {records} records", m.name);
+            eprint!("\r{}: page {p}, {r} records", m.name);
         }
     };
     let result = tokio::select! {
@@ -310,7 +342,48 @@ async fn fetch_phase(
     if show {
         eprintln!();
     }
-    (result, std::mem::take(&mut client.trace))
+    if let Ok(f) = &result {
+        (pages, records) = (f.pages, f.records.len());
+    }
+    FetchPhase { result, trace: std::mem::take(&mut client.trace), pages, records }
+}
+
+/// A run's own stop: set when rosterd stops (the shared `Cancel`) or when
+/// `[http] run_timeout_secs` passes, whichever comes first.
+struct Deadline {
+    cancel: Cancel,
+    timed_out: Arc<AtomicBool>,
+    limit: Duration,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Deadline {
+    fn start(outer: &Cancel, limit: Duration) -> Deadline {
+        let (cancel, timed_out) = (Cancel::default(), Arc::new(AtomicBool::new(false)));
+        let (outer, inner, flag) = (outer.clone(), cancel.clone(), timed_out.clone());
+        let watch = tokio::spawn(async move {
+            tokio::select! {
+                () = outer.cancelled() => {}
+                () = tokio::time::sleep(limit) => flag.store(true, Ordering::SeqCst),
+            }
+            inner.cancel();
+        });
+        Deadline { cancel, timed_out, limit, watch }
+    }
+
+    /// A cancellation said as what caused it.
+    fn explain(&self, e: RunError) -> RunError {
+        match e {
+            RunError::Cancelled if self.timed_out.load(Ordering::SeqCst) => RunError::TimedOut(self.limit.as_secs()),
+            other => other,
+        }
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
 }
 
 /// Plans the records in the store's one transaction, on a blocking thread;
@@ -322,18 +395,20 @@ async fn apply_phase(
     m: &Manifest,
     config: &Config,
     opts: RunOptions,
-    cancel: &Cancel,
+    deadline: &Deadline,
     report: &RunReport,
     records: crate::mapping::RecordArena,
     requests: Vec<RequestRow>,
     limit: crate::config::Limit,
 ) -> Result<(Plan, RunEnd), RunError> {
     let integration = m.name.clone();
+    let limit_secs = deadline.limit.as_secs();
     let mapped: Vec<Target> = m.data_structure.iter().map(|(t, _)| t.clone()).collect();
     let ignored = config.ignored_emails.clone();
     let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
-    let (run_id, n_fetched) = (report.run_id, report.counts.fetched);
-    let cancel = cancel.clone();
+    let (run_id, fetched) = (report.run_id, report.counts);
+    let cancel = deadline.cancel.clone();
+    let timed_out = deadline.timed_out.clone();
     let redactor = report.redactor.clone();
     let applied = tokio::task::spawn_blocking(move || {
         let opts_plan = PlanOptions {
@@ -345,9 +420,14 @@ async fn apply_phase(
             auto_clear_email,
         };
         let (pending, plan) = store.plan_run(run_id, &records, &opts_plan)?;
-        let (status, error) = decide(&plan, limit, opts, cancel.is_cancelled());
+        let stopped = cancel.is_cancelled().then(|| match timed_out.load(Ordering::SeqCst) {
+            true => RunError::TimedOut(limit_secs),
+            false => RunError::Cancelled,
+        });
+        let (status, error) = decide(&plan, limit, opts, stopped);
         let counts = Counts {
-            fetched: n_fetched,
+            fetched: fetched.fetched,
+            pages: fetched.pages,
             created: plan.n_created as i64,
             updated: plan.n_changed() as i64,
             deactivated: plan.n_deactivated as i64,
@@ -375,9 +455,16 @@ async fn apply_phase(
 }
 
 /// How a planned run ends, before anything is committed.
-fn decide(plan: &Plan, limit: crate::config::Limit, opts: RunOptions, cancelled: bool) -> (RunStatus, Option<String>) {
+fn decide(
+    plan: &Plan,
+    limit: crate::config::Limit,
+    opts: RunOptions,
+    stopped: Option<RunError>,
+) -> (RunStatus, Option<String>) {
+    if let Some(why) = stopped {
+        return (RunStatus::Failed, Some(why.to_string()));
+    }
     match (over_limit(plan, limit), opts.dry_run, opts.force) {
-        _ if cancelled => (RunStatus::Failed, Some(RunError::Cancelled.to_string())),
         (_, true, _) => (RunStatus::DryRun, None),
         (Some(why), false, false) => (RunStatus::Held, Some(format!("held: {why}; run with --force to apply"))),
         _ => (RunStatus::Ok, None),
@@ -401,7 +488,7 @@ fn fail_after_fetch(config: &Config, mut report: RunReport, error: RunError, sta
     let error = report.redactor.redact(&error.to_string());
     tracing::error!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
     if let Ok(mut store) = Store::open(&config.database) {
-        let end = RunEnd { error: Some(error.clone()), ..RunEnd::default() };
+        let end = RunEnd { error: Some(error.clone()), counts: report.counts, ..RunEnd::default() };
         if let Err(e) = store.finish_run(report.run_id, &end) {
             tracing::error!("cannot record the failure of run {}: {e}", report.run_id);
         }

@@ -8,6 +8,9 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
+/// The longest schedule accepted; real ones are a few dozen characters.
+const MAX_LEN: usize = 200;
+
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub expr: String,
@@ -22,6 +25,18 @@ impl Schedule {
             return Err(format!(
                 "\"{expr}\" has {fields} field(s); write 5 fields (\"0 * * * *\" = every hour), \
                  6 with seconds first (\"0 0 * * * *\"), or a nickname such as \"@hourly\""
+            ));
+        }
+        // Bounds before the cron parser sees it: an empty list item (",,,,")
+        // or a huge field once cost seconds of CPU to reject.
+        if trimmed.len() > MAX_LEN {
+            return Err(format!("the schedule is {} characters long; at most {MAX_LEN}", trimmed.len()));
+        }
+        if let Some((i, _)) = trimmed.split_whitespace().enumerate().find(|(_, f)| f.split(',').any(str::is_empty)) {
+            return Err(format!(
+                "\"{expr}\": field {} has an empty item (two commas, or a comma at an end); \
+                 write a list as \"1,15,30\"",
+                i + 1
             ));
         }
         let parser = CronParser::builder().seconds(Seconds::Optional).dom_and_dow(false).build();
@@ -120,5 +135,13 @@ mod tests {
         assert!(Schedule::parse("0 * * *").unwrap_err().contains("4 field(s)"));
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("0 0 30 2 *").is_err());
+    }
+
+    #[test]
+    fn empty_list_items_are_refused_at_once() {
+        for bad in [",,,, * * * *", "0,,5 * * * *", "0, * * * *", ",0 * * * *"] {
+            assert!(Schedule::parse(bad).unwrap_err().contains("empty item"), "{bad}");
+        }
+        assert!(Schedule::parse(&format!("{} * * * *", "1,".repeat(200))).unwrap_err().contains("at most"));
     }
 }

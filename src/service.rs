@@ -3,7 +3,7 @@
 //! fills it (folder polling, SIGHUP) and ticks through it; the API reads it
 //! and triggers runs through it. Neither imports the other.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -19,8 +19,10 @@ use crate::store::{RunEnd, Store, StoreError};
 /// State shared by the daemon's tasks and the API's handlers.
 pub struct Service {
     config: RwLock<Arc<Config>>,
+    /// Run slots; tokio's semaphore hands them out in the order they were asked for.
     permits: Semaphore,
-    running: Mutex<HashSet<String>>,
+    /// Integrations with a run queued or running, and which.
+    running: Mutex<HashMap<String, RunStatus>>,
     idle: Notify,
     cancel: Cancel,
     /// Statuses of finished runs (for `--once`).
@@ -37,7 +39,7 @@ impl Service {
         Arc::new(Self {
             config: RwLock::new(Arc::new(config)),
             permits: Semaphore::new(permits),
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             idle: Notify::new(),
             cancel: Cancel::default(),
             results: Mutex::new(Vec::new()),
@@ -54,13 +56,13 @@ impl Service {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
     }
 
-    fn running(&self) -> MutexGuard<'_, HashSet<String>> {
+    fn running(&self) -> MutexGuard<'_, HashMap<String, RunStatus>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The integrations with a run going now.
+    /// The integrations with a run queued or going now.
     pub fn running_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.running().iter().cloned().collect();
+        let mut names: Vec<String> = self.running().keys().cloned().collect();
         names.sort();
         names
     }
@@ -99,12 +101,20 @@ impl Service {
     /// `skipped` run is recorded and `Ok(None)` returned.
     pub fn trigger(self: &Arc<Self>, m: Arc<Manifest>, trigger: Trigger) -> Result<Option<i64>, StoreError> {
         let config = self.config();
-        if !self.running().insert(m.name.clone()) {
-            run::record_skipped(&config, &m, trigger, None)?;
+        let busy = {
+            let mut running = self.running();
+            let busy = running.get(&m.name).copied();
+            if busy.is_none() {
+                running.insert(m.name.clone(), RunStatus::Queued);
+            }
+            busy
+        };
+        if let Some(busy) = busy {
+            run::record_skipped(&config, &m, trigger, None, busy)?;
             return Ok(None);
         }
-        let begun =
-            Store::open(&config.database).and_then(|s| s.begin_run(&m.name, m.action.as_str(), trigger.as_str()));
+        let begun = Store::open(&config.database)
+            .and_then(|s| s.begin_run(&m.name, m.action.as_str(), trigger.as_str(), RunStatus::Queued));
         let run_id = match begun {
             Ok(id) => id,
             Err(e) => {
@@ -135,6 +145,9 @@ impl Service {
             p = self.permits.acquire() => p.ok(),
             () = self.cancel.cancelled() => None,
         };
+        if let Some(state) = self.running().get_mut(&m.name) {
+            *state = RunStatus::Running;
+        }
         let Some(_permit) = permit else {
             let reason = "cancelled: rosterd was stopping before the run started".to_string();
             let end = RunEnd { status: RunStatus::Failed, error: Some(reason), ..Default::default() };

@@ -13,8 +13,11 @@ use reqwest::{Method, StatusCode};
 
 use super::FetchError;
 use crate::config::HttpConfig;
+use crate::manifest::origin;
 use crate::redact::Redactor;
 
+/// Redirects followed in a row at most.
+const MAX_REDIRECTS: usize = 10;
 /// The longest wait between attempts, whatever `Retry-After` asks for.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const EXCERPT_CHARS: usize = 200;
@@ -78,10 +81,28 @@ fn install_crypto() {
 }
 
 impl Client {
-    pub fn new(http: &HttpConfig, redactor: Redactor) -> Result<Self, FetchError> {
+    /// A client for one run. A redirect is followed only within the origin
+    /// it came from or into one of `allowed_origins` (at most 10 in a row):
+    /// the manifest's headers carry secrets and go nowhere else.
+    pub fn new(http: &HttpConfig, redactor: Redactor, allowed_origins: Vec<String>) -> Result<Self, FetchError> {
         install_crypto();
         let timeout = Duration::from_secs(http.timeout_secs.max(1));
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            let from = attempt.previous().last().map(origin).unwrap_or_default();
+            let to = origin(attempt.url());
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects in a row"))
+            } else if from == to || allowed_origins.contains(&to) {
+                attempt.follow()
+            } else {
+                attempt.error(format!(
+                    "refused a redirect from {from} to {to}, another origin: the manifest's headers go only \
+                     where it points; list {to} in allowed_origins if you trust it"
+                ))
+            }
+        });
         let inner = reqwest::Client::builder()
+            .redirect(policy)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(15)))
             .user_agent(concat!("rosterd/", env!("CARGO_PKG_VERSION")))

@@ -27,6 +27,12 @@ pub enum FetchError {
     DataFrom { request: String, path: String, found: String },
     #[error("page {page}: the next page link \"{link}\" is not a URL: {reason}")]
     BadLink { page: u32, link: String, reason: String },
+    /// A next-page link that leaves the origin its page came from.
+    #[error(
+        "page {page}: the next page link leads to {to}, another origin than {from}; nothing was sent there \
+         (the manifest's headers go only where it points): list {to} in allowed_origins if you trust it"
+    )]
+    Origin { page: u32, from: String, to: String },
     #[error(
         "stopped after {0} pages, and a further page exists: raise [http] max_pages, \
          or set amount_pages_to_fetch in the manifest to fetch fewer pages on purpose"

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::{Fetch, FetchError, Request, Response};
-use crate::manifest::{Pagination, Step};
+use crate::manifest::{Pagination, Step, origin};
 
 /// Where a walk through the pages stands.
 pub(super) struct Pager {
@@ -73,6 +73,10 @@ impl Pager {
                     link: link.clone(),
                     reason: e.to_string(),
                 })?;
+                let (from, to) = (origin(&resp.url), origin(&url));
+                if from != to && !m.allowed_origins.contains(&to) {
+                    return Err(FetchError::Origin { page: page_no, from, to });
+                }
                 fetch.get_request(url.to_string(), &label)?
             }
             (_, None) => return Ok(None),

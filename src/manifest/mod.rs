@@ -25,6 +25,11 @@ pub fn load(path: &Path, config: &Config) -> Result<Manifest, Vec<Problem>> {
     parse(&name_of(path), path, &text, config)
 }
 
+/// A URL's origin as `scheme://host:port` (the port always written).
+pub fn origin(url: &reqwest::Url) -> String {
+    format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0))
+}
+
 /// The integration name for a manifest file: its stem (`integrations/bamboohr.json` → `bamboohr`).
 pub fn name_of(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
@@ -53,6 +58,9 @@ pub struct Manifest {
     pub schedule: Option<Schedule>,
     pub pagination: Pagination,
     pub amount_pages_to_fetch: Option<u32>,
+    /// Origins (`scheme://host:port`) a next page or a redirect may lead to
+    /// besides the origin of the request it came from.
+    pub allowed_origins: Vec<String>,
     pub form: Vec<FormValue>,
     pub match_on: MatchOn,
     pub max_deactivate: Option<Limit>,

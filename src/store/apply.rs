@@ -507,11 +507,11 @@ fn const_format(a: &str, b: &str) -> String {
 }
 
 pub(super) fn write_run_end(tx: &Connection, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
-    let Counts { fetched, created, updated, deactivated, skipped } = end.counts;
+    let Counts { fetched, pages, created, updated, deactivated, skipped } = end.counts;
     tx.execute(
         "UPDATE runs SET status = ?2, finished_at = ?3, fetched = ?4, created = ?5, updated = ?6,
-             deactivated = ?7, skipped = ?8, error = ?9 WHERE id = ?1",
-        params![run_id, end.status.as_str(), now(), fetched, created, updated, deactivated, skipped, end.error],
+             deactivated = ?7, skipped = ?8, error = ?9, pages = ?10 WHERE id = ?1",
+        params![run_id, end.status.as_str(), now(), fetched, created, updated, deactivated, skipped, end.error, pages],
     )?;
     let mut skip = tx.prepare_cached("INSERT INTO run_skips (run_id, record, key, reason) VALUES (?1, ?2, ?3, ?4)")?;
     for s in end.skips.iter().take(MAX_SKIP_ROWS) {
@@ -603,7 +603,7 @@ mod tests {
         let mut out = Vec::new();
         for (integration, records) in runs {
             let opts = PlanOptions { integration, ..o.clone() };
-            let run = store.begin_run(integration, "sync", "manual").unwrap();
+            let run = store.begin_run(integration, "sync", "manual", RunStatus::Running).unwrap();
             let (pending, plan) = store.plan_run(run, records, &opts).unwrap();
             pending.finish(&RunEnd { status: RunStatus::Ok, ..RunEnd::default() }).unwrap();
             out.push(format!("{plan:?}"));

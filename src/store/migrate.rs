@@ -13,24 +13,36 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_applied.sql"),
     include_str!("migrations/0003_username_index.sql"),
+    include_str!("migrations/0004_run_process.sql"),
 ];
 
+/// Brings the schema up to date. The version is read and raised inside one
+/// write transaction per migration, so processes opening a new or older
+/// database at once take turns: each migration runs exactly once.
 pub fn run(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let known = MIGRATIONS.len() as i64;
-    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version = |c: &Connection| c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0));
+    // Most opens find the schema current: no write lock for them.
+    let found = version(conn)?;
     if found > known {
         return Err(StoreError::Newer { path: path.to_path_buf(), found, known });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let version = i as i64 + 1;
+    if found == known {
+        return Ok(());
+    }
+    loop {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| open_error(path, &e))?;
+        let found = version(&tx)?;
+        if found > known {
+            return Err(StoreError::Newer { path: path.to_path_buf(), found, known });
+        }
+        let Some(sql) = MIGRATIONS.get(found as usize) else { return Ok(()) };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", version)?;
+        tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }
 
 fn open_error(path: &Path, e: &rusqlite::Error) -> StoreError {

@@ -20,6 +20,9 @@ pub use bulk::Metrics;
 use crate::outcome::{Counts, RunStatus};
 use crate::plan::Skip;
 
+/// Why a run whose process is gone did not finish.
+const INTERRUPTED: &str = "interrupted: the process running it stopped before it finished; nothing was applied";
+
 /// How long a statement waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -95,23 +98,37 @@ impl Store {
         &self.conn
     }
 
-    /// Records a run as started (status `running`) and returns its id.
-    pub fn begin_run(&self, integration: &str, action: &str, trigger: &str) -> Result<i64, StoreError> {
+    /// Records a run as begun (`status` queued or running) by this process and returns its id.
+    pub fn begin_run(
+        &self,
+        integration: &str,
+        action: &str,
+        trigger: &str,
+        status: RunStatus,
+    ) -> Result<i64, StoreError> {
         self.conn.execute(
-            "INSERT INTO runs (integration, action, trigger, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
-            params![integration, action, trigger, now()],
+            "INSERT INTO runs (integration, action, trigger, status, started_at, pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![integration, action, trigger, status.as_str(), now(), std::process::id()],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Marks runs of `integration` left `running` by a process that is gone as failed
+    /// A queued run got its slot and starts.
+    pub fn mark_running(&self, run_id: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE runs SET status = ?2, pid = ?3 WHERE id = ?1 AND status = ?4",
+            params![run_id, RunStatus::Running.as_str(), std::process::id(), RunStatus::Queued.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks runs of `integration` left open by a process that is gone as failed
     /// (all but `current`). Call only while holding that integration's run lock.
     pub fn close_abandoned_runs(&self, integration: &str, current: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
-            "UPDATE runs SET status = 'failed', finished_at = ?2,
-                 error = 'interrupted: the process running it stopped before it finished; nothing was applied'
-             WHERE integration = ?1 AND status = 'running' AND id != ?3",
-            params![integration, now(), current],
+            "UPDATE runs SET status = 'failed', finished_at = ?2, error = ?4
+             WHERE integration = ?1 AND status IN ('running', 'queued') AND id != ?3",
+            params![integration, now(), current, INTERRUPTED],
         )?)
     }
 
@@ -160,7 +177,7 @@ impl Store {
     pub fn runs(&self, integration: Option<&str>, limit: u32) -> Result<Vec<RunRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                    fetched, created, updated, deactivated, skipped, error
+                    fetched, created, updated, deactivated, skipped, error, pages, pid
              FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![integration, limit], RunRow::from_row)?;
@@ -172,7 +189,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                        fetched, created, updated, deactivated, skipped, error FROM runs WHERE id = ?1",
+                        fetched, created, updated, deactivated, skipped, error, pages, pid FROM runs WHERE id = ?1",
                 [run_id],
                 RunRow::from_row,
             )
@@ -276,30 +293,43 @@ pub struct RunRow {
 }
 
 impl RunRow {
+    /// A row of `runs`; one left queued or running by a process that is gone
+    /// reads as failed (interrupted) at once.
     fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let text: String = r.get(4)?;
+        let mut status = RunStatus::parse(&text)
+            .ok_or_else(|| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, text.into()))?;
+        let mut error: Option<String> = r.get(12)?;
+        let pid: Option<u32> = r.get(14)?;
+        if status.is_open() && pid.is_some_and(|pid| !process_alive(pid)) {
+            status = RunStatus::Failed;
+            error = Some(INTERRUPTED.to_string());
+        }
         Ok(Self {
             id: r.get(0)?,
             integration: r.get(1)?,
             action: r.get(2)?,
             trigger: r.get(3)?,
-            status: {
-                let text: String = r.get(4)?;
-                RunStatus::parse(&text).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, text.into())
-                })?
-            },
+            status,
             started_at: r.get(5)?,
             finished_at: r.get(6)?,
             counts: Counts {
                 fetched: r.get(7)?,
+                pages: r.get(13)?,
                 created: r.get(8)?,
                 updated: r.get(9)?,
                 deactivated: r.get(10)?,
                 skipped: r.get(11)?,
             },
-            error: r.get(12)?,
+            error,
         })
     }
+}
+
+/// Whether process `pid` still exists (Linux: `/proc/<pid>`; elsewhere assumed alive).
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || pid == std::process::id() || proc.join(pid.to_string()).exists()
 }
 
 /// One HTTP request of a run, URL already redacted.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{Action, ContinueIf, FieldPath, FormValue, Manifest, MatchOn, Pagination, Polling, Step, Target};
+use super::{Action, ContinueIf, FieldPath, FormValue, Manifest, MatchOn, Pagination, Polling, Step, Target, origin};
 use crate::config::{Config, Limit, secret_env_name};
 use crate::problem::{Problem, kind, pointer_token};
 use crate::schedule::Schedule;
@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "match_on",
     "max_deactivate",
     "auto_clear_email",
+    "allowed_origins",
 ];
 const STEP_KEYS: &[&str] = &["url", "method", "data", "headers", "status_code", "continue_if", "polling"];
 const FORM_KEYS: &[&str] = &["id", "name", "description", "secret"];
@@ -187,6 +188,7 @@ impl Checker<'_> {
         let pagination = self.pagination(obj, token_from, next_page, page_size, steps_json);
         let amount_pages_to_fetch =
             obj.get("amount_pages_to_fetch").and_then(|v| self.positive(v, "/amount_pages_to_fetch"));
+        let allowed_origins = self.allowed_origins(obj.get("allowed_origins"));
 
         let (match_on, max_deactivate, auto_clear_email) = self.sync_keys(obj, action);
         if let Some(action) = action {
@@ -206,6 +208,7 @@ impl Checker<'_> {
             schedule,
             pagination,
             amount_pages_to_fetch,
+            allowed_origins,
             form,
             match_on,
             max_deactivate,
@@ -285,6 +288,31 @@ impl Checker<'_> {
             .unwrap_or(steps.len());
         let scope = Scope { ids, responses_below: first_global, next_page_token: false, paging: false };
         self.headers(v, "/headers", &scope)
+    }
+
+    /// `allowed_origins`: origins (scheme, host, port) besides a request's
+    /// own that a next page or a redirect may lead to, as `scheme://host:port`.
+    fn allowed_origins(&mut self, v: Option<&Value>) -> Vec<String> {
+        let Some(v) = v else { return Vec::new() };
+        let Some(items) = v.as_array() else {
+            self.problem("/allowed_origins", format!("expected a list of origins, found {}", kind(v)));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("/allowed_origins/{i}");
+            let Some(text) = self.string(item, &at) else { continue };
+            match reqwest::Url::parse(text) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() && url.path() == "/" => {
+                    out.push(origin(&url));
+                }
+                _ => self.problem(
+                    &at,
+                    format!("\"{text}\" is not an origin; write scheme and host (and a port if not the default), e.g. \"https://api.bamboohr.com\""),
+                ),
+            }
+        }
+        out
     }
 
     fn schedule(&mut self, v: Option<&Value>) -> Option<Schedule> {
