@@ -3,7 +3,9 @@
 //! needs a bearer token from the config, compared in constant time.
 //! Handlers do store work on blocking threads; an import is one transaction.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -15,6 +17,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::bulk;
 use crate::config::Config;
@@ -42,14 +46,55 @@ pub async fn bind(config: &Config) -> Result<Option<tokio::net::TcpListener>, Er
     Ok(Some(listener))
 }
 
-/// Serves the API until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    service: Arc<Service>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    if let Err(e) = axum::serve(listener, router(service)).with_graceful_shutdown(shutdown).await {
-        tracing::error!("API stopped: {e}");
+/// A request's headers must arrive within this; hyper also starts it when a
+/// kept-alive connection goes idle, so an idle connection closes after it too.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API until `shutdown` completes. At most `[api] max_connections`
+/// connections are served at once: further clients wait in the listen
+/// backlog (costing rosterd no file descriptor) until one closes, and a
+/// client that sends no request within `HEADER_TIMEOUT` is closed.
+pub async fn serve(listener: TcpListener, service: Arc<Service>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let app = router(service.clone());
+    let slots = Arc::new(Semaphore::new(service.config().api.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match stream {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors or a connection reset before accept: wait, do not spin.
+                tracing::warn!("API: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(app.clone()),
+            );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // Requests under way finish; idle connections close.
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+        tracing::warn!("API: connections still open 5 s after stopping were dropped");
     }
 }
 
@@ -61,7 +106,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/integrations/{name}/run", post(trigger))
         .route("/api/v1/runs", get(runs))
         .layer(DefaultBodyLimit::max(limit))
-        .route_layer(middleware::from_fn_with_state(service.clone(), auth));
+        .route_layer(middleware::from_fn_with_state(service.clone(), auth))
+        .route_layer(middleware::from_fn_with_state(service.clone(), declared_size));
     Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).merge(api).with_state(service)
 }
 
@@ -78,12 +124,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn auth(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     let config = service.config();
     let ok = given.is_some_and(|g| {
         config.api.tokens.iter().fold(false, |hit, t| hit | same(g.as_bytes(), t.expose().as_bytes()))
@@ -95,6 +143,22 @@ async fn auth(State(service): State<Arc<Service>>, request: Request, next: Next)
         return response;
     }
     next.run(request).await
+}
+
+/// A request that says its body is over `[api] max_body_bytes` gets 413
+/// before any of the body is read.
+async fn declared_size(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    let limit = service.config().api.max_body_bytes;
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return too_large(limit);
+    }
+    next.run(request).await
+}
+
+fn too_large(limit: u64) -> Response {
+    error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {limit} bytes ([api] max_body_bytes)"))
 }
 
 /// Runs store work on a blocking thread; a store error becomes a 503 with its message.
@@ -119,13 +183,7 @@ async fn import(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let limit = service.config().api.max_body_bytes;
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over {limit} bytes ([api] max_body_bytes)"),
-            );
-        }
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(service.config().api.max_body_bytes),
         Err(r) => return error(r.status(), r.body_text()),
     };
     let csv =

@@ -85,7 +85,18 @@ impl Store {
             conn.pragma_update(None, "cache_size", -49152)?;
             Ok(())
         };
-        setup().map_err(|e| fail(explain(&e)))?;
+        // Switching a new file to WAL takes an exclusive lock and, when another
+        // process is opening it too, can answer "locked" without waiting: retry.
+        let started = std::time::Instant::now();
+        loop {
+            match setup() {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(fail(explain(&e))),
+            }
+        }
         // A run uses a few dozen distinct statements (updates name only the columns they change).
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Self { conn, prefetch: Prefetch::Auto };
@@ -232,6 +243,10 @@ pub(crate) fn extra_map(text: &str) -> Map<String, Value> {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
 /// Turns SQLite's terse errors into a cause an admin can act on.

@@ -370,3 +370,100 @@ async fn cli_import_checks_each_record_against_the_store_and_the_request() {
         ]
     );
 }
+
+/// Idle clients that never send a request hold at most `max_connections`
+/// slots, and only until the header timeout: with 256 file descriptors for
+/// the whole daemon and 300 idle clients, health checks and scheduled runs
+/// (which open the database and sockets to the source) go on.
+#[tokio::test]
+async fn idle_connections_neither_starve_the_api_nor_the_schedule() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
+            {"email": "a@acme.example", "first": "A", "last": "B"}]})))
+        .mount(&server)
+        .await;
+    let dir = TestDir::new();
+    dir.manifest(
+        "hr",
+        &json!({"execute": [{"url": format!("{}/people", server.uri())}], "action": "create", "data_from": "data",
+                "schedule": "* * * * * *",
+                "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}}),
+    );
+    dir.config(&format!("[api]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\nmax_connections = 200\n"));
+    let mut daemon = tokio::process::Command::new("sh")
+        .args(["-c", "ulimit -n 256 && exec \"$0\" serve", env!("CARGO_BIN_EXE_rosterd")])
+        .current_dir(dir.path())
+        .env_remove("ROSTERD_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = crate::listening_address(daemon.stderr.take().unwrap()).await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
+    }
+    // While the idle clients hold their slots (the header timeout is 10 s), the schedule goes on.
+    let runs = |dir: &TestDir| {
+        dir.try_query("SELECT COUNT(*) FROM runs WHERE status = 'ok'").ok().map_or(0, |r| r[0].parse::<u32>().unwrap())
+    };
+    let before = runs(&dir);
+    let mut ran = false;
+    for _ in 0..80 {
+        if runs(&dir) >= before + 3 {
+            ran = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ran, "scheduled runs go on while 300 idle clients wait");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // A new client (no pooled connection) waits for a slot, at most about the header timeout.
+    let health =
+        reqwest::Client::new().get(format!("http://{addr}/healthz")).timeout(Duration::from_secs(40)).send().await;
+    assert_eq!(health.map(|r| r.status().as_u16()).ok(), Some(200), "healthz answers behind 300 idle clients");
+    drop(idle);
+    daemon.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_gets_413_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    let mut stream = tokio::net::TcpStream::connect(api.base.trim_start_matches("http://")).await.unwrap();
+    // The body is never sent: a server that waited for it would not answer.
+    let head = format!(
+        "POST /api/v1/user/bulk-import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut answer))
+        .await
+        .expect("an answer without the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = api
+            .client
+            .get(format!("{}/api/v1/runs", api.base))
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = api.client.get(format!("{}/api/v1/runs", api.base)).header("authorization", TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a token without a scheme is refused");
+}
