@@ -492,4 +492,36 @@ mod tests {
         assert_eq!(records[0].phone, None);
         assert_eq!(records[0].extra, json!({"badge": "B-7"}).as_object().unwrap().clone());
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::plan::tests::generated::cases;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+
+            /// Any bytes are parsed or refused as malformed; never a panic.
+            #[test]
+            fn import_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let _ = parse_json(&bytes);
+                let _ = parse_csv(&bytes);
+            }
+
+            /// Users with fields of any JSON type: each record is read or carries a problem.
+            #[test]
+            fn import_records_of_any_shape_never_panic(
+                fields in proptest::collection::vec(
+                    (proptest::sample::select(vec!["name", "employee_id", "email", "phone", "job", "username", "x"]),
+                     prop_oneof![Just(json!(null)), Just(json!(true)), Just(json!(7)), Just(json!([1])),
+                                 Just(json!({"a": 1})), "[ -~é]{0,12}".prop_map(Value::String)]),
+                    0..6),
+            ) {
+                let user: serde_json::Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                let body = json!({"users": [user]}).to_string();
+                prop_assert_eq!(parse_json(body.as_bytes()).map(|r| r.len()).ok(), Some(1));
+            }
+        }
+    }
 }

@@ -146,4 +146,59 @@ mod tests {
     fn debug_never_shows_the_value() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::plan::tests::generated::cases;
+
+        fn secret() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    proptest::char::range('a', 'z'),
+                    proptest::char::range('A', 'Z'),
+                    proptest::char::range('0', '9'),
+                    proptest::sample::select(vec![
+                        ' ', '&', '%', '+', '=', '?', '#', '/', '"', '\\', 'é', '€', '😀', ':'
+                    ]),
+                ],
+                6..24,
+            )
+            .prop_map(|chars| chars.into_iter().collect())
+        }
+
+        fn decoded(text: &str) -> String {
+            percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+            /// A secret rendered into a URL (path and query), a header (Basic) and a
+            /// JSON body never survives redaction, however the text is decoded.
+            #[test]
+            fn a_secret_survives_redaction_in_no_encoding(value in secret()) {
+                let r = Redactor::default();
+                r.add("S", &value);
+                let mut url = reqwest::Url::parse("http://h.example/p/").unwrap();
+                url.set_path(&format!("/p/{value}"));
+                url.query_pairs_mut().append_pair("q", &value);
+                url.set_query(Some(&format!("{}&raw={value}", url.query().unwrap_or_default())));
+                let shown = r.redact(url.as_str());
+                prop_assert!(!shown.contains(&value), "{}", shown);
+                prop_assert!(!decoded(&shown).contains(&value), "{}", shown);
+                prop_assert!(!decoded(&shown.replace('+', " ")).contains(&value), "{}", shown);
+
+                let body = serde_json::json!({"k": value, "n": [value.clone()]}).to_string();
+                let shown = r.redact(&body);
+                let back: serde_json::Value = serde_json::from_str(&shown).expect("still JSON");
+                prop_assert!(!back.to_string().contains(&value) && !shown.contains(&value), "{}", shown);
+
+                let header = format!("Basic {}", BASE64.encode(&value));
+                let shown = r.redact(&header);
+                prop_assert_eq!(shown, "Basic ***S***");
+            }
+        }
+    }
 }

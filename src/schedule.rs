@@ -144,4 +144,31 @@ mod tests {
         }
         assert!(Schedule::parse(&format!("{} * * * *", "1,".repeat(200))).unwrap_err().contains("at most"));
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::plan::tests::generated::cases;
+
+        fn field() -> impl Strategy<Value = String> {
+            proptest::collection::vec(proptest::sample::select("0123456789*/,-LW#?".chars().collect::<Vec<_>>()), 0..8)
+                .prop_map(|c| c.into_iter().collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+
+            /// Any cron-shaped text is accepted or refused with a reason; never a panic.
+            #[test]
+            fn schedules_never_panic(fields in proptest::collection::vec(field(), 0..8), nick in "@?[a-z]{0,8}") {
+                let expr = fields.join(" ");
+                if let Ok(s) = Schedule::parse(&expr) {
+                    let now = chrono::Utc::now().with_timezone(&Tz::UTC);
+                    let _ = s.upcoming(now, 2);
+                }
+                let _ = Schedule::parse(&nick);
+            }
+        }
+    }
 }

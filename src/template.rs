@@ -139,4 +139,23 @@ mod tests {
         assert!(names("{{#if A}}x{{/if}}").is_err());
         assert!(names("{{ A").is_err());
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::plan::tests::generated::cases;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+
+            /// Any text renders, or says why not; never a panic.
+            #[test]
+            fn templates_never_panic(text in "[{}#/ ~a-zA-Z0-9_.|%\"-]{0,40}") {
+                let ctx = serde_json::json!({"KEY": "v", "responses": [{"id": 1}], "a": {"b": "c"}});
+                let _ = Renderer::default().render(&text, &ctx);
+                let _ = names(&text);
+            }
+        }
+    }
 }

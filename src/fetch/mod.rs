@@ -170,7 +170,7 @@ impl Fetch<'_> {
     }
 
     fn not_json(&self, e: &serde_json::Error, resp: &Response, req: &Request) -> FetchError {
-        FetchError::NotJson { request: req.describe(), reason: e.to_string(), excerpt: excerpt(&resp.body) }
+        FetchError::NotJson { request: req.describe(), reason: json_reason(e), excerpt: excerpt(&resp.body) }
     }
 
     /// Follows every page of the last step; each page is read on the reader's
@@ -329,6 +329,12 @@ impl Fetch<'_> {
             allowed: Vec::new(),
         })
     }
+}
+
+/// Why a body is not JSON rosterd reads, in the same words on every path.
+fn json_reason(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("recursion limit exceeded") { project::TOO_DEEP.to_string() } else { text }
 }
 
 fn template_error(e: TemplateError, label: &str, what: &str) -> FetchError {

@@ -112,6 +112,11 @@ impl Projection {
     /// Reads one page body into `arena` (records numbered on from its length).
     /// On a JSON error the arena may hold part of the page: the run fails anyway.
     pub fn read(&self, body: &[u8], m: &Manifest, arena: &mut RecordArena) -> Result<PageOut, serde_json::Error> {
+        // The parts a walk skips are skipped without a depth limit; a parsed
+        // `Value` has one. Both paths refuse the same pages, with the same words.
+        if nests_deeper(body, MAX_DEPTH) {
+            return Err(<serde_json::Error as de::Error>::custom(TOO_DEEP));
+        }
         self.walk(body, m, arena, false)
     }
 
@@ -141,6 +146,40 @@ impl Projection {
         de.end()?;
         Ok(PageOut { found: ctx.found, next: ctx.next })
     }
+}
+
+/// How deep arrays and objects may nest: serde_json's own limit for a `Value`.
+pub const MAX_DEPTH: usize = 127;
+/// What a page nested deeper than `MAX_DEPTH` is told, on either path.
+pub const TOO_DEEP: &str = "it nests arrays and objects deeper than 127 levels, rosterd's limit";
+
+/// Whether `body` nests arrays and objects deeper than `limit` (what is in
+/// strings does not count). One pass; strings are skipped with `memchr`.
+pub fn nests_deeper(body: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&b) = body.get(i) {
+        i += 1;
+        match b {
+            b'"' => loop {
+                let Some(j) = body.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) else { return false };
+                i += j + 1;
+                if body[i - 1] == b'"' {
+                    break;
+                }
+                i += 1; // the escaped byte
+            },
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A path tree: `PageNode` and `RecordNode` share the walk that adds a path.
@@ -625,6 +664,32 @@ mod tests {
     }
 
     #[test]
+    fn nesting_past_the_limit_is_refused_on_both_paths_alike() {
+        let m = manifest("employees", None, json!({"email": "e"}));
+        let p = Projection::new(&m).unwrap();
+        let page = |depth: usize| {
+            format!(
+                r#"{{"employees": [{{"e": "a@b.io", "x": {}1{}}}], "s": "[[[\"]]"}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        // The page itself and the record add 3 levels around `x`.
+        for depth in [1, MAX_DEPTH - 3, MAX_DEPTH - 2, MAX_DEPTH + 5, 100_000] {
+            let body = page(depth);
+            let parsed = serde_json::from_str::<Value>(&body);
+            let projected = p.read(body.as_bytes(), &m, &mut RecordArena::default());
+            assert_eq!(parsed.is_ok(), projected.is_ok(), "depth {depth}");
+            assert_eq!(nests_deeper(body.as_bytes(), MAX_DEPTH), parsed.is_err(), "depth {depth}");
+            if let Err(e) = projected {
+                assert_eq!(e.to_string(), TOO_DEEP);
+            }
+        }
+        assert!(!nests_deeper(br#"{"a": "[[[[[[", "b": "\"{{{{"}"#, 2), "brackets in strings do not count");
+        assert!(!nests_deeper(br#"{"a": "unterminated [[[["#, 1));
+    }
+
+    #[test]
     fn bad_json_is_an_error() {
         let m = manifest("employees", None, json!({"email": "e"}));
         let mut arena = RecordArena::default();
@@ -634,5 +699,56 @@ mod tests {
         assert!(p.skim(br#"{"employees": [{"e": "a@b.io"}"#, &m).is_err());
         assert!(p.skim(br#"{"employees": []} trailing"#, &m).is_err());
         assert!(p.skim(br#"{"employees": [{"e": "a@b.io",}]}"#, &m).is_err(), "structure is checked");
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::plan::tests::generated::cases;
+
+        fn doc() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(json!(null)),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i32>().prop_map(|n| json!(n)),
+                Just(json!(1.5e3)),
+                "[ a-zA-Z@.\"\\\\é]{0,10}".prop_map(Value::String),
+                Just(json!("a@b.io")),
+                Just(json!("active")),
+            ];
+            leaf.prop_recursive(5, 40, 5, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                    proptest::collection::vec(
+                        (proptest::sample::select(vec!["employees", "e", "f", "next", "x", "active", "n"]), inner),
+                        0..5
+                    )
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+
+            /// Differential: the projection reads the same records (or the same
+            /// verdict) as selecting in a parsed `Value`, and refuses what a
+            /// `Value` parse refuses.
+            #[test]
+            fn the_projection_reads_what_a_parsed_value_gives(doc in doc(), cut in any::<prop::sample::Index>()) {
+                let m = manifest("employees", Some("next"),
+                    json!({"email": "e", "first_name": "f", "external_id": "n.0", "active": "active", "tag": "x"}));
+                let body = doc.to_string();
+                let (projected, parsed) = both(&m, &body);
+                prop_assert_eq!(projected, parsed);
+
+                let truncated = &body.as_bytes()[..cut.index(body.len().max(1)).min(body.len())];
+                let p = Projection::new(&m).expect("projectable");
+                let value_ok = serde_json::from_slice::<Value>(truncated).is_ok();
+                prop_assert_eq!(p.read(truncated, &m, &mut RecordArena::default()).is_ok(), value_ok);
+                prop_assert_eq!(p.skim(truncated, &m).is_ok(), value_ok);
+            }
+        }
     }
 }

@@ -183,3 +183,80 @@ fn the_name_import_is_reserved() {
     let err = parse("import", Path::new("import.json"), &base().to_string(), &config()).unwrap_err();
     assert!(err.iter().any(|p| p.reason.contains("reserved")));
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::plan::tests::generated::cases;
+
+    /// The keys a manifest (ChiefOnboarding's builder saves all of them) may carry.
+    const KEYS: &[&str] = &[
+        "execute",
+        "headers",
+        "action",
+        "data_from",
+        "data_structure",
+        "schedule",
+        "initial_data_form",
+        "next_page_from",
+        "next_page_token_from",
+        "next_page",
+        "amount_pages_to_fetch",
+        "oauth",
+        "page_size",
+        "match_on",
+        "max_deactivate",
+        "auto_clear_email",
+        "allowed_origins",
+        "form",
+        "polling",
+        "continue_if",
+    ];
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(json!(null)),
+            Just(json!("")),
+            Just(json!([])),
+            Just(json!({})),
+            Just(json!(0)),
+            Just(json!(true)),
+            Just(json!("x")),
+            Just(json!("{{ KEY }}")),
+            Just(json!("{{ KEY|lower }}")),
+            Just(json!("{% if %}")),
+            Just(json!("* * * * *")),
+            Just(json!("10%")),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z_]{1,6}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+
+        /// A manifest with any of its keys removed or replaced by any value is
+        /// valid or gets problems; validation never panics.
+        #[test]
+        fn validation_never_panics(edits in proptest::collection::vec((proptest::sample::select(KEYS), proptest::option::of(value())), 0..6)) {
+            let mut m = base();
+            for (key, v) in edits {
+                match v {
+                    Some(v) => m[key] = v,
+                    None => {
+                        m.as_object_mut().expect("object").remove(key);
+                    }
+                }
+            }
+            if let Err(problems) = parse("hr", Path::new("hr.json"), &m.to_string(), &config()) {
+                prop_assert!(!problems.is_empty());
+            }
+        }
+    }
+}
