@@ -230,9 +230,10 @@ fn print_report(report: &RunReport, json: bool) -> Result<(), Error> {
         write_report(&mut text, report)?;
     }
     let mut out = std::io::stdout().lock();
-    let text = report.redactor.redact(&String::from_utf8_lossy(&text));
-    // JSON escapes control characters itself; text shows them escaped.
-    let text = if json { text } else { crate::problem::printable(&text).into_owned() };
+    // The report's outside values are redacted already. JSON escapes control
+    // characters itself; text shows them escaped.
+    let text = String::from_utf8_lossy(&text);
+    let text = if json { text } else { crate::problem::printable(&text) };
     out.write_all(text.as_bytes())?;
     out.flush()?;
     if report.succeeded() {
@@ -343,6 +344,17 @@ fn validate(flag: Option<&Path>, files: &[PathBuf]) -> Result<(), Error> {
                     None => "on demand".to_string(),
                 };
                 writeln!(out, "ok   {}  {} {}, {when}", file.display(), m.name, m.action.as_str())?;
+                for (i, f) in m.form.iter().enumerate() {
+                    let n = f.value.as_ref().map_or(0, |v| v.expose().chars().count());
+                    if f.secret && f.value.is_some() && n < crate::redact::SHORT_SECRET {
+                        writeln!(
+                            out,
+                            "       warn: /initial_data_form/{i}: {} is {n} character(s) long, so it is masked \
+                             only where it stands alone; if it is not a secret (an id), set \"secret\": false",
+                            f.id
+                        )?;
+                    }
+                }
                 if let Some(s) = &m.schedule {
                     let next: Vec<String> = s.upcoming(now, 3).iter().map(|t| t.to_rfc3339()).collect();
                     writeln!(out, "       next: {}", next.join(", "))?;

@@ -35,9 +35,21 @@ impl fmt::Debug for Secret {
 /// form learned while building a request (a Basic credential) is redacted everywhere.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    // (value, replacement), longest value first so a value containing another is replaced whole.
-    forms: Arc<RwLock<Vec<(String, String)>>>,
+    /// Longest form first, so a value containing another is replaced whole.
+    forms: Arc<RwLock<Vec<Form>>>,
 }
+
+/// One text to hide and what to show instead.
+struct Form {
+    text: String,
+    label: String,
+    /// Only where it stands as a whole token: a short secret (`REPORT_ID =
+    /// "7"`) must not eat the digits of `127.0.0.1` or a count.
+    whole: bool,
+}
+
+/// Secrets shorter than this (in characters) are masked only as whole tokens.
+pub const SHORT_SECRET: usize = 6;
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -53,31 +65,62 @@ impl Redactor {
             return;
         }
         let label = format!("***{id}***");
+        let whole = value.chars().count() < SHORT_SECRET;
         for form in wire_forms(value) {
-            self.add_form(form, &label);
+            self.insert(Form { text: form, label: label.clone(), whole });
         }
     }
 
     /// Registers one exact text (e.g. a base64 Basic credential) under a label.
     pub fn add_form(&self, form: String, label: &str) {
+        self.insert(Form { text: form, label: label.to_string(), whole: false });
+    }
+
+    fn insert(&self, form: Form) {
         let mut list = self.forms.write().unwrap_or_else(|e| e.into_inner());
-        if form.is_empty() || list.iter().any(|(f, _)| *f == form) {
+        if form.text.is_empty() || list.iter().any(|f| f.text == form.text) {
             return;
         }
-        list.push((form, label.to_string()));
-        list.sort_by_key(|(form, _)| std::cmp::Reverse(form.len()));
+        list.push(form);
+        list.sort_by_key(|f| std::cmp::Reverse(f.text.len()));
     }
 
     pub fn redact(&self, text: &str) -> String {
         let list = self.forms.read().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();
-        for (form, label) in list.iter() {
-            if out.contains(form.as_str()) {
-                out = out.replace(form.as_str(), label);
+        for form in list.iter() {
+            if !out.contains(form.text.as_str()) {
+                continue;
             }
+            out = if form.whole {
+                replace_whole(&out, &form.text, &form.label)
+            } else {
+                out.replace(&form.text, &form.label)
+            };
         }
         out
     }
+}
+
+/// `text` with `form` replaced where neither side of it touches a letter or digit.
+fn replace_whole(text: &str, form: &str, label: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(form) {
+        if at < last {
+            continue;
+        }
+        let before = text[..at].chars().next_back();
+        let after = text[at + form.len()..].chars().next();
+        if before.is_some_and(char::is_alphanumeric) || after.is_some_and(char::is_alphanumeric) {
+            continue;
+        }
+        out.push_str(&text[last..at]);
+        out.push_str(label);
+        last = at + form.len();
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 /// `value` as it may appear in text that left a run: as is, base64 (Basic),
@@ -132,6 +175,17 @@ mod tests {
         assert!(!shown.contains("Pcred") && !shown.contains("Zo"), "{shown}");
         let body = serde_json::json!({"n": "Zoë \"Q\""}).to_string();
         assert_eq!(r.redact(&body), r#"{"n":"***NAME***"}"#);
+    }
+
+    #[test]
+    fn a_short_secret_is_masked_only_as_a_whole_token() {
+        let r = Redactor::default();
+        r.add("REPORT_ID", "7");
+        assert_eq!(
+            r.redact("GET http://127.0.0.1:7/reports/7?x=7&y=17"),
+            "GET http://127.0.0.1:***REPORT_ID***/reports/***REPORT_ID***?x=***REPORT_ID***&y=17"
+        );
+        assert_eq!(r.redact("updated 77, 7 skipped"), "updated 77, ***REPORT_ID*** skipped");
     }
 
     #[test]

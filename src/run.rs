@@ -71,8 +71,9 @@ pub struct RunReport {
     /// A dry run's plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
-    /// Hides this run's secrets in whatever is printed from the report
-    /// (source data in a plan or a skip reason could carry one).
+    /// This run's secrets. Everything in the report that came from outside
+    /// (errors, skips, a dry run's plan) is redacted already; rosterd's own
+    /// names, keys and counts are never touched.
     #[serde(skip)]
     pub redactor: Redactor,
 }
@@ -282,9 +283,9 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     report.unchanged = plan.unchanged;
     report.error = end.error.as_deref().map(|e| redactor.redact(e));
     report.notice = over_limit(&plan, limit).and_then(|why| notice(end.status, &why));
-    report.skips = plan.skips.iter().take(REPORT_SKIPS).cloned().collect();
+    report.skips = end.skips.iter().take(REPORT_SKIPS).cloned().collect();
     if opts.dry_run {
-        report.plan = Some(plan);
+        report.plan = Some(redacted_plan(plan, &redactor));
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     span.in_scope(|| report.log_finished(fetch_ms));
@@ -497,6 +498,54 @@ fn fail_after_fetch(config: &Config, mut report: RunReport, error: RunError, sta
     report.error = Some(error);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+/// A dry run's plan as it leaves the run: every value that came from the
+/// source redacted (rosterd's own keys and counts are left alone).
+fn redacted_plan(mut plan: Plan, r: &Redactor) -> Plan {
+    let fields = |f: &mut crate::user::Fields| {
+        for c in crate::user::TEXT_COLUMNS {
+            if let Some(v) = f.get(c).map(|v| r.redact(v)) {
+                f.set(c, Some(v));
+            }
+        }
+    };
+    let extra = |m: &mut Map<String, Value>| {
+        for v in m.values_mut() {
+            redact_value(v, r);
+        }
+    };
+    for c in &mut plan.creates {
+        fields(&mut c.fields);
+        extra(&mut c.extra);
+    }
+    for u in &mut plan.updates {
+        fields(&mut u.fields);
+        extra(&mut u.extra);
+        u.label = r.redact(&u.label);
+        for c in &mut u.changes {
+            c.old = c.old.as_deref().map(|v| r.redact(v));
+            c.new = c.new.as_deref().map(|v| r.redact(v));
+        }
+    }
+    for d in plan.deactivations.iter_mut().chain(plan.cleared_emails.iter_mut()) {
+        d.label = r.redact(&d.label);
+    }
+    for s in &mut plan.skips {
+        s.key = s.key.as_deref().map(|k| r.redact(k));
+        s.reason = r.redact(&s.reason);
+    }
+    plan
+}
+
+/// Redacts every string in a JSON value (its keys are the manifest's own names).
+fn redact_value(v: &mut Value, r: &Redactor) {
+    match v {
+        Value::String(s) => *s = r.redact(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, r)),
+        Value::Object(m) => m.values_mut().for_each(|v| redact_value(v, r)),
+        _ => {}
+    }
 }
 
 /// A request of the run as its `runs` trace keeps it: URL and error redacted.

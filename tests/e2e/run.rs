@@ -183,8 +183,8 @@ async fn messy_records_are_skipped_with_reasons_and_the_rest_created() {
     let history = dir.rosterd(&["history", "bamboohr-create"]).stdout();
     assert!(history.contains("missing first_name or last_name"), "{history}");
     assert!(
-        history.contains("/reports/***REPORT_ID***"),
-        "REPORT_ID is secret unless the form says otherwise: {history}"
+        history.contains("/reports/42"),
+        "the example manifest marks REPORT_ID \"secret\": false, so history shows it: {history}"
     );
 
     // After a later run, the first one is still there to read, by id.
@@ -193,11 +193,11 @@ async fn messy_records_are_skipped_with_reasons_and_the_rest_created() {
     assert_eq!(first.code(), 0, "{}", first.all());
     let text = first.stdout();
     assert!(text.contains("skipped records of run 1 (first 5)") && text.contains("no valid email"), "{text}");
-    assert!(text.contains("requests of run 1:") && text.contains("/reports/***REPORT_ID***"), "{text}");
+    assert!(text.contains("requests of run 1:") && text.contains("/reports/42"), "{text}");
     let detail = dir.rosterd(&["history", "--run", "1", "--json"]).json();
     assert_eq!(detail["run"]["id"], 1);
     assert_eq!(detail["skips"].as_array().unwrap().len(), 5, "{detail}");
-    assert!(detail["requests"][0]["url"].as_str().unwrap().contains("***REPORT_ID***"), "{detail}");
+    assert!(detail["requests"][0]["url"].as_str().unwrap().contains("/reports/42"), "{detail}");
     let missing = dir.rosterd(&["history", "--run", "99"]);
     assert_eq!(missing.code(), 2, "{}", missing.all());
     assert!(missing.stderr().contains("there is no run 99"), "{}", missing.all());
