@@ -25,8 +25,9 @@ pub struct Service {
     running: Mutex<HashMap<String, RunStatus>>,
     idle: Notify,
     cancel: Cancel,
-    /// Statuses of finished runs (for `--once`).
-    results: Mutex<Vec<(String, RunStatus)>>,
+    /// The last finished run's status per integration (for `--once`); one
+    /// entry per integration, so a daemon that runs for months keeps no list.
+    results: Mutex<HashMap<String, RunStatus>>,
     /// The loaded manifests by integration name (for the API).
     manifests: RwLock<HashMap<String, Arc<Manifest>>>,
     /// True while the scheduling loop runs (for `/healthz`).
@@ -42,7 +43,7 @@ impl Service {
             running: Mutex::new(HashMap::new()),
             idle: Notify::new(),
             cancel: Cancel::default(),
-            results: Mutex::new(Vec::new()),
+            results: Mutex::new(HashMap::new()),
             manifests: RwLock::new(HashMap::new()),
             ticking: AtomicBool::new(false),
         })
@@ -92,9 +93,12 @@ impl Service {
         self.cancel.cancel();
     }
 
-    /// The statuses of the runs finished so far, in the order they finished.
+    /// The last finished run's status of each integration that ran, by name.
     pub fn results(&self) -> Vec<(String, RunStatus)> {
-        self.results.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut out: Vec<(String, RunStatus)> =
+            self.results.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(n, s)| (n.clone(), *s)).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Starts a run of `m` and returns its run id, unless one is going: then a
@@ -125,7 +129,7 @@ impl Service {
         let service = self.clone();
         tokio::spawn(async move {
             let status = service.run_one(&m, trigger, run_id).await;
-            service.results.lock().unwrap_or_else(|e| e.into_inner()).push((m.name.clone(), status));
+            service.results.lock().unwrap_or_else(|e| e.into_inner()).insert(m.name.clone(), status);
             service.finished(&m.name);
         });
         Ok(Some(run_id))
