@@ -361,6 +361,13 @@ fn validate(flag: Option<&Path>, files: &[PathBuf]) -> Result<(), Error> {
                     if let Some(note) = s.note() {
                         writeln!(out, "       note: {note}")?;
                     }
+                    if let Some(theirs) = s.chief_onboarding_reading() {
+                        let next: Vec<String> = theirs.upcoming(now, 3).iter().map(|t| t.to_rfc3339()).collect();
+                        writeln!(out, "       ChiefOnboarding would fire: {}", next.join(", "))?;
+                    }
+                }
+                for note in &m.notes {
+                    writeln!(out, "       note: {note}")?;
                 }
             }
             Err(mut p) => {

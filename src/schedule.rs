@@ -72,6 +72,14 @@ impl Schedule {
         out
     }
 
+    /// For a 6-field schedule, how ChiefOnboarding (croniter: seconds last)
+    /// reads the same text, as a schedule of rosterd's (seconds first).
+    pub fn chief_onboarding_reading(&self) -> Option<Schedule> {
+        let fields: Vec<&str> = self.expr.split_whitespace().collect();
+        let [m, h, dom, mon, dow, s] = fields.as_slice() else { return None };
+        Schedule::parse(&format!("{s} {m} {h} {dom} {mon} {dow}")).ok()
+    }
+
     /// A note for schedules whose meaning differs from ChiefOnboarding's.
     pub fn note(&self) -> Option<&'static str> {
         (self.expr.split_whitespace().count() == 6)
@@ -101,6 +109,15 @@ mod tests {
     #[test]
     fn six_fields_have_seconds_first() {
         assert_eq!(next3("30 0 * * * *", Tz::UTC, (2026, 1, 1, 10, 30))[0], "2026-01-01T11:00:30+00:00");
+    }
+
+    #[test]
+    fn a_six_field_schedule_has_a_chief_onboarding_reading() {
+        let s = Schedule::parse("30 9 * * * *").unwrap();
+        // rosterd: second 30 of minute 9 of every hour. ChiefOnboarding: minute 30 of hour 9, and the
+        // last field, "*", as its seconds: every second from 09:30:00 to 09:30:59.
+        assert_eq!(s.chief_onboarding_reading().unwrap().expr, "* 30 9 * * *");
+        assert!(Schedule::parse("0 * * * *").unwrap().chief_onboarding_reading().is_none());
     }
 
     #[test]

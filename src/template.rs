@@ -73,6 +73,14 @@ fn lookup<'a>(context: &'a Value, name: &str) -> Option<&'a Value> {
 /// names are allowed: helpers, blocks and partials are refused, since a
 /// manifest only ever fills in values.
 pub fn names(template: &str) -> Result<Vec<String>, String> {
+    if let Some(start) = template.find("{%") {
+        let tag = template[start + 2..].split_whitespace().next().unwrap_or("").trim_end_matches("%}");
+        return Err(format!(
+            "\"{{% {tag} %}}\" is a Django template tag (ChiefOnboarding's templates); rosterd's templates \
+             have no filters or tags and fill in values only, such as {{{{KEY}}}}: compute the value into a \
+             form value instead"
+        ));
+    }
     let mut out = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -83,6 +91,14 @@ pub fn names(template: &str) -> Result<Vec<String>, String> {
         let inner = after[..end].trim_start_matches('{').trim_start_matches('~').trim_end_matches('~').trim();
         if inner.is_empty() {
             return Err("\"{{}}\" names nothing".into());
+        }
+        if let Some((name, filter)) = inner.split_once('|') {
+            let (name, filter) = (name.trim(), filter.trim());
+            let filter = filter.split(':').next().unwrap_or(filter);
+            return Err(format!(
+                "\"{{{{ {name}|{filter} }}}}\" uses the Django filter \"{filter}\" (ChiefOnboarding's templates); \
+                 rosterd's templates have no filters or tags: write {{{{ {name} }}}} and give it the value as it must be sent"
+            ));
         }
         if inner.contains(char::is_whitespace) || inner.starts_with(['#', '/', '>', '!', '^', '@', '*']) {
             return Err(format!(
@@ -98,6 +114,15 @@ pub fn names(template: &str) -> Result<Vec<String>, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn filters_and_tags_are_named() {
+        let e = super::names("https://x/{{ COMPANY_ID|lower }}/people").unwrap_err();
+        assert!(e.contains("filter \"lower\"") && !e.contains("not defined"), "{e}");
+        let e = super::names("{% if KEY %}a{% endif %}").unwrap_err();
+        assert!(e.contains("\"{% if %}\" is a Django template tag"), "{e}");
+        assert!(super::names("{{ a|default:\"x\" }}").unwrap_err().contains("filter \"default\""));
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -61,6 +61,8 @@ pub struct Manifest {
     /// Origins (`scheme://host:port`) a next page or a redirect may lead to
     /// besides the origin of the request it came from.
     pub allowed_origins: Vec<String>,
+    /// What `validate` notes about it (a default it took, a rule it follows).
+    pub notes: Vec<String>,
     pub form: Vec<FormValue>,
     pub match_on: MatchOn,
     pub max_deactivate: Option<Limit>,

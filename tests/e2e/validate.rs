@@ -141,7 +141,8 @@ fn a_missing_config_file_is_a_clear_error() {
 #[test]
 fn webhook_manifests_are_refused_by_name() {
     let dir = TestDir::new();
-    dir.manifest("hook", &json!({"form": [], "execute": [{"url": "https://x.example"}]}));
+    // An empty `form` is the builder's "not set" (a sync-users manifest); a filled one is a webhook's.
+    dir.manifest("hook", &json!({"form": [{"id": "x", "type": "input"}], "execute": [{"url": "https://x.example"}]}));
     let out = dir.rosterd(&["validate"]);
     assert_eq!(out.code(), 2, "{}", out.all());
     assert!(out.stdout().contains("/form: not a sync-users manifest"), "{}", out.all());

@@ -33,8 +33,57 @@ const TOP_KEYS: &[&str] = &[
     "max_deactivate",
     "auto_clear_email",
     "allowed_origins",
+    "type",
+    "cast_data_to_json",
+    "store_data",
+    "files",
+    "save_as_file",
+    "extra_headers",
 ];
-const STEP_KEYS: &[&str] = &["url", "method", "data", "headers", "status_code", "continue_if", "polling"];
+const STEP_KEYS: &[&str] = &[
+    "url",
+    "method",
+    "data",
+    "headers",
+    "status_code",
+    "continue_if",
+    "polling",
+    "cast_data_to_json",
+    "store_data",
+    "files",
+    "save_as_file",
+    "extra_headers",
+];
+/// Optional keys ChiefOnboarding's integration builder saves as `[]`, `{}` or
+/// `""` when they are not set: such a value means the key is absent.
+pub(super) const EMPTY_MEANS_UNSET: &[&str] = &[
+    "headers",
+    "status_code",
+    "data",
+    "continue_if",
+    "polling",
+    "schedule",
+    "next_page_from",
+    "next_page_token_from",
+    "next_page",
+    "oauth",
+    "form",
+    "store_data",
+    "files",
+    "save_as_file",
+    "extra_headers",
+];
+/// Builder keys with no use in a sync-users manifest, and what they do in ChiefOnboarding.
+const BUILDER_ONLY: &[(&str, &str)] = &[
+    (
+        "store_data",
+        "stores values from this response for later integrations in ChiefOnboarding; rosterd keeps no \
+         data between runs (a later step of this run reads this one as {{ responses.N }})",
+    ),
+    ("files", "sends files from ChiefOnboarding; rosterd sends no files"),
+    ("save_as_file", "saves the response as a file in ChiefOnboarding; rosterd reads responses as users only"),
+    ("extra_headers", "adds headers in ChiefOnboarding's webhook integrations; put them in \"headers\""),
+];
 const FORM_KEYS: &[&str] = &["id", "name", "description", "secret"];
 const WEBHOOK_KEYS: &[&str] = &["form", "exists", "revoke", "extra_user_info", "post_execute_notification"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -61,17 +110,50 @@ pub fn parse(name: &str, file: &Path, text: &str, config: &Config) -> Result<Man
         let cause = text.rfind(" at line ").map_or(text.as_str(), |i| &text[..i]);
         vec![Problem::new(file, "", format!("invalid JSON at line {}, column {}: {cause}{hint}", e.line(), e.column()))]
     })?;
-    let mut check = Checker { file, problems: Vec::new() };
+    let root = unset_empties(root);
+    let mut check = Checker { file, problems: Vec::new(), notes: Vec::new() };
     let manifest = check.manifest(name, &root, config);
     match manifest {
-        Some(m) if check.problems.is_empty() => Ok(m),
+        Some(mut m) if check.problems.is_empty() => {
+            m.notes = check.notes;
+            Ok(m)
+        }
         _ => Err(check.problems),
     }
+}
+
+/// Whether a value is the builder's "not set": `[]`, `{}` or `""`.
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// The manifest with every empty optional key (top level and in each
+/// `execute` step) removed, so only non-empty values are checked.
+fn unset_empties(mut root: Value) -> Value {
+    let strip = |obj: &mut Map<String, Value>| {
+        obj.retain(|k, v| !(EMPTY_MEANS_UNSET.contains(&k.as_str()) && is_empty_value(v)))
+    };
+    if let Value::Object(obj) = &mut root {
+        strip(obj);
+        if let Some(Value::Array(steps)) = obj.get_mut("execute") {
+            for step in steps.iter_mut().filter_map(Value::as_object_mut) {
+                strip(step);
+            }
+        }
+    }
+    root
 }
 
 struct Checker<'a> {
     file: &'a Path,
     problems: Vec<Problem>,
+    /// What `validate` says about a valid manifest (a default taken, a rule of ChiefOnboarding's).
+    notes: Vec<String>,
 }
 
 /// The template names allowed in one string.
@@ -209,6 +291,7 @@ impl Checker<'_> {
             pagination,
             amount_pages_to_fetch,
             allowed_origins,
+            notes: Vec::new(),
             form,
             match_on,
             max_deactivate,
@@ -239,10 +322,34 @@ impl Checker<'_> {
             self.problem("", "a manifest needs a file name; it becomes the integration's name");
         }
         self.unknown_keys(obj, TOP_KEYS, "");
+        self.builder_keys(obj, "");
+        if let Some(v) = obj.get("type")
+            && v != "import_users"
+        {
+            self.problem(
+                "/type",
+                format!("{v} is not a sync-users manifest; rosterd runs \"import_users\" (or no \"type\" at all)"),
+            );
+        }
         if obj.contains_key("oauth") {
             self.problem("/oauth", "OAuth comes in a later release of rosterd; this manifest cannot run until then");
         }
         true
+    }
+
+    /// The builder's keys: `cast_data_to_json` must be a boolean; the keys
+    /// with no use here are refused when they hold anything.
+    fn builder_keys(&mut self, obj: &Map<String, Value>, at: &str) {
+        if let Some(v) = obj.get("cast_data_to_json")
+            && !v.is_boolean()
+        {
+            self.problem(&format!("{at}/cast_data_to_json"), format!("expected true or false, found {}", kind(v)));
+        }
+        for (key, what) in BUILDER_ONLY {
+            if obj.contains_key(*key) {
+                self.problem(&format!("{at}/{key}"), format!("\"{key}\" {what}; remove it or leave it empty"));
+            }
+        }
     }
 
     /// The `execute` list as JSON (empty, with a problem, when it is not a non-empty list).
@@ -330,8 +437,8 @@ impl Checker<'_> {
 
     fn action(&mut self, v: Option<&Value>) -> Option<Action> {
         let Some(v) = v else {
-            self.problem("/action", "required: \"create\", \"update\" or \"sync\"");
-            return None;
+            self.notes.push("/action: absent, so \"create\" (as ChiefOnboarding's runtime does)".into());
+            return Some(Action::Create);
         };
         match self.string(v, "/action")? {
             "create" => Some(Action::Create),
@@ -567,6 +674,15 @@ impl Checker<'_> {
                 "/data_structure",
                 format!("{why}: add \"{}\" with the path of that field in each record", needed.column()),
             );
+        }
+        if action == Action::Update {
+            for (t, _) in ds.iter().filter(|(t, _)| matches!(t, Target::Core(c) if *c != Field::Email)) {
+                self.notes.push(format!(
+                    "/data_structure/{}: update puts it in extra_fields, as ChiefOnboarding does; \
+                     use \"sync\" to keep core fields in step",
+                    pointer_token(t.name())
+                ));
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ impl Checker<'_> {
     pub(super) fn step(&mut self, v: &Value, at: &str, scope: &Scope) -> Option<Step> {
         let obj = self.object(v, at)?;
         self.unknown_keys(obj, STEP_KEYS, at);
+        self.builder_keys(obj, at);
         let url = match obj.get("url") {
             None => {
                 self.problem(&format!("{at}/url"), "required: the address to request");

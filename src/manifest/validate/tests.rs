@@ -138,13 +138,79 @@ fn page_size_needs_a_paging_name() {
 
 #[test]
 fn webhook_manifests_are_named_as_such() {
-    let p = check(|m| m["form"] = json!([]));
+    let p = check(|m| m["form"] = json!([{"id": "x", "name": "X", "type": "input"}]));
     assert!(has(&p, "/form", "not a sync-users manifest"), "{p:?}");
 }
 
 #[test]
 fn oauth_is_for_a_later_release() {
-    assert!(has(&check(|m| m["oauth"] = json!({})), "/oauth", "later release"));
+    assert!(has(
+        &check(|m| m["oauth"] = json!({"access_token": {"url": "https://x.test/t"}})),
+        "/oauth",
+        "later release"
+    ));
+}
+
+/// ChiefOnboarding's builder saves every optional key, empty when unset.
+#[test]
+fn empty_builder_values_mean_unset() {
+    let p = check(|m| {
+        for key in [
+            "headers",
+            "continue_if",
+            "polling",
+            "schedule",
+            "next_page_from",
+            "next_page_token_from",
+            "next_page",
+            "oauth",
+            "form",
+        ] {
+            m[key] = if ["headers", "continue_if", "polling", "oauth"].contains(&key) {
+                json!({})
+            } else if key == "form" {
+                json!([])
+            } else {
+                json!("")
+            };
+        }
+        m["execute"][0]["headers"] = json!([]);
+        m["execute"][0]["status_code"] = json!([]);
+        m["execute"][0]["data"] = json!({});
+        m["execute"][0]["store_data"] = json!({});
+        m["execute"][0]["save_as_file"] = json!("");
+        m["execute"][0]["files"] = json!([]);
+        m["execute"][0]["cast_data_to_json"] = json!(true);
+        m["type"] = json!("import_users");
+        m.as_object_mut().unwrap().remove("action");
+    });
+    assert_eq!(p, Vec::<String>::new());
+    let m = parse(
+        "hr",
+        Path::new("hr.json"),
+        &json!({"execute": [{"url": "https://x.test/p"}], "data_structure": {"email": "e"}}).to_string(),
+        &config(),
+    )
+    .unwrap();
+    assert_eq!(m.action, Action::Create);
+    assert!(m.notes.iter().any(|n| n.starts_with("/action")), "{:?}", m.notes);
+}
+
+#[test]
+fn builder_only_keys_say_what_they_are_for() {
+    let p = check(|m| {
+        m["execute"][0]["store_data"] = json!({"id": "x"});
+        m["execute"][0]["save_as_file"] = json!("people.json");
+        m["extra_headers"] = json!({"X": "y"});
+        m["execute"][0]["cast_data_to_json"] = json!("yes");
+        m["type"] = json!("webhook");
+    });
+    assert!(has(&p, "/execute/0/store_data", "stores values from this response"), "{p:?}");
+    assert!(has(&p, "/execute/0/save_as_file", "saves the response as a file"), "{p:?}");
+    assert!(has(&p, "/extra_headers", "put them in \"headers\""), "{p:?}");
+    assert!(has(&p, "/execute/0/cast_data_to_json", "expected true or false"), "{p:?}");
+    assert!(has(&p, "/type", "not a sync-users manifest"), "{p:?}");
+    assert!(!p.iter().any(|l| l.contains("did you mean")), "{p:?}");
 }
 
 #[test]
@@ -240,6 +306,35 @@ mod fuzz {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+
+        /// An empty value (`[]`, `{}`, `""`) of an optional key behaves as the
+        /// key being absent, at the top and in a step, whatever else is in the manifest.
+        #[test]
+        fn an_empty_value_behaves_as_an_absent_one(
+            key in proptest::sample::select(EMPTY_MEANS_UNSET),
+            empty in proptest::sample::select(vec![json!([]), json!({}), json!("")]),
+            in_step in any::<bool>(),
+            edits in proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..3),
+        ) {
+            let mut m = base();
+            for (k, v) in edits {
+                if k != key {
+                    m[k] = v;
+                }
+            }
+            let in_step = in_step && m.get("execute").and_then(|e| e.get(0)).is_some_and(Value::is_object);
+            let target = if in_step { &mut m["execute"][0] } else { &mut m };
+            if let Some(obj) = target.as_object_mut() {
+                obj.remove(key);
+            }
+            let absent = parse("hr", Path::new("hr.json"), &m.to_string(), &config()).map(|m| format!("{m:?}"));
+            let target = if in_step { &mut m["execute"][0] } else { &mut m };
+            if let Some(obj) = target.as_object_mut() {
+                obj.insert(key.to_string(), empty);
+            }
+            let empty = parse("hr", Path::new("hr.json"), &m.to_string(), &config()).map(|m| format!("{m:?}"));
+            prop_assert_eq!(absent, empty);
+        }
 
         /// A manifest with any of its keys removed or replaced by any value is
         /// valid or gets problems; validation never panics.
