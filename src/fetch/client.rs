@@ -20,7 +20,8 @@ use crate::redact::Redactor;
 const MAX_REDIRECTS: usize = 10;
 /// The longest wait between attempts, whatever `Retry-After` asks for.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-const EXCERPT_CHARS: usize = 200;
+/// How much of a source's answer an error shows.
+const EXCERPT_BYTES: usize = 500;
 
 /// A request ready to send; the URL and headers are rendered, not yet redacted.
 pub struct Request {
@@ -262,15 +263,19 @@ impl Failure {
     }
 }
 
-/// A short, single-line start of a body for error messages.
+/// The start of a body for error messages: at most `EXCERPT_BYTES` bytes
+/// (cut at a character boundary), white space folded to single spaces.
 pub fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > EXCERPT_CHARS {
-        format!("{}…", one_line.chars().take(EXCERPT_CHARS).collect::<String>())
-    } else {
-        one_line
+    if one_line.len() <= EXCERPT_BYTES {
+        return one_line;
     }
+    let mut end = EXCERPT_BYTES;
+    while !one_line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &one_line[..end])
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -316,6 +321,7 @@ mod tests {
     #[test]
     fn excerpts_are_one_short_line() {
         assert_eq!(excerpt(b"{\n  \"error\": \"boom\"\n}"), "{ \"error\": \"boom\" }");
-        assert_eq!(excerpt(&[b'x'; 500]).chars().count(), EXCERPT_CHARS + 1);
+        assert_eq!(excerpt(&[b'x'; 900]).len(), EXCERPT_BYTES + "…".len());
+        assert!(excerpt("é".repeat(400).as_bytes()).ends_with("é…"), "cut at a character boundary");
     }
 }

@@ -102,6 +102,8 @@ impl Fetch<'_> {
             let mut value = self.render(template, label, &format!("header {name}"))?;
             if name.eq_ignore_ascii_case("authorization")
                 && let Some(credential) = value.strip_prefix("Basic ")
+                // `user:password` is encoded here; text without `:` is taken as encoded already.
+                && credential.contains(':')
             {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(credential);
                 self.client.redactor().add_form(encoded.clone(), &secret_label(template, self.m));
@@ -114,21 +116,31 @@ impl Fetch<'_> {
 
     fn step_request(&self, step: &Step, label: &str) -> Result<Request, FetchError> {
         let url = self.render(&step.url, label, "url")?;
+        let headers = self.headers_for(step.headers.as_deref(), label)?;
         let body = match &step.data {
             None => None,
             Some(data) => {
                 let rendered =
                     self.renderer.render_value(data, &self.ctx).map_err(|e| template_error(e, label, "data"))?;
-                let encoded = serde_json::to_vec(&rendered)
-                    .map_err(|e| FetchError::Data { label: label.to_string(), reason: e.to_string() })?;
-                Some(encoded)
+                let form = step.cast_data_to_json
+                    && headers.iter().any(|(name, value)| {
+                        name.eq_ignore_ascii_case("content-type")
+                            && value.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
+                    });
+                match (form, &rendered) {
+                    (true, Value::Object(fields)) => Some(form_body(fields).into_bytes()),
+                    _ => Some(
+                        serde_json::to_vec(&rendered)
+                            .map_err(|e| FetchError::Data { label: label.to_string(), reason: e.to_string() })?,
+                    ),
+                }
             }
         };
         Ok(Request {
             label: label.to_string(),
             method: step.method.clone(),
             url,
-            headers: self.headers_for(step.headers.as_deref(), label)?,
+            headers,
             body,
             allowed: step.status_code.clone(),
         })
@@ -261,7 +273,7 @@ impl Fetch<'_> {
     /// A parsed page's records, to hand to the reader.
     fn take_page(&self, page: Value, resp: &Response, req: &Request, page_no: u32) -> Result<PageSeen, FetchError> {
         let next = self.next_hint(&page, resp);
-        Ok(match self.page_items(page, req, page_no)? {
+        Ok(match self.page_items(page, resp, req, page_no)? {
             Some(items) => PageSeen { items: Some(items.len()), next, hand: Some(reader::Page::Items(items)) },
             None => PageSeen { items: None, next, hand: None },
         })
@@ -288,8 +300,8 @@ impl Fetch<'_> {
                 Ok(PageSeen { items: Some(n), next, hand: Some(reader::Page::Body { body, projection, what }) })
             }
             Found::Missing if page_no > 1 => Ok(PageSeen { items: None, next, hand: None }),
-            Found::Missing => Err(self.data_from_error(req, "missing")),
-            Found::Other(kind) => Err(self.data_from_error(req, &format!("{kind}, not a list"))),
+            Found::Missing => Err(self.data_from_error(req, resp, "missing")),
+            Found::Other(kind) => Err(self.data_from_error(req, resp, &format!("{kind}, not a list"))),
         }
     }
 
@@ -304,17 +316,30 @@ impl Fetch<'_> {
         }
     }
 
-    fn page_items(&self, page: Value, req: &Request, page_no: u32) -> Result<Option<Vec<Value>>, FetchError> {
+    fn page_items(
+        &self,
+        page: Value,
+        resp: &Response,
+        req: &Request,
+        page_no: u32,
+    ) -> Result<Option<Vec<Value>>, FetchError> {
         match self.m.data_from.take(page) {
             Some(Value::Array(items)) => Ok(Some(items)),
             None if page_no > 1 => Ok(None),
-            None => Err(self.data_from_error(req, "missing")),
-            Some(v) => Err(self.data_from_error(req, &format!("{}, not a list", kind(&v)))),
+            None => Err(self.data_from_error(req, resp, "missing")),
+            Some(v) => Err(self.data_from_error(req, resp, &format!("{}, not a list", kind(&v)))),
         }
     }
 
-    fn data_from_error(&self, req: &Request, found: &str) -> FetchError {
-        FetchError::DataFrom { request: req.describe(), path: self.m.data_from.to_string(), found: found.to_string() }
+    /// `data_from` found nothing, or not a list: the error shows the start of
+    /// what the source answered (`{"ok": false, "error": "not_authed"}`).
+    fn data_from_error(&self, req: &Request, resp: &Response, found: &str) -> FetchError {
+        FetchError::DataFrom {
+            request: req.describe(),
+            path: self.m.data_from.to_string(),
+            found: found.to_string(),
+            answer: excerpt(&resp.body),
+        }
     }
 
     fn get_request(&self, url: String, label: &str) -> Result<Request, FetchError> {
@@ -329,6 +354,23 @@ impl Fetch<'_> {
             allowed: Vec::new(),
         })
     }
+}
+
+/// `application/x-www-form-urlencoded` of an object's top-level keys: text as
+/// it is, null as empty, anything else as its JSON text.
+fn form_body(fields: &Map<String, Value>) -> String {
+    let mut url = reqwest::Url::parse("http://form.invalid/").expect("a constant URL parses");
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in fields {
+            match v {
+                Value::String(s) => pairs.append_pair(k, s),
+                Value::Null => pairs.append_pair(k, ""),
+                other => pairs.append_pair(k, &other.to_string()),
+            };
+        }
+    }
+    url.query().unwrap_or_default().to_string()
 }
 
 /// Why a body is not JSON rosterd reads, in the same words on every path.

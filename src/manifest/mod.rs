@@ -90,6 +90,9 @@ pub struct Step {
     pub status_code: Vec<u16>,
     pub continue_if: Option<ContinueIf>,
     pub polling: Option<Polling>,
+    /// `cast_data_to_json` (default true): `data` is encoded by the request's
+    /// Content-Type (a form or JSON); false sends the rendered JSON text as is.
+    pub cast_data_to_json: bool,
 }
 
 #[derive(Debug, Clone)]

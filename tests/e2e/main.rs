@@ -2,6 +2,7 @@
 //! folder, and real HTTP over loopback. One test binary, a module per command.
 
 mod api;
+mod field;
 mod hardening;
 mod run;
 mod serve;

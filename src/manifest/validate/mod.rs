@@ -111,7 +111,8 @@ pub fn parse(name: &str, file: &Path, text: &str, config: &Config) -> Result<Man
         vec![Problem::new(file, "", format!("invalid JSON at line {}, column {}: {cause}{hint}", e.line(), e.column()))]
     })?;
     let root = unset_empties(root);
-    let mut check = Checker { file, problems: Vec::new(), notes: Vec::new() };
+    let cast_default = root.get("cast_data_to_json").and_then(Value::as_bool).unwrap_or(true);
+    let mut check = Checker { file, problems: Vec::new(), notes: Vec::new(), cast_default };
     let manifest = check.manifest(name, &root, config);
     match manifest {
         Some(mut m) if check.problems.is_empty() => {
@@ -154,6 +155,8 @@ struct Checker<'a> {
     problems: Vec<Problem>,
     /// What `validate` says about a valid manifest (a default taken, a rule of ChiefOnboarding's).
     notes: Vec<String>,
+    /// The manifest's own `cast_data_to_json`, for steps that do not say.
+    cast_default: bool,
 }
 
 /// The template names allowed in one string.

@@ -59,7 +59,8 @@ impl Checker<'_> {
                 "polling repeats the request until continue_if is met; add continue_if",
             );
         }
-        Some(Step { url: url?, method: method?, data, headers, status_code, continue_if, polling })
+        let cast_data_to_json = obj.get("cast_data_to_json").and_then(Value::as_bool).unwrap_or(self.cast_default);
+        Some(Step { url: url?, method: method?, data, headers, status_code, continue_if, polling, cast_data_to_json })
     }
 
     pub(super) fn headers(&mut self, v: &Value, at: &str, scope: &Scope) -> Vec<(String, String)> {

@@ -1,0 +1,194 @@
+//! Manifests as ChiefOnboarding writes them, and what a source answers, seen
+//! the way an admin sees them: builder-shaped manifests run like hand-written
+//! ones, bodies are encoded by their Content-Type, Basic credentials are sent
+//! as vendors document them, and a source's own answer shows in errors.
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::TestDir;
+
+fn dir_with(name: &str, secrets: &str) -> TestDir {
+    let dir = TestDir::new();
+    dir.config(&format!("[http]\nretries = 0\n[secrets.{name}]\n{secrets}\n"));
+    dir
+}
+
+fn people() -> Value {
+    json!({"employees": [
+        {"workEmail": "ann@acme.example", "firstName": "Ann", "lastName": "Lee"},
+        {"workEmail": "bo@acme.example", "firstName": "Bo", "lastName": "Kim"}
+    ]})
+}
+
+fn hand_written(server: &MockServer) -> Value {
+    json!({
+        "execute": [{"url": format!("{}/people", server.uri()), "method": "GET"}],
+        "headers": {"Authorization": "Bearer {{ KEY }}"},
+        "action": "create",
+        "data_from": "employees",
+        "data_structure": {"email": "workEmail", "first_name": "firstName", "last_name": "lastName"},
+        "initial_data_form": [{"id": "KEY", "name": "key"}]
+    })
+}
+
+/// What ChiefOnboarding's integration builder saves for the same integration:
+/// every optional key present, empty when unset; no action.
+fn builder_shaped(server: &MockServer) -> Value {
+    let mut m = hand_written(server);
+    let o = m.as_object_mut().unwrap();
+    o.remove("action");
+    o.insert("type".into(), json!("import_users"));
+    for (k, v) in [
+        ("schedule", json!("")),
+        ("next_page_from", json!("")),
+        ("next_page_token_from", json!("")),
+        ("next_page", json!("")),
+        ("oauth", json!({})),
+        ("form", json!([])),
+        ("continue_if", json!({})),
+        ("polling", json!({})),
+    ] {
+        o.insert(k.into(), v);
+    }
+    let step = &mut m["execute"][0];
+    for (k, v) in [
+        ("headers", json!([])),
+        ("data", json!({})),
+        ("status_code", json!([])),
+        ("cast_data_to_json", json!(true)),
+        ("store_data", json!({})),
+        ("save_as_file", json!("")),
+        ("files", json!([])),
+        ("continue_if", json!({})),
+        ("polling", json!({})),
+    ] {
+        step[k] = v;
+    }
+    m
+}
+
+#[tokio::test]
+async fn a_builder_shaped_manifest_validates_and_runs_like_the_hand_written_one() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .and(header("authorization", "Bearer k-123456"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(people()))
+        .mount(&server)
+        .await;
+    let mut users = Vec::new();
+    for (name, m) in [("hand", hand_written(&server)), ("built", builder_shaped(&server))] {
+        let dir = dir_with(name, "KEY = \"k-123456\"");
+        dir.manifest(name, &m);
+        let out = dir.run_async(&["validate"]).await;
+        assert_eq!(out.code(), 0, "{name}: {}", out.all());
+        let out = dir.run_async(&["run", name, "--json"]).await;
+        assert_eq!(out.code(), 0, "{name}: {}", out.all());
+        assert_eq!(out.json()["created"], 2, "{name}");
+        users.push(dir.query("SELECT email, first_name, last_name, active FROM users ORDER BY email"));
+    }
+    assert_eq!(users[0], users[1]);
+    let dir = dir_with("built", "KEY = \"k-123456\"");
+    dir.manifest("built", &builder_shaped(&server));
+    let out = dir.run_async(&["validate"]).await;
+    assert!(out.stdout().contains("/action: absent, so \"create\""), "{}", out.all());
+}
+
+#[tokio::test]
+async fn filters_and_tags_are_refused_at_their_pointer_and_nothing_is_sent() {
+    let server = MockServer::start().await;
+    let dir = dir_with("hr", "KEY = \"k-123456\"\nCOMPANY_ID = \"acme\"");
+    let mut m = hand_written(&server);
+    m["execute"][0]["url"] = json!(format!("{}/{{{{ COMPANY_ID|lower }}}}/people", server.uri()));
+    m["headers"]["X-Mode"] = json!("{% if KEY %}on{% endif %}");
+    m["initial_data_form"] = json!([{"id": "KEY", "name": "key"}, {"id": "COMPANY_ID", "name": "company"}]);
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("/execute/0/url") && out.stderr().contains("filter \"lower\""), "{}", out.all());
+    assert!(out.stderr().contains("/headers/X-Mode") && out.stderr().contains("{% if %}"), "{}", out.all());
+    assert!(!out.stderr().contains("not defined"), "{}", out.all());
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bodies_are_encoded_by_content_type() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_json(people())).mount(&server).await;
+    let dir = dir_with("hr", "KEY = \"k 1&2\"");
+    let data = json!({"grant": "password", "key": "{{ KEY }}", "n": 3, "none": null});
+    let cases = [
+        ("form", json!({"Content-Type": "application/x-www-form-urlencoded"}), true),
+        ("json", json!({}), true),
+        ("text", json!({"Content-Type": "application/x-www-form-urlencoded"}), false),
+    ];
+    for (i, (what, headers, cast)) in cases.iter().enumerate() {
+        let mut m = hand_written(&server);
+        m["execute"][0] = json!({"url": format!("{}/people", server.uri()), "method": "POST", "data": data,
+                                 "headers": headers, "cast_data_to_json": cast});
+        dir.manifest("hr", &m);
+        let out = dir.run_async(&["run", "hr"]).await;
+        assert_eq!(out.code(), 0, "{what}: {}", out.all());
+        let sent = server.received_requests().await.unwrap();
+        let body = String::from_utf8(sent[i].body.clone()).unwrap();
+        let content_type = sent[i].headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        match *what {
+            "form" => assert_eq!(body, "grant=password&key=k+1%262&n=3&none="),
+            "json" => {
+                assert_eq!(
+                    serde_json::from_str::<Value>(&body).unwrap(),
+                    json!({"grant": "password", "key": "k 1&2", "n": 3, "none": null})
+                );
+                assert_eq!(content_type, "application/json");
+            }
+            _ => assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["key"], "k 1&2", "as JSON text: {body}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn basic_is_encoded_only_when_it_holds_a_colon() {
+    let server = MockServer::start().await;
+    let encoded = "dXNlcjpwYXNz"; // base64 of "user:pass"
+    Mock::given(path("/people"))
+        .and(header("authorization", format!("Basic {encoded}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(people()))
+        .mount(&server)
+        .await;
+    for (secrets, header_value) in [
+        ("USER = \"user\"\nPASS = \"pass\"", "Basic {{ USER }}:{{ PASS }}"),
+        (&*format!("TOKEN = \"{encoded}\""), "Basic {{ TOKEN }}"),
+    ] {
+        let dir = dir_with("hr", secrets);
+        let mut m = hand_written(&server);
+        m["headers"] = json!({"Authorization": header_value});
+        m["initial_data_form"] =
+            json!([{"id": "USER", "name": "u"}, {"id": "PASS", "name": "p"}, {"id": "TOKEN", "name": "t"}])
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| secrets.contains(f["id"].as_str().unwrap()))
+                .cloned()
+                .collect();
+        dir.manifest("hr", &m);
+        let out = dir.run_async(&["run", "hr"]).await;
+        assert_eq!(out.code(), 0, "{header_value}: {}", out.all());
+    }
+}
+
+#[tokio::test]
+async fn a_missing_data_from_shows_what_the_source_answered() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "not_authed"})))
+        .mount(&server)
+        .await;
+    let dir = dir_with("hr", "KEY = \"k-123456\"");
+    dir.manifest("hr", &hand_written(&server));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(out.stderr().contains(r#"{"error":"not_authed","ok":false}"#), "{}", out.all());
+    let history = dir.run_async(&["history", "--run", "1"]).await;
+    assert!(history.stdout().contains("not_authed"), "{}", history.all());
+}
