@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use rosterd::fetch::project::Projection;
-use rosterd::manifest::{Action, FieldPath, MatchOn, Target};
+use rosterd::manifest::{Action, FieldPath, MatchOn, Rule, Target};
 use rosterd::mapping::{Record, RecordArena, map_record};
 use rosterd::plan::{MemoryDirectory, PlanOptions, plan};
 use rosterd::template::Renderer;
@@ -33,7 +33,7 @@ fn main() {
                         "phones": [{"type": "work", "number": format!("555-{i}")}]})
         })
         .collect();
-    let structure: Vec<(Target, FieldPath)> = [
+    let structure: Vec<Rule> = [
         ("email", "workEmail"),
         ("first_name", "firstName"),
         ("last_name", "lastName"),
@@ -42,7 +42,7 @@ fn main() {
         ("phone", "$.phones[?(@.type == 'work')].number"),
     ]
     .iter()
-    .map(|(t, p)| (Target::from_name(t), FieldPath::parse(p).unwrap()))
+    .map(|(t, p)| Rule::new(Target::from_name(t), FieldPath::parse(p).unwrap()))
     .collect();
     let t = median(
         || {

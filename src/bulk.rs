@@ -181,13 +181,7 @@ pub fn full_name(first: Option<&str>, last: Option<&str>) -> String {
     }
 }
 
-/// Splits a name at its first space.
-pub fn split_name(name: &str) -> (String, Option<String>) {
-    match name.trim().split_once(' ') {
-        Some((first, last)) if !last.trim().is_empty() => (first.to_string(), Some(last.trim().to_string())),
-        _ => (name.trim().to_string(), None),
-    }
-}
+pub use crate::user::split_name;
 
 /// `first.last` folded to lower-case ASCII letters and digits.
 pub fn username_base(first: &str, last: Option<&str>) -> String {

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::manifest::{FieldPath, Target};
+use crate::manifest::{Rule, Target, ValueMap};
 use crate::problem::kind;
 use crate::user::{Field, Fields, parse_email, parse_email_cow};
 
@@ -323,9 +323,9 @@ pub enum Hits<'a> {
 }
 
 /// Maps one record.
-pub fn map_record(structure: &[(Target, FieldPath)], index: usize, source: &Value) -> Record {
+pub fn map_record(structure: &[Rule], index: usize, source: &Value) -> Record {
     map_hits(structure, index, |i| {
-        let hits = structure[i].1.select(source);
+        let hits = structure[i].path.select(source);
         match hits.as_slice() {
             [] => Hits::None,
             [one] => Hits::One(one),
@@ -335,14 +335,14 @@ pub fn map_record(structure: &[(Target, FieldPath)], index: usize, source: &Valu
 }
 
 /// Maps one record from what each `structure` path found (`hit(i)` for entry `i`).
-pub fn map_hits<'a>(structure: &[(Target, FieldPath)], index: usize, mut hit: impl FnMut(usize) -> Hits<'a>) -> Record {
+pub fn map_hits<'a>(structure: &'a [Rule], index: usize, mut hit: impl FnMut(usize) -> Hits<'a>) -> Record {
     let mut m = Mapped::default();
-    for (i, (target, _)) in structure.iter().enumerate() {
+    for (i, rule) in structure.iter().enumerate() {
         match hit(i) {
             Hits::None => {}
-            Hits::One(value) => m.apply(target, Found::Value(value)),
+            Hits::One(value) => m.apply(rule, Found::Value(value)),
             Hits::Many(n) => {
-                m.problem.get_or_insert(format!("\"{}\" matched {n} values, expected one", target.name()));
+                m.problem.get_or_insert(format!("\"{}\" matched {n} values, expected one", rule.target.name()));
             }
         }
     }
@@ -359,13 +359,13 @@ pub enum Slot<'a> {
 
 /// Maps one record from one slot per `structure` entry, and packs it into `arena`
 /// without making a `Record` (most texts stay borrowed from the page).
-pub fn push_slots(arena: &mut RecordArena, structure: &[(Target, FieldPath)], slots: &[Option<Slot<'_>>]) {
+pub fn push_slots(arena: &mut RecordArena, structure: &[Rule], slots: &[Option<Slot<'_>>]) {
     let mut m = Mapped::default();
-    for ((target, _), slot) in structure.iter().zip(slots) {
+    for (rule, slot) in structure.iter().zip(slots) {
         match slot {
             None => {}
-            Some(Slot::Str(s)) => m.apply(target, Found::Str(s)),
-            Some(Slot::Value(v)) => m.apply(target, Found::Value(v)),
+            Some(Slot::Str(s)) => m.apply(rule, Found::Str(s)),
+            Some(Slot::Value(v)) => m.apply(rule, Found::Value(v)),
         }
     }
     arena.push_mapped(&m);
@@ -399,8 +399,12 @@ fn column(c: Field) -> usize {
 }
 
 impl<'a> Mapped<'a> {
-    fn apply(&mut self, target: &'a Target, found: Found<'a>) {
-        if let Err(reason) = self.set(target, found) {
+    fn apply(&mut self, rule: &'a Rule, found: Found<'a>) {
+        let found = match &rule.map {
+            None => Ok(found),
+            Some(map) => through(map, rule, found),
+        };
+        if let Err(reason) = found.and_then(|found| self.set(&rule.target, found)) {
             self.problem.get_or_insert(reason);
         }
     }
@@ -439,6 +443,20 @@ impl<'a> Mapped<'a> {
             (Target::Core(core), Found::Value(v)) => {
                 self.texts[column(*core)] = text(v, core.column())?.map(Cow::Owned);
             }
+            (Target::Name { first, last }, found) => {
+                let text = match found {
+                    Found::Str(s) => Some(s.to_string()),
+                    Found::Value(v) => text(v, "name")?,
+                };
+                if let Some((f, l)) = text.as_deref().map(crate::user::split_name).filter(|(f, _)| !f.is_empty()) {
+                    if *first {
+                        self.texts[column(Field::FirstName)] = Some(Cow::Owned(f));
+                    }
+                    if *last {
+                        self.texts[column(Field::LastName)] = l.map(Cow::Owned);
+                    }
+                }
+            }
             (Target::Extra(name), Found::Str(s)) => {
                 if !s.trim().is_empty() {
                     self.extra.push((name, Extra::Str(s)));
@@ -475,6 +493,25 @@ impl<'a> Mapped<'a> {
             record.fields.set(*c, text.map(Cow::into_owned));
         }
         record
+    }
+}
+
+/// A found value through a rule's value map: the value (as text, exactly)
+/// replaced from the map, else by `else`; a value in neither skips the record.
+fn through<'a>(map: &'a ValueMap, rule: &Rule, found: Found<'_>) -> Result<Found<'a>, String> {
+    let key = match found {
+        Found::Str(s) => s.to_string(),
+        Found::Value(Value::String(s)) => s.clone(),
+        Found::Value(Value::Null) => return Ok(Found::Value(&Value::Null)),
+        Found::Value(other) => other.to_string(),
+    };
+    match map.values.get(&key).or(map.otherwise.as_ref()) {
+        Some(v) => Ok(Found::Value(v)),
+        None => Err(format!(
+            "{} \"{key}\" (at \"{}\") is not in its map; add it to \"map\", or give \"else\"",
+            rule.target.name(),
+            rule.path
+        )),
     }
 }
 
@@ -523,8 +560,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn structure(pairs: &[(&str, &str)]) -> Vec<(Target, FieldPath)> {
-        pairs.iter().map(|(t, p)| (Target::from_name(t), FieldPath::parse(p).unwrap())).collect()
+    fn structure(pairs: &[(&str, &str)]) -> Vec<Rule> {
+        pairs
+            .iter()
+            .map(|(t, p)| Rule::new(Target::from_name(t), crate::manifest::FieldPath::parse(p).unwrap()))
+            .collect()
     }
 
     #[test]

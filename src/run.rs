@@ -404,7 +404,21 @@ async fn apply_phase(
 ) -> Result<(Plan, RunEnd), RunError> {
     let integration = m.name.clone();
     let limit_secs = deadline.limit.as_secs();
-    let mapped: Vec<Target> = m.data_structure.iter().map(|(t, _)| t.clone()).collect();
+    // A full name fills first and last name: those are what an update compares.
+    let mapped: Vec<Target> = m
+        .data_structure
+        .iter()
+        .flat_map(|r| match r.target {
+            Target::Name { first, last } => [
+                first.then_some(Target::Core(crate::user::Field::FirstName)),
+                last.then_some(Target::Core(crate::user::Field::LastName)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            ref t => vec![t.clone()],
+        })
+        .collect();
     let ignored = config.ignored_emails.clone();
     let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
     let (run_id, fetched) = (report.run_id, report.counts);

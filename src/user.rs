@@ -122,6 +122,15 @@ pub struct StoredUser {
     pub owner: Option<String>,
 }
 
+/// Splits a full name at its first space into first and last name (as
+/// import and a `name` mapping both do).
+pub fn split_name(name: &str) -> (String, Option<String>) {
+    match name.trim().split_once(' ') {
+        Some((first, last)) if !last.trim().is_empty() => (first.to_string(), Some(last.trim().to_string())),
+        _ => (name.trim().to_string(), None),
+    }
+}
+
 /// Normalises an email (trim, lower-case) and checks its shape.
 pub fn parse_email(raw: &str) -> Result<String, String> {
     parse_email_cow(raw).map(std::borrow::Cow::into_owned)

@@ -94,10 +94,10 @@ impl Projection {
         if let Some(next) = next {
             page.descend(next).next = true;
         }
-        let records = if m.data_structure.iter().all(|(_, p)| matches!(p, FieldPath::Dot(_))) {
+        let records = if m.data_structure.iter().all(|r| matches!(r.path, FieldPath::Dot(_))) {
             let mut root = RecordNode::default();
-            for (i, (_, path)) in m.data_structure.iter().enumerate() {
-                if let FieldPath::Dot(segs) = path {
+            for (i, rule) in m.data_structure.iter().enumerate() {
+                if let FieldPath::Dot(segs) = &rule.path {
                     root.descend(segs).here.push(i);
                 }
             }

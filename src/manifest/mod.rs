@@ -54,7 +54,7 @@ pub struct Manifest {
     pub headers: Vec<(String, String)>,
     pub action: Action,
     pub data_from: FieldPath,
-    pub data_structure: Vec<(Target, FieldPath)>,
+    pub data_structure: Vec<Rule>,
     pub schedule: Option<Schedule>,
     pub pagination: Pagination,
     pub amount_pages_to_fetch: Option<u32>,
@@ -151,17 +151,50 @@ pub enum MatchOn {
     ExternalId,
 }
 
+/// One `data_structure` entry: the field it fills, where the value sits in a
+/// record, and the value map it goes through, if any.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub target: Target,
+    pub path: FieldPath,
+    pub map: Option<ValueMap>,
+}
+
+impl Rule {
+    pub fn new(target: Target, path: FieldPath) -> Rule {
+        Rule { target, path, map: None }
+    }
+}
+
+/// `{"path": P, "map": {...}, "else": v}`: the value at P, compared as text
+/// exactly, replaced through `values`; one not there takes `otherwise`, or
+/// (without it) skips the record.
+#[derive(Debug, Clone, Default)]
+pub struct ValueMap {
+    pub values: std::collections::HashMap<String, Value>,
+    pub otherwise: Option<Value>,
+}
+
 /// A field a `data_structure` maps to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
     Core(Field),
     Extra(String),
+    /// `name`: a full name split at its first space into first and last name;
+    /// it fills only the parts not mapped themselves.
+    Name {
+        first: bool,
+        last: bool,
+    },
 }
 
 impl Target {
     pub fn from_name(name: &str) -> Self {
         if name == "employee_id" {
             return Target::Core(Field::ExternalId);
+        }
+        if name == "name" {
+            return Target::Name { first: true, last: true };
         }
         match Field::ALL.iter().find(|c| c.column() == name) {
             Some(c) => Target::Core(*c),
@@ -173,6 +206,7 @@ impl Target {
         match self {
             Target::Core(c) => c.column(),
             Target::Extra(name) => name,
+            Target::Name { .. } => "name",
         }
     }
 }
@@ -283,6 +317,11 @@ mod tests {
         let doc = json!({"phones": [{"n": "1"}, {"n": "2"}]});
         assert_eq!(FieldPath::parse("$.phones[*].n").unwrap().select(&doc).len(), 2);
         assert!(FieldPath::parse("$.[").is_err());
+    }
+
+    #[test]
+    fn name_is_a_full_name() {
+        assert_eq!(Target::from_name("name"), Target::Name { first: true, last: true });
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
         match outcome {
             Ok(()) => {}
             Err(Refusal::Conflict(reason)) => waiting.push((record, reason, fp)),
-            Err(Refusal::Final(reason)) => planner.skip(&record, reason),
+            Err(Refusal::Final(reason)) => planner.skip(&record, reason)?,
         }
     }
     loop {
@@ -231,7 +231,7 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
             match planner.act(&record, &key, fp)? {
                 Ok(()) => {}
                 Err(Refusal::Conflict(_)) => still.push((record, reason, fp)),
-                Err(Refusal::Final(reason)) => planner.skip(&record, reason),
+                Err(Refusal::Final(reason)) => planner.skip(&record, reason)?,
             }
         }
         waiting = still;
@@ -240,7 +240,7 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
         }
     }
     for (record, reason, _) in waiting {
-        planner.skip(&record, reason);
+        planner.skip(&record, reason)?;
     }
     planner.plan.skips.sort_by_key(|s| s.record);
     if opts.action == Action::Sync {
@@ -327,11 +327,21 @@ impl<'a, D: Directory> Planner<'a, D> {
         }
     }
 
-    fn skip(&mut self, r: &Record, reason: String) {
+    /// Records why `r` is not used. In a sync, a skipped record that carries
+    /// its key still speaks for its user: that user is kept as it is, neither
+    /// updated nor deactivated (a record the source sent is not a vanished one).
+    fn skip(&mut self, r: &Record, reason: String) -> Result<(), D::Error> {
         self.plan.n_skipped += 1;
         if self.plan.skips.len() < MAX_SKIPS {
             self.plan.skips.push(Skip { record: r.index, key: r.key(), reason });
         }
+        if self.opts.action == Action::Sync
+            && let Some(key) = r.fields.get(self.key_field())
+            && let Some(id) = self.dir.find_id(self.key_field(), key)?
+        {
+            self.matched.insert(id);
+        }
+        Ok(())
     }
 
     fn key(&self, r: &Record) -> Result<String, Refusal> {
@@ -485,6 +495,8 @@ impl<'a, D: Directory> Planner<'a, D> {
                 Target::Core(Field::Active) => r.active.map(Value::Bool),
                 Target::Core(c) => r.fields.get(*c).map(|s| Value::String(s.to_string())),
                 Target::Extra(name) => r.extra.get(name).cloned(),
+                // The caller passes a full name as the first and last name it fills.
+                Target::Name { .. } => continue,
             };
             if let Some(v) = value {
                 extra.insert(target.name().to_string(), v);

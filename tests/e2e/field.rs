@@ -192,3 +192,95 @@ async fn a_missing_data_from_shows_what_the_source_answered() {
     let history = dir.run_async(&["history", "--run", "1"]).await;
     assert!(history.stdout().contains("not_authed"), "{}", history.all());
 }
+
+fn sync_manifest(server: &MockServer, active: Value) -> Value {
+    json!({
+        "execute": [{"url": format!("{}/people", server.uri())}],
+        "action": "sync",
+        "match_on": "external_id",
+        "max_deactivate": "100%",
+        "data_from": "people",
+        "data_structure": {"external_id": "id", "email": "mail", "first_name": "first", "last_name": "last", "active": active}
+    })
+}
+
+fn person(id: &str, status: &str) -> Value {
+    json!({"id": id, "mail": format!("{id}@acme.example"), "first": "F", "last": id, "status": status})
+}
+
+#[tokio::test]
+async fn value_maps_turn_a_status_into_active_and_name_what_they_cannot_map() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"people": [
+            person("a", "Active"), person("t", "Terminated"), person("l", "On Leave")]})))
+        .mount(&server)
+        .await;
+    let dir = dir_with("hr", "");
+    dir.manifest(
+        "hr",
+        &sync_manifest(&server, json!({"path": "status", "map": {"Active": true, "Terminated": false}})),
+    );
+    let out = dir.run_async(&["run", "hr", "--json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(dir.query("SELECT external_id, active FROM users ORDER BY external_id"), ["a\t1", "t\t0"]);
+    let reasons = dir.query("SELECT reason FROM run_skips");
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].contains("\"On Leave\"") && reasons[0].contains("\"status\""), "{reasons:?}");
+
+    let mut m = sync_manifest(&server, json!({"path": "status", "map": {"Active": true}, "else": false}));
+    m["max_deactivate"] = json!("100%");
+    dir.manifest("hr", &m);
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(dir.query("SELECT external_id, active FROM users ORDER BY external_id"), ["a\t1", "l\t0", "t\t0"]);
+}
+
+#[tokio::test]
+async fn a_skipped_record_keeps_its_user_and_a_vanished_one_is_deactivated() {
+    let server = MockServer::start().await;
+    let first = json!({"people": [person("a", "Active"), person("b", "Active"), person("c", "Active")]});
+    let second = json!({"people": [person("a", "Active"), person("b", "Sabbatical")]});
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(first))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/people")).respond_with(ResponseTemplate::new(200).set_body_json(second)).mount(&server).await;
+    let dir = dir_with("hr", "");
+    dir.manifest(
+        "hr",
+        &sync_manifest(&server, json!({"path": "status", "map": {"Active": true, "Terminated": false}})),
+    );
+    assert_eq!(dir.run_async(&["run", "hr"]).await.code(), 0);
+    let out = dir.run_async(&["run", "hr", "--json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let report = out.json();
+    assert_eq!((report["skipped"].as_i64(), report["deactivated"].as_i64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(dir.query("SELECT external_id, active FROM users ORDER BY external_id"), ["a\t1", "b\t1", "c\t0"]);
+}
+
+#[tokio::test]
+async fn a_full_name_is_split_reading_a_seed_000_shaped_export() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/user/bulk-export"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"users": [
+            {"name": "Mary Jones", "employee_id": "E1", "email": "mary@acme.example", "job": "Builder"},
+            {"name": "Seth Van Der Berg", "employee_id": "E2", "email": "seth@acme.example"}]})))
+        .mount(&server)
+        .await;
+    let dir = dir_with("ig", "");
+    dir.manifest(
+        "ig",
+        &json!({"execute": [{"url": format!("{}/api/v1/user/bulk-export", server.uri()), "method": "POST"}],
+                "action": "sync", "match_on": "external_id", "data_from": "users",
+                "data_structure": {"name": "name", "external_id": "employee_id", "email": "email", "job": "job"}}),
+    );
+    let out = dir.run_async(&["run", "ig"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(
+        dir.query("SELECT first_name, last_name, job FROM users ORDER BY external_id"),
+        ["Mary\tJones\tBuilder", "Seth\tVan Der Berg\tNULL"]
+    );
+}
