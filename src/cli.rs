@@ -252,8 +252,31 @@ fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
         return Ok(());
     }
     writeln!(out, "  fetched {} records in {pages}", r.counts.fetched)?;
+    for w in &r.warnings {
+        writeln!(out, "  warning: {w}")?;
+    }
     if let Some(plan) = &r.plan {
         writeln!(out, "  dry run: nothing was written to users")?;
+        if !r.fields.is_empty() {
+            writeln!(out, "  mapped fields (records that had a value, of {}):", r.counts.fetched)?;
+            for f in &r.fields {
+                writeln!(out, "    {:<16} {:>9}  from \"{}\"", f.field, f.records, f.path)?;
+            }
+        }
+        if let Some(sample) = &r.sample {
+            let mut shown: Vec<String> = crate::user::TEXT_COLUMNS
+                .iter()
+                .filter_map(|c| sample.fields.get(*c).map(|v| format!("{}: {v}", c.column())))
+                .collect();
+            if let Some(active) = sample.active {
+                shown.push(format!("active: {active}"));
+            }
+            shown.extend(sample.extra.iter().map(|(k, v)| format!("extra_fields.{k}: {v}")));
+            if let Some(p) = &sample.problem {
+                shown.push(format!("skipped: {p}"));
+            }
+            writeln!(out, "  first record, mapped: {}", shown.join(", "))?;
+        }
         let sample = 10;
         let emails = |f: &crate::user::Fields| f.email.clone().or_else(|| f.external_id.clone()).unwrap_or_default();
         writeln!(out, "  would create {}", plan.n_created)?;
@@ -573,6 +596,11 @@ fn history(config: &Config, name: Option<&str>, json: bool, limit: u32) -> Resul
         return Ok(());
     }
     write_runs(&mut out, &runs)?;
+    for run in runs.iter().filter(|r| !r.warnings.is_empty()) {
+        for w in &run.warnings {
+            writeln!(out, "run {}: warning: {w}", run.id)?;
+        }
+    }
     if let (Some(_), Some(latest)) = (name, runs.first()) {
         write_run_details(&mut out, &store, latest.id)?;
     }
@@ -604,6 +632,9 @@ fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
     }
     let mut out = Printable(out);
     write_runs(&mut out, std::slice::from_ref(&run))?;
+    for w in &run.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
     write_run_details(&mut out, &store, id)
 }
 

@@ -14,7 +14,7 @@ use crate::problem::kind;
 use crate::user::{Field, Fields, parse_email, parse_email_cow};
 
 /// One mapped record. `index` is its 0-based position in the whole fetch.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Record {
     pub index: usize,
     pub fields: Fields,
@@ -311,6 +311,51 @@ fn take_str<'a>(cur: &mut &'a [u8]) -> &'a str {
     *cur = rest;
     // Only `put_str` writes here, always from a `&str`.
     std::str::from_utf8(s).unwrap_or_default()
+}
+
+/// How many of `records` have a value for each rule's field, in rule order.
+/// With `full` false it stops once every rule has one (the question is then
+/// only whether a path matches nothing, which the first records answer).
+pub fn coverage(records: &RecordArena, rules: &[Rule], full: bool) -> Vec<u64> {
+    let mut counts = vec![0u64; rules.len()];
+    for r in records.iter() {
+        for (count, rule) in counts.iter_mut().zip(rules) {
+            let has = match &rule.target {
+                Target::Core(Field::Active) => r.active.is_some(),
+                Target::Core(c) => r.fields.get(*c).is_some(),
+                Target::Extra(name) => r.extra.contains_key(name),
+                Target::Name { .. } => r.fields.first_name.is_some() || r.fields.last_name.is_some(),
+            };
+            *count += u64::from(has);
+        }
+        if !full && counts.iter().all(|c| *c > 0) {
+            break;
+        }
+    }
+    counts
+}
+
+/// The dot path in `record` closest to `missing` (a path that found nothing), if any is close.
+pub fn closest_path(record: &Value, missing: &str) -> Option<String> {
+    fn walk(v: &Value, prefix: &str, depth: usize, out: &mut Vec<String>) {
+        let Value::Object(m) = v else { return };
+        for (k, child) in m {
+            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            if depth < 3 {
+                walk(child, &path, depth + 1, out);
+            }
+            out.push(path);
+        }
+    }
+    let mut paths = Vec::new();
+    walk(record, "", 0, &mut paths);
+    let lower = missing.to_ascii_lowercase();
+    paths
+        .into_iter()
+        .map(|p| (strsim::damerau_levenshtein(&lower, &p.to_ascii_lowercase()), p))
+        .filter(|(d, p)| *d <= 2.max(p.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, p)| p)
 }
 
 /// What one path found in one record.

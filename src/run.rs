@@ -66,6 +66,14 @@ pub struct RunReport {
     pub error: Option<String>,
     /// For a held run, or a dry run that a real run would hold: what and how to proceed.
     pub notice: Option<String>,
+    /// What an admin should know about the mapping (a path that matched no record).
+    pub warnings: Vec<String>,
+    /// A dry run's mapping: each mapped field and how many records had it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldCount>,
+    /// A dry run's first mapped record, redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<crate::mapping::Record>,
     /// The first skipped records, with reasons (all of them are in `history NAME`).
     pub skips: Vec<Skip>,
     /// A dry run's plan.
@@ -92,6 +100,9 @@ impl RunReport {
             duration_ms: 0,
             error: None,
             notice: None,
+            warnings: Vec::new(),
+            fields: Vec::new(),
+            sample: None,
             skips: Vec::new(),
             plan: None,
             redactor: Redactor::default(),
@@ -161,6 +172,10 @@ pub enum RunError {
     Cancelled,
     #[error("timed out: the run took longer than [http] run_timeout_secs ({0} s); nothing was applied")]
     TimedOut(u64),
+    /// The path of the run's key (email, or external_id for a sync matched on
+    /// it) found nothing in any record: applying would create or match nobody sensibly.
+    #[error("{0}; nothing was applied")]
+    KeyPath(String),
     #[error("applying failed and was rolled back: {0}")]
     Apply(#[from] StoreError),
     #[error("applying stopped and was rolled back: {0}")]
@@ -256,8 +271,17 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     let requests: Vec<RequestRow> = fetched.trace.iter().map(|a| request_row(a, &redactor)).collect();
     report.counts.pages = i64::from(fetched.pages);
     report.counts.fetched = fetched.records as i64;
-    let records = match fetched.result {
-        Ok(f) => f.records,
+    let checked = fetched.result.and_then(|f| {
+        let found = Mapping::check(m, &f, opts.dry_run, &redactor)?;
+        Ok((f.records, found))
+    });
+    let records = match checked {
+        Ok((records, found)) => {
+            report.warnings = found.warnings;
+            report.fields = found.fields;
+            report.sample = found.sample;
+            records
+        }
         Err(e) => {
             let error = redactor.redact(&deadline.explain(e).to_string());
             span.in_scope(|| tracing::error!("run failed: {error}"));
@@ -301,6 +325,77 @@ fn notice(status: RunStatus, why: &str) -> Option<String> {
             "held: nothing applied; this run {why}. Check the source, then run again with --force to apply"
         )),
         _ => None,
+    }
+}
+
+/// A mapped field and how many fetched records had a value for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldCount {
+    pub field: String,
+    pub path: String,
+    pub records: u64,
+}
+
+/// What the fetched records say about the mapping, before anything is applied.
+struct Mapping {
+    warnings: Vec<String>,
+    fields: Vec<FieldCount>,
+    sample: Option<crate::mapping::Record>,
+}
+
+impl Mapping {
+    /// Finds mapped paths that matched no record (the run's key among them
+    /// fails the run); a dry run also counts every field and keeps a sample.
+    fn check(m: &Manifest, f: &fetch::Fetched, dry_run: bool, r: &Redactor) -> Result<Mapping, RunError> {
+        let n = f.records.len();
+        let counts = crate::mapping::coverage(&f.records, &m.data_structure, dry_run);
+        let key = match (m.action, m.match_on) {
+            (crate::manifest::Action::Sync, crate::manifest::MatchOn::ExternalId) => crate::user::Field::ExternalId,
+            _ => crate::user::Field::Email,
+        };
+        let mut warnings = Vec::new();
+        for (rule, count) in m.data_structure.iter().zip(&counts) {
+            if n == 0 || *count > 0 {
+                continue;
+            }
+            let path = rule.path.to_string();
+            let hint = f
+                .first
+                .as_ref()
+                .and_then(|first| crate::mapping::closest_path(first, &path))
+                .map(|p| format!("; did you mean \"{p}\"?"))
+                .unwrap_or_default();
+            let text = format!("data_structure \"{}\": \"{path}\" matched 0 of {n} records{hint}", rule.target.name());
+            if rule.target == Target::Core(key) {
+                return Err(RunError::KeyPath(text));
+            }
+            warnings.push(r.redact(&text));
+        }
+        let fields = if dry_run {
+            m.data_structure
+                .iter()
+                .zip(counts)
+                .map(|(rule, records)| FieldCount {
+                    field: rule.target.name().to_string(),
+                    path: rule.path.to_string(),
+                    records,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let sample = (dry_run && n > 0).then(|| {
+            let mut s = f.records.get(0);
+            for c in crate::user::TEXT_COLUMNS {
+                if let Some(v) = s.fields.get(c).map(|v| r.redact(v)) {
+                    s.fields.set(c, Some(v));
+                }
+            }
+            s.extra.values_mut().for_each(|v| redact_value(v, r));
+            s.problem = s.problem.as_deref().map(|p| r.redact(p));
+            s
+        });
+        Ok(Mapping { warnings, fields, sample })
     }
 }
 
@@ -421,7 +516,7 @@ async fn apply_phase(
         .collect();
     let ignored = config.ignored_emails.clone();
     let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
-    let (run_id, fetched) = (report.run_id, report.counts);
+    let (run_id, fetched, warnings) = (report.run_id, report.counts, report.warnings.clone());
     let cancel = deadline.cancel.clone();
     let timed_out = deadline.timed_out.clone();
     let redactor = report.redactor.clone();
@@ -457,7 +552,7 @@ async fn apply_phase(
                 reason: redactor.redact(&s.reason),
             })
             .collect();
-        let end = RunEnd { status, counts, error, skips, requests };
+        let end = RunEnd { status, warnings, counts, error, skips, requests };
         pending.finish(&end)?;
         Ok::<_, StoreError>((plan, end))
     })

@@ -42,6 +42,8 @@ pub(super) struct PageSeen {
 pub struct Fetched {
     pub records: RecordArena,
     pub pages: u32,
+    /// The first record as the source sent it (for "did you mean" when a path matches nothing).
+    pub first: Option<Value>,
 }
 
 /// Called after each page with (pages so far, records so far).
@@ -191,8 +193,8 @@ impl Fetch<'_> {
         let mut reader = Reader::start(self.m);
         let walked = self.walk_pages(&mut reader, last, max_pages, progress).await;
         // The reader's error is about a page handed over before whatever stopped the walk.
-        let records = reader.finish().await?;
-        Ok(Fetched { records, pages: walked? })
+        let (records, first) = reader.finish().await?;
+        Ok(Fetched { records, pages: walked?, first })
     }
 
     async fn walk_pages(

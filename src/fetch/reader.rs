@@ -29,7 +29,7 @@ pub(super) enum Page {
 
 pub(super) struct Reader {
     queue: Option<mpsc::Sender<Page>>,
-    thread: JoinHandle<Result<RecordArena, FetchError>>,
+    thread: JoinHandle<Result<(RecordArena, Option<Value>), FetchError>>,
 }
 
 impl Reader {
@@ -38,24 +38,38 @@ impl Reader {
         let m = m.clone();
         let thread = tokio::task::spawn_blocking(move || {
             let mut arena = RecordArena::default();
+            // The first record as the source sent it: what a path that matches
+            // nothing is compared with ("did you mean").
+            let mut first: Option<Value> = None;
             while let Some(page) = pages.blocking_recv() {
                 match page {
                     Page::Items(items) => {
+                        if first.is_none() {
+                            first = items.first().cloned();
+                        }
                         let base = arena.len();
                         for (i, item) in items.iter().enumerate() {
                             arena.push(&map_record(&m.data_structure, base + i, item));
                         }
                     }
                     Page::Body { body, projection, what } => {
+                        let before = arena.len();
                         projection.read(&body, &m, &mut arena).map_err(|e| FetchError::NotJson {
                             request: what,
                             reason: e.to_string(),
                             excerpt: excerpt(&body),
                         })?;
+                        // Once per run: the first page with records, parsed whole.
+                        if first.is_none() && arena.len() > before {
+                            first = serde_json::from_slice::<Value>(&body)
+                                .ok()
+                                .and_then(|page| m.data_from.take(page))
+                                .and_then(|list| list.as_array().and_then(|l| l.first().cloned()));
+                        }
                     }
                 }
             }
-            Ok(arena)
+            Ok((arena, first))
         });
         Reader { queue: Some(queue), thread }
     }
@@ -69,8 +83,9 @@ impl Reader {
         }
     }
 
-    /// Waits for every page handed over to be read.
-    pub async fn finish(mut self) -> Result<RecordArena, FetchError> {
+    /// Waits for every page handed over to be read: the records, and the
+    /// first record as the source sent it.
+    pub async fn finish(mut self) -> Result<(RecordArena, Option<Value>), FetchError> {
         self.queue = None;
         match self.thread.await {
             Ok(result) => result,

@@ -510,8 +510,20 @@ pub(super) fn write_run_end(tx: &Connection, run_id: i64, end: &RunEnd) -> Resul
     let Counts { fetched, pages, created, updated, deactivated, skipped } = end.counts;
     tx.execute(
         "UPDATE runs SET status = ?2, finished_at = ?3, fetched = ?4, created = ?5, updated = ?6,
-             deactivated = ?7, skipped = ?8, error = ?9, pages = ?10 WHERE id = ?1",
-        params![run_id, end.status.as_str(), now(), fetched, created, updated, deactivated, skipped, end.error, pages],
+             deactivated = ?7, skipped = ?8, error = ?9, pages = ?10, warnings = ?11 WHERE id = ?1",
+        params![
+            run_id,
+            end.status.as_str(),
+            now(),
+            fetched,
+            created,
+            updated,
+            deactivated,
+            skipped,
+            end.error,
+            pages,
+            (!end.warnings.is_empty()).then(|| end.warnings.join("\n"))
+        ],
     )?;
     let mut skip = tx.prepare_cached("INSERT INTO run_skips (run_id, record, key, reason) VALUES (?1, ?2, ?3, ?4)")?;
     for s in end.skips.iter().take(MAX_SKIP_ROWS) {

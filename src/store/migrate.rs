@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_applied.sql"),
     include_str!("migrations/0003_username_index.sql"),
     include_str!("migrations/0004_run_process.sql"),
+    include_str!("migrations/0005_run_warnings.sql"),
 ];
 
 /// Brings the schema up to date. The version is read and raised inside one

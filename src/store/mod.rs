@@ -188,7 +188,7 @@ impl Store {
     pub fn runs(&self, integration: Option<&str>, limit: u32) -> Result<Vec<RunRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                    fetched, created, updated, deactivated, skipped, error, pages, pid
+                    fetched, created, updated, deactivated, skipped, error, pages, pid, warnings
              FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![integration, limit], RunRow::from_row)?;
@@ -200,7 +200,8 @@ impl Store {
             .conn
             .query_row(
                 "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                        fetched, created, updated, deactivated, skipped, error, pages, pid FROM runs WHERE id = ?1",
+                        fetched, created, updated, deactivated, skipped, error, pages, pid, warnings
+                 FROM runs WHERE id = ?1",
                 [run_id],
                 RunRow::from_row,
             )
@@ -267,6 +268,8 @@ fn explain(e: &rusqlite::Error) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct RunEnd {
     pub status: RunStatus,
+    /// What an admin should know about a run that went through, one line each.
+    pub warnings: Vec<String>,
     pub counts: Counts,
     pub error: Option<String>,
     pub skips: Vec<Skip>,
@@ -305,6 +308,8 @@ pub struct RunRow {
     #[serde(flatten)]
     pub counts: Counts,
     pub error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl RunRow {
@@ -337,6 +342,10 @@ impl RunRow {
                 skipped: r.get(11)?,
             },
             error,
+            warnings: r
+                .get::<_, Option<String>>(15)?
+                .map(|w| w.lines().map(str::to_string).collect())
+                .unwrap_or_default(),
         })
     }
 }

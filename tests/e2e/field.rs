@@ -284,3 +284,50 @@ async fn a_full_name_is_split_reading_a_seed_000_shaped_export() {
         ["Mary\tJones\tBuilder", "Seth\tVan Der Berg\tNULL"]
     );
 }
+
+#[tokio::test]
+async fn a_path_that_matches_nothing_is_named_with_a_did_you_mean() {
+    let server = MockServer::start().await;
+    let records: Vec<Value> = (0..23)
+        .map(|i| json!({"id": format!("E{i}"), "emails": {"work": format!("p{i}@acme.example")}, "first": "F", "last": "L"}))
+        .collect();
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"people": records})))
+        .mount(&server)
+        .await;
+    let dir = dir_with("hr", "");
+    let manifest = |email_path: &str, match_on: &str| {
+        json!({"execute": [{"url": format!("{}/people", server.uri())}], "action": "sync", "match_on": match_on,
+               "data_from": "people",
+               "data_structure": {"external_id": "id", "email": email_path, "first_name": "first", "last_name": "last"}})
+    };
+    // Not the key: the run goes through and says so, in text, JSON and history.
+    dir.manifest("hr", &manifest("emails.wrok", "external_id"));
+    let dry = dir.run_async(&["run", "hr", "--dry-run"]).await;
+    assert_eq!(dry.code(), 0, "{}", dry.all());
+    let text = dry.stdout();
+    assert!(text.contains("\"emails.wrok\" matched 0 of 23 records; did you mean \"emails.work\"?"), "{text}");
+    assert!(text.contains("external_id") && text.contains("23  from \"id\""), "per-field counts: {text}");
+    assert!(text.contains("first record, mapped: first_name: F, last_name: L, external_id: E0"), "{text}");
+    let json = dir.run_async(&["run", "hr", "--dry-run", "--json"]).await.json();
+    assert_eq!(json["fields"].as_array().map(Vec::len), Some(4), "{json}");
+    assert_eq!(json["sample"]["fields"]["external_id"], "E0", "{json}");
+    let out = dir.run_async(&["run", "hr", "--json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert!(out.json()["warnings"][0].as_str().unwrap().contains("did you mean \"emails.work\""), "{}", out.all());
+    let history = dir.run_async(&["history", "hr"]).await.stdout();
+    assert!(history.contains("warning: data_structure \"email\": \"emails.wrok\" matched 0 of 23"), "{history}");
+
+    // The key: the run fails and applies nothing.
+    let dir = dir_with("hr", "");
+    dir.manifest("hr", &manifest("emails.wrok", "email"));
+    let out = dir.run_async(&["run", "hr"]).await;
+    assert_eq!(out.code(), 1, "{}", out.all());
+    assert!(
+        out.stderr().contains("matched 0 of 23 records; did you mean \"emails.work\"?; nothing was applied"),
+        "{}",
+        out.all()
+    );
+    assert_eq!(dir.query("SELECT COUNT(*) FROM users"), ["0"]);
+    assert_eq!(dir.query("SELECT status, fetched FROM runs"), ["failed\t23"]);
+}
