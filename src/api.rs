@@ -27,7 +27,7 @@ use crate::export::ExportWriter;
 use crate::problem::Problem;
 use crate::run::Trigger;
 use crate::service::Service;
-use crate::store::{Metrics, Store};
+use crate::store::{Metrics, Store, StoreError};
 
 /// Binds `[api] listen` when set; refuses to start without tokens.
 pub async fn bind(config: &Config) -> Result<Option<tokio::net::TcpListener>, Error> {
@@ -105,6 +105,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/user/bulk-import", post(import))
         .route("/api/v1/integrations/{name}/run", post(trigger))
         .route("/api/v1/runs", get(runs))
+        .route("/api/v1/runs/{id}", get(run_detail))
+        .route("/api/v1/integrations", get(integrations))
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(middleware::from_fn_with_state(service.clone(), auth))
         .route_layer(middleware::from_fn_with_state(service.clone(), declared_size));
@@ -260,6 +262,65 @@ async fn runs(State(service): State<Arc<Service>>, Query(q): Query<RunsQuery>) -
     .await;
     match result {
         Ok(rows) => Json(json!({"runs": rows})).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// One run as `history --run ID --json` prints it: its row, requests and skips.
+async fn run_detail(State(service): State<Arc<Service>>, Path(id): Path<i64>) -> Response {
+    let database = service.config().database.clone();
+    let found = blocking(move || {
+        let store = Store::open(&database)?;
+        let Some(run) = store.run(id)? else { return Ok(None) };
+        Ok(Some(json!({"run": run, "requests": store.run_requests(id)?, "skips": store.run_skips(id, u32::MAX)?})))
+    })
+    .await;
+    match found {
+        Ok(Some(detail)) => Json(detail).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("there is no run {id}")),
+        Err(r) => r,
+    }
+}
+
+/// Every manifest in the folder: its schedule and next fire times and its
+/// last run, or, for a file that does not validate, its problems.
+async fn integrations(State(service): State<Arc<Service>>) -> Response {
+    let config = service.config();
+    let listed = blocking(move || {
+        let files = crate::manifest::files_in(&config.integrations_dir).map_err(|e| StoreError::Open {
+            path: config.integrations_dir.clone(),
+            reason: crate::describe_io(&e),
+        })?;
+        let store = Store::open(&config.database)?;
+        let now = chrono::Utc::now().with_timezone(&config.timezone);
+        let mut out = Vec::new();
+        for file in files {
+            let name = crate::manifest::name_of(&file);
+            let last = store.runs(Some(&name), 1)?.into_iter().next().map(|r| {
+                json!({"id": r.id, "status": r.status, "finished_at": r.finished_at})
+            });
+            let entry = match crate::manifest::load(&file, &config) {
+                Ok(m) => json!({
+                    "name": name,
+                    "action": m.action.as_str(),
+                    "schedule": m.schedule.as_ref().map(|s| s.expr.clone()),
+                    "next": m.schedule.as_ref().map_or(Vec::new(), |s| s.upcoming(now, 3).iter().map(|t| t.to_rfc3339()).collect()),
+                    "last_run": last,
+                    "problems": [],
+                }),
+                Err(problems) => json!({
+                    "name": name,
+                    "last_run": last,
+                    "problems": problems.iter().map(|p| json!({"pointer": p.pointer, "reason": p.reason})).collect::<Vec<_>>(),
+                }),
+            };
+            out.push(entry);
+        }
+        Ok(out)
+    })
+    .await;
+    match listed {
+        Ok(list) => Json(json!({"integrations": list})).into_response(),
         Err(r) => r,
     }
 }

@@ -70,6 +70,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
     /// Recent runs with their counts and errors; with NAME, also the latest run's requests and skips.
     History {
         name: Option<String>,
@@ -149,6 +156,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             )?;
             Ok(())
         }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "rosterd", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::Import { file, format } => import(&load_config(cli.config.as_deref(), false)?, &file, format),
         Command::Export { format } => export(&load_config(cli.config.as_deref(), false)?, format),
         Command::Users { format } => users(&load_config(cli.config.as_deref(), false)?, format),
@@ -173,8 +190,11 @@ pub fn init_logging(format: LogFormat, daemon: bool) {
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = match format {
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Text => builder.with_ansi(colour).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
@@ -436,7 +456,7 @@ fn import(config: &Config, file: &Path, format: Option<BulkFormat>) -> Result<()
 }
 
 fn export(config: &Config, format: BulkFormat) -> Result<(), Error> {
-    let store = Store::open(&config.database)?;
+    let store = Store::open_existing(&config.database)?;
     let mut out = std::io::stdout().lock();
     let mut writer = crate::export::ExportWriter::new(format == BulkFormat::Csv, config.csv_escape_formulas);
     let mut failed = None;
@@ -461,7 +481,7 @@ fn export(config: &Config, format: BulkFormat) -> Result<(), Error> {
 /// Streams the users: JSON and CSV row by row; the table reads them twice
 /// (column widths, then the lines), so memory stays flat however many there are.
 fn users(config: &Config, format: Format) -> Result<(), Error> {
-    let store = Store::open(&config.database)?;
+    let store = Store::open_existing(&config.database)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut failed: Option<Error> = None;
     // Keeps going while writing works; the first failure stops the scan and is returned below.
@@ -582,8 +602,17 @@ fn csv_cells(u: &UserRow) -> [String; 14] {
 }
 
 fn history(config: &Config, name: Option<&str>, json: bool, limit: u32) -> Result<(), Error> {
-    let store = Store::open(&config.database)?;
+    let store = Store::open_existing(&config.database)?;
     let runs = store.runs(name, limit)?;
+    if let Some(name) = name
+        && runs.is_empty()
+        && !config.integrations_dir.join(format!("{name}.json")).exists()
+    {
+        return Err(Error::Usage(format!(
+            "no integration named {name}: no manifest {name}.json in {} and no runs; `rosterd history` lists them all",
+            config.integrations_dir.display()
+        )));
+    }
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &runs).map_err(std::io::Error::from)?;
@@ -612,7 +641,7 @@ const SHOWN_SKIPS: u32 = 50;
 
 /// `history --run ID`: one run's row, requests and skipped records.
 fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
-    let store = Store::open(&config.database)?;
+    let store = Store::open_existing(&config.database)?;
     let Some(run) = store.run(id)? else {
         return Err(Error::Usage(format!(
             "there is no run {id} in {}; `rosterd history` lists the recent ones",

@@ -104,6 +104,14 @@ pub async fn serve(
 /// `serve --once`: every valid manifest in the folder runs once; exit 1 if
 /// any failed, was held, or was left out as invalid.
 pub async fn once(service: Arc<Service>, flag: Option<PathBuf>) -> Result<(), Error> {
+    let dir = service.config().integrations_dir.clone();
+    if let Err(e) = manifest::files_in(&dir) {
+        return Err(Error::RunFailed(format!(
+            "cannot read the integrations folder {}: {}; nothing ran",
+            dir.display(),
+            crate::describe_io(&e)
+        )));
+    }
     Store::open(&service.config().database)?;
     let mut daemon = Daemon { service, flag, entries: HashMap::new(), broken: HashMap::new() };
     daemon.rescan(false, false);
@@ -184,24 +192,28 @@ impl Daemon {
     fn check_file(&mut self, path: &Path, config: &Config, force: bool, schedule: bool) {
         let Ok(meta) = std::fs::metadata(path) else { return };
         let quick = (meta.modified().ok(), meta.len());
-        let known = self.entries.get(path).map(|e| &e.stamp).or_else(|| self.broken.get(path));
+        // A broken edit of a good file is compared with the broken text, so it
+        // is read and logged once per change, not on every poll.
+        let known = self.broken.get(path).or_else(|| self.entries.get(path).map(|e| &e.stamp));
         if !force && known.is_some_and(|s| (s.modified, s.len) == quick) {
             return;
         }
         let Ok(text) = std::fs::read_to_string(path) else { return };
         let stamp = Stamp { modified: quick.0, len: quick.1, text };
         if !force && known.is_some_and(|s| s.text == stamp.text) {
-            if let Some(e) = self.entries.get_mut(path) {
-                e.stamp = stamp;
-            } else if let Some(s) = self.broken.get_mut(path) {
+            if let Some(s) = self.broken.get_mut(path) {
                 *s = stamp;
+            } else if let Some(e) = self.entries.get_mut(path) {
+                e.stamp = stamp;
             }
             return;
         }
         let name = manifest::name_of(path);
         match manifest::parse(&name, path, &stamp.text, config) {
             Ok(m) => {
-                self.broken.remove(path);
+                if self.broken.remove(path).is_some() {
+                    tracing::info!(integration = %name, "manifest {} is valid again", path.display());
+                }
                 let m = Arc::new(m);
                 let ticker = (schedule && m.schedule.is_some()).then(|| self.start_ticker(m.clone()));
                 let verb = if self.entries.contains_key(path) { "reloaded" } else { "loaded" };

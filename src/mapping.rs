@@ -138,6 +138,28 @@ impl RecordArena {
         (0..self.len()).map(|i| self.get(i))
     }
 
+    /// Which fields record `i` has, without decoding their values: its
+    /// presence mask, and (when `extra` is asked for) its extra fields' names.
+    fn presence(&self, i: usize, extra: bool) -> (u16, Vec<String>) {
+        let mut cur = self.raw(i);
+        let mask = u16::from_le_bytes([cur[0], cur[1]]);
+        if !extra || mask & HAS_EXTRA == 0 {
+            return (mask, Vec::new());
+        }
+        cur = &cur[2..];
+        for bit in 0..crate::user::TEXT_COLUMNS.len() {
+            if mask & (1 << bit) != 0 {
+                let len = take_varint(&mut cur) as usize;
+                cur = &cur[len..];
+            }
+        }
+        let names =
+            serde_json::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(take_str(&mut cur))
+                .map(|m| m.into_keys().collect())
+                .unwrap_or_default();
+        (mask, names)
+    }
+
     /// One text field of record `i` without decoding the rest; `None` for a
     /// record with a problem (it never takes part in matching).
     pub fn field(&self, i: usize, c: Field) -> Option<&str> {
@@ -318,13 +340,17 @@ fn take_str<'a>(cur: &mut &'a [u8]) -> &'a str {
 /// only whether a path matches nothing, which the first records answer).
 pub fn coverage(records: &RecordArena, rules: &[Rule], full: bool) -> Vec<u64> {
     let mut counts = vec![0u64; rules.len()];
-    for r in records.iter() {
+    let wants_extra = rules.iter().any(|r| matches!(r.target, Target::Extra(_)));
+    for i in 0..records.len() {
+        let (mask, extra) = records.presence(i, wants_extra);
+        let text =
+            |c: Field| crate::user::TEXT_COLUMNS.iter().position(|t| *t == c).is_some_and(|bit| mask & (1 << bit) != 0);
         for (count, rule) in counts.iter_mut().zip(rules) {
             let has = match &rule.target {
-                Target::Core(Field::Active) => r.active.is_some(),
-                Target::Core(c) => r.fields.get(*c).is_some(),
-                Target::Extra(name) => r.extra.contains_key(name),
-                Target::Name { .. } => r.fields.first_name.is_some() || r.fields.last_name.is_some(),
+                Target::Core(Field::Active) => mask & HAS_ACTIVE != 0,
+                Target::Core(c) => text(*c),
+                Target::Extra(name) => extra.iter().any(|k| k == name),
+                Target::Name { .. } => text(Field::FirstName) || text(Field::LastName),
             };
             *count += u64::from(has);
         }

@@ -28,8 +28,15 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 6] =
-        [RunStatus::Running, RunStatus::Ok, RunStatus::Failed, RunStatus::DryRun, RunStatus::Skipped, RunStatus::Held];
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Ok,
+        RunStatus::Failed,
+        RunStatus::DryRun,
+        RunStatus::Skipped,
+        RunStatus::Held,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -98,5 +105,9 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         assert_eq!(RunStatus::parse("done"), None);
+        // Every status a row can hold reads back (a queued run was once unreadable).
+        for text in ["queued", "running", "ok", "failed", "dry-run", "skipped", "held"] {
+            assert_eq!(RunStatus::parse(text).map(RunStatus::as_str), Some(text));
+        }
     }
 }

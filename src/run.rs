@@ -200,7 +200,7 @@ pub fn record_skipped(
         None => store.begin_run(&m.name, m.action.as_str(), trigger.as_str(), RunStatus::Running)?,
     };
     let reason = skip_reason(&m.name, busy);
-    tracing::warn!(integration = %m.name, run_id, "{reason}");
+    tracing::info!(integration = %m.name, run_id, "{reason}");
     store.finish_run(run_id, &RunEnd { status: RunStatus::Skipped, error: Some(reason), ..RunEnd::default() })?;
     Ok(run_id)
 }
@@ -284,7 +284,8 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
         }
         Err(e) => {
             let error = redactor.redact(&deadline.explain(e).to_string());
-            span.in_scope(|| tracing::error!("run failed: {error}"));
+            // The caller says it once: the daemon's log line, or the command's `error:`.
+            span.in_scope(|| tracing::debug!("run failed: {error}"));
             let mut store = store;
             let end = RunEnd { error: Some(error.clone()), requests, counts: report.counts, ..RunEnd::default() };
             store.finish_run(report.run_id, &end)?;
@@ -596,7 +597,7 @@ fn over_limit(plan: &Plan, limit: crate::config::Limit) -> Option<String> {
 /// The apply transaction failed (and rolled back): record the run as failed.
 fn fail_after_fetch(config: &Config, mut report: RunReport, error: RunError, started: Instant) -> RunReport {
     let error = report.redactor.redact(&error.to_string());
-    tracing::error!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
+    tracing::debug!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
     if let Ok(mut store) = Store::open(&config.database) {
         let end = RunEnd { error: Some(error.clone()), counts: report.counts, ..RunEnd::default() };
         if let Err(e) = store.finish_run(report.run_id, &end) {

@@ -36,6 +36,12 @@ pub enum StoreError {
         path.display()
     )]
     Newer { path: PathBuf, found: i64, known: i64 },
+    #[error(
+        "there is no database at {}: nothing has run with this config yet, or `database` points \
+         elsewhere (run from the folder holding rosterd.toml, or pass --config)",
+        path.display()
+    )]
+    Missing { path: PathBuf },
     #[error("database error: {}", explain(.0))]
     Sql(#[from] rusqlite::Error),
 }
@@ -102,6 +108,15 @@ impl Store {
         let mut store = Self { conn, prefetch: Prefetch::Auto };
         migrate::run(&mut store.conn, path)?;
         Ok(store)
+    }
+
+    /// Opens a database that must exist already: what commands that only
+    /// read use, so a typo in the path never leaves an empty database behind.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing { path: path.to_path_buf() });
+        }
+        Self::open(path)
     }
 
     #[cfg(test)]

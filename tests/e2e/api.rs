@@ -377,19 +377,7 @@ async fn cli_import_checks_each_record_against_the_store_and_the_request() {
 /// (which open the database and sockets to the source) go on.
 #[tokio::test]
 async fn idle_connections_neither_starve_the_api_nor_the_schedule() {
-    let server = MockServer::start().await;
-    Mock::given(path("/people"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
-            {"email": "a@acme.example", "first": "A", "last": "B"}]})))
-        .mount(&server)
-        .await;
-    let dir = TestDir::new();
-    dir.manifest(
-        "hr",
-        &json!({"execute": [{"url": format!("{}/people", server.uri())}], "action": "create", "data_from": "data",
-                "schedule": "* * * * * *",
-                "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}}),
-    );
+    let (_server, dir) = one_person_on_a_schedule("* * * * * *").await;
     dir.config(&format!("[api]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{TOKEN}\"]\nmax_connections = 200\n"));
     let mut daemon = tokio::process::Command::new("sh")
         .args(["-c", "ulimit -n 256 && exec \"$0\" serve", env!("CARGO_BIN_EXE_rosterd")])
@@ -466,4 +454,62 @@ async fn the_bearer_scheme_is_matched_in_any_case() {
     }
     let r = api.client.get(format!("{}/api/v1/runs", api.base)).header("authorization", TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 401, "a token without a scheme is refused");
+}
+
+#[tokio::test]
+async fn one_run_and_every_integration_are_in_the_api() {
+    let (_server, dir) = one_person_on_a_schedule("0 3 * * *").await;
+    dir.write("integrations/broken.json", "{\"execute\": \"oops\"}");
+    let api = Api::start(&dir, "").await;
+    let get = |route: String| {
+        let request = api.client.get(format!("{}{route}", api.base)).bearer_auth(TOKEN);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).unwrap_or(Value::Null))
+        }
+    };
+    let started = api.post("/api/v1/integrations/hr/run").send().await.unwrap();
+    let run_id = serde_json::from_slice::<Value>(&started.bytes().await.unwrap()).unwrap()["run_id"].as_i64().unwrap();
+    let mut detail = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = get(format!("/api/v1/runs/{run_id}")).await;
+        assert_eq!(status, 200, "{body}");
+        if body["run"]["status"] == "ok" {
+            detail = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(detail["run"]["created"], 1, "{detail}");
+    assert_eq!(detail["requests"].as_array().map(Vec::len), Some(1), "{detail}");
+    assert_eq!(get("/api/v1/runs/999".into()).await.0, 404);
+
+    let (status, list) = get("/api/v1/integrations".into()).await;
+    assert_eq!(status, 200, "{list}");
+    let all = list["integrations"].as_array().unwrap();
+    let hr = all.iter().find(|i| i["name"] == "hr").unwrap();
+    assert_eq!((hr["schedule"].as_str(), hr["next"].as_array().map(Vec::len)), (Some("0 3 * * *"), Some(3)), "{hr}");
+    assert_eq!(hr["last_run"]["id"], run_id);
+    let broken = all.iter().find(|i| i["name"] == "broken").unwrap();
+    assert_eq!(broken["problems"][0]["pointer"], "/execute", "{broken}");
+    let unauthorized = api.client.get(format!("{}/api/v1/integrations", api.base)).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+}
+
+/// A source of one person, and a folder whose `hr` manifest creates them on `schedule`.
+async fn one_person_on_a_schedule(schedule: &str) -> (MockServer, TestDir) {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
+            {"email": "a@acme.example", "first": "A", "last": "B"}]})))
+        .mount(&server)
+        .await;
+    let dir = TestDir::new();
+    dir.manifest(
+        "hr",
+        &json!({"execute": [{"url": format!("{}/people", server.uri())}], "action": "create", "data_from": "data",
+                "schedule": schedule,
+                "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}}),
+    );
+    (server, dir)
 }

@@ -331,3 +331,64 @@ async fn a_path_that_matches_nothing_is_named_with_a_did_you_mean() {
     assert_eq!(dir.query("SELECT COUNT(*) FROM users"), ["0"]);
     assert_eq!(dir.query("SELECT status, fetched FROM runs"), ["failed\t23"]);
 }
+
+/// A secret whose value is one of rosterd's own words, or the integration's
+/// name, is masked in what came from outside and nowhere else.
+#[tokio::test]
+async fn a_secret_equal_to_a_key_or_the_name_leaves_the_json_intact() {
+    let server = MockServer::start().await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"employees": [
+            {"workEmail": "ann@acme.example", "firstName": "Ann", "lastName": "updated"}]})))
+        .mount(&server)
+        .await;
+    let dir = dir_with("hr", "KEY = \"updated\"\nOTHER = \"hr\"");
+    let mut m = hand_written(&server);
+    m["headers"] = json!({"Authorization": "Bearer {{ KEY }}", "X-Team": "{{ OTHER }}"});
+    m["initial_data_form"] = json!([{"id": "KEY", "name": "key"}, {"id": "OTHER", "name": "other"}]);
+    dir.manifest("hr", &m);
+    for args in [&["run", "hr", "--json"][..], &["run", "hr", "--dry-run", "--json"][..]] {
+        let out = dir.run_async(args).await;
+        assert_eq!(out.code(), 0, "{}", out.all());
+        let report = out.json();
+        for key in ["run_id", "integration", "status", "fetched", "created", "updated", "deactivated", "skipped"] {
+            assert!(report.get(key).is_some(), "{key} missing: {report}");
+        }
+        assert_eq!(report["integration"], "hr", "{report}");
+    }
+    let history = dir.run_async(&["history", "hr", "--json"]).await.json();
+    assert_eq!(history[0]["integration"], "hr");
+    assert!(history[0].get("updated").is_some(), "{history}");
+    let dry = dir.run_async(&["run", "hr", "--dry-run", "--json"]).await.json();
+    assert_eq!(dry["sample"]["fields"]["last_name"], "***KEY***", "a value from the source is masked: {dry}");
+}
+
+/// A one-character secret is masked where it stands alone and nowhere else,
+/// and validate says why that is weak.
+#[tokio::test]
+async fn a_one_character_secret_leaves_addresses_readable() {
+    let server = MockServer::start().await;
+    Mock::given(path("/reports/7"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("report 7 failed at 127.0.0.1"))
+        .mount(&server)
+        .await;
+    let dir = dir_with("hr", "REPORT = \"7\"");
+    let mut m = hand_written(&server);
+    m["execute"][0]["url"] = json!(format!("{}/reports/{{{{ REPORT }}}}", server.uri()));
+    m["headers"] = json!({});
+    m["initial_data_form"] = json!([{"id": "REPORT", "name": "report"}]);
+    dir.manifest("hr", &m);
+    let validate = dir.run_async(&["validate"]).await;
+    assert!(
+        validate.stdout().contains("REPORT is 1 character(s) long") && validate.stdout().contains("\"secret\": false"),
+        "{}",
+        validate.all()
+    );
+    let out = dir.run_async(&["run", "hr"]).await;
+    let history = dir.run_async(&["history", "--run", "1"]).await;
+    for text in [out.all(), history.all()] {
+        assert!(text.contains("127.0.0.1"), "{text}");
+        assert!(text.contains("/reports/***REPORT***"), "{text}");
+        assert!(text.contains("report ***REPORT*** failed"), "{text}");
+    }
+}

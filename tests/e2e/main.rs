@@ -4,6 +4,7 @@
 mod api;
 mod field;
 mod hardening;
+mod operating;
 mod run;
 mod serve;
 mod sync;
@@ -73,9 +74,10 @@ impl TestDir {
         Out(cmd.output().await.expect("run rosterd"))
     }
 
-    /// Creates the database with rosterd's schema, so a test can insert rows first.
+    /// Creates the database with rosterd's schema (an empty import), so a test can insert rows first.
     pub fn db_init(&self) {
-        let out = self.rosterd(&["users", "--format", "json"]);
+        let file = self.write("empty-import.json", "{\"users\": []}");
+        let out = self.rosterd(&["import", file.to_str().expect("utf-8 path")]);
         assert_eq!(out.code(), 0, "{}", out.all());
     }
 

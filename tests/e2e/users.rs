@@ -5,15 +5,31 @@ use crate::TestDir;
 #[test]
 fn users_json_on_an_empty_database_is_an_empty_array() {
     let dir = TestDir::new();
+    dir.db_init();
     let out = dir.rosterd(&["users", "--format", "json"]);
     assert_eq!(out.code(), 0, "{}", out.all());
     assert_eq!(out.json(), serde_json::json!([]));
-    assert!(dir.path().join("rosterd.db").is_file());
+}
+
+#[test]
+fn read_commands_never_create_a_database() {
+    let dir = TestDir::new();
+    for args in [&["users"][..], &["history"][..], &["history", "--run", "1"][..], &["export"][..]] {
+        let out = dir.rosterd(args);
+        assert_eq!(out.code(), 2, "{args:?}: {}", out.all());
+        assert!(
+            out.stderr().contains("there is no database at") && out.stderr().contains("rosterd.db"),
+            "{}",
+            out.all()
+        );
+    }
+    assert!(!dir.path().join("rosterd.db").exists(), "nothing was created");
 }
 
 #[test]
 fn users_csv_has_the_column_header() {
     let dir = TestDir::new();
+    dir.db_init();
     let out = dir.rosterd(&["users", "--format", "csv"]);
     assert_eq!(out.code(), 0, "{}", out.all());
     assert_eq!(
@@ -25,7 +41,7 @@ fn users_csv_has_the_column_header() {
 #[test]
 fn users_lists_stored_rows_in_every_format() {
     let dir = TestDir::new();
-    assert_eq!(dir.rosterd(&["users"]).code(), 0);
+    dir.db_init();
     dir.db()
         .execute(
             "INSERT INTO users (email, first_name, last_name, extra_fields, active, created_at, updated_at)
@@ -44,6 +60,7 @@ fn users_lists_stored_rows_in_every_format() {
 #[test]
 fn history_on_an_empty_database() {
     let dir = TestDir::new();
+    dir.db_init();
     let out = dir.rosterd(&["history"]);
     assert_eq!(out.code(), 0, "{}", out.all());
     assert!(out.stdout().contains("no runs yet"), "{}", out.all());
@@ -88,7 +105,7 @@ fn a_read_only_database_is_a_clear_error_and_stays_untouched() {
 #[test]
 fn a_newer_database_is_refused() {
     let dir = TestDir::new();
-    assert_eq!(dir.rosterd(&["users"]).code(), 0);
+    dir.db_init();
     dir.db().pragma_update(None, "user_version", 999).unwrap();
     let out = dir.rosterd(&["users"]);
     assert_eq!(out.code(), 2, "{}", out.all());
@@ -98,7 +115,7 @@ fn a_newer_database_is_refused() {
 #[test]
 fn a_locked_database_is_a_clear_error() {
     let dir = TestDir::new();
-    assert_eq!(dir.rosterd(&["users"]).code(), 0);
+    dir.db_init();
     let conn = dir.db();
     conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;").unwrap();
     let start = std::time::Instant::now();

@@ -256,29 +256,10 @@ mod fuzz {
     use super::*;
     use crate::plan::tests::generated::cases;
 
-    /// The keys a manifest (ChiefOnboarding's builder saves all of them) may carry.
-    const KEYS: &[&str] = &[
-        "execute",
-        "headers",
-        "action",
-        "data_from",
-        "data_structure",
-        "schedule",
-        "initial_data_form",
-        "next_page_from",
-        "next_page_token_from",
-        "next_page",
-        "amount_pages_to_fetch",
-        "oauth",
-        "page_size",
-        "match_on",
-        "max_deactivate",
-        "auto_clear_email",
-        "allowed_origins",
-        "form",
-        "polling",
-        "continue_if",
-    ];
+    /// The keys a manifest may carry (ChiefOnboarding's builder saves all of them), and some a step may.
+    fn keys() -> Vec<&'static str> {
+        TOP_KEYS.iter().copied().chain(["form", "polling", "continue_if"]).collect()
+    }
 
     fn value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
@@ -314,7 +295,7 @@ mod fuzz {
             key in proptest::sample::select(EMPTY_MEANS_UNSET),
             empty in proptest::sample::select(vec![json!([]), json!({}), json!("")]),
             in_step in any::<bool>(),
-            edits in proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..3),
+            edits in proptest::collection::vec((proptest::sample::select(keys()), value()), 0..3),
         ) {
             let mut m = base();
             for (k, v) in edits {
@@ -339,7 +320,7 @@ mod fuzz {
         /// A manifest with any of its keys removed or replaced by any value is
         /// valid or gets problems; validation never panics.
         #[test]
-        fn validation_never_panics(edits in proptest::collection::vec((proptest::sample::select(KEYS), proptest::option::of(value())), 0..6)) {
+        fn validation_never_panics(edits in proptest::collection::vec((proptest::sample::select(keys()), proptest::option::of(value())), 0..6)) {
             let mut m = base();
             for (key, v) in edits {
                 match v {
