@@ -376,7 +376,7 @@ fn form_body(fields: &Map<String, Value>) -> String {
 }
 
 /// Why a body is not JSON rosterd reads, in the same words on every path.
-fn json_reason(e: &serde_json::Error) -> String {
+pub(super) fn json_reason(e: &serde_json::Error) -> String {
     let text = e.to_string();
     if text.starts_with("recursion limit exceeded") { project::TOO_DEEP.to_string() } else { text }
 }

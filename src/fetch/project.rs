@@ -112,11 +112,8 @@ impl Projection {
     /// Reads one page body into `arena` (records numbered on from its length).
     /// On a JSON error the arena may hold part of the page: the run fails anyway.
     pub fn read(&self, body: &[u8], m: &Manifest, arena: &mut RecordArena) -> Result<PageOut, serde_json::Error> {
-        // The parts a walk skips are skipped without a depth limit; a parsed
-        // `Value` has one. Both paths refuse the same pages, with the same words.
-        if nests_deeper(body, MAX_DEPTH) {
-            return Err(<serde_json::Error as de::Error>::custom(TOO_DEEP));
-        }
+        // What a read skips it still walks (`Skip`), so serde_json's depth
+        // limit holds here as it does for a parsed `Value`.
         self.walk(body, m, arena, false)
     }
 
@@ -148,38 +145,55 @@ impl Projection {
     }
 }
 
-/// How deep arrays and objects may nest: serde_json's own limit for a `Value`.
-pub const MAX_DEPTH: usize = 127;
-/// What a page nested deeper than `MAX_DEPTH` is told, on either path.
+/// What a page nested deeper than serde_json's limit (the same for a parsed
+/// `Value` and for a read) is told, on either path.
 pub const TOO_DEEP: &str = "it nests arrays and objects deeper than 127 levels, rosterd's limit";
 
-/// Whether `body` nests arrays and objects deeper than `limit` (what is in
-/// strings does not count). One pass; strings are skipped with `memchr`.
-pub fn nests_deeper(body: &[u8], limit: usize) -> bool {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while let Some(&b) = body.get(i) {
-        i += 1;
-        match b {
-            b'"' => loop {
-                let Some(j) = body.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) else { return false };
-                i += j + 1;
-                if body[i - 1] == b'"' {
-                    break;
-                }
-                i += 1; // the escaped byte
-            },
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+/// A JSON value a read does not keep, walked through `deserialize_any` (not
+/// `IgnoredAny`, which serde_json skips without its depth limit).
+struct Skip;
+
+impl<'de> serde::Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skip, D::Error> {
+        d.deserialize_any(SkipVisitor)
     }
-    false
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
 }
 
 /// A path tree: `PageNode` and `RecordNode` share the walk that adds a path.
@@ -352,7 +366,8 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_, 'de> {
         loop {
             let more = match index_child(&self.node.children, i) {
                 Some(node) => seq.next_element_seed(PageSeed { node, ctx: &mut *self.ctx })?.is_some(),
-                None => seq.next_element::<IgnoredAny>()?.is_some(),
+                None if self.ctx.skim => seq.next_element::<IgnoredAny>()?.is_some(),
+                None => seq.next_element::<Skip>()?.is_some(),
             };
             if !more {
                 return Ok(());
@@ -372,8 +387,11 @@ impl<'de> Visitor<'de> for PageSeed<'_, '_, 'de> {
                     }
                     map.next_value_seed(PageSeed { node, ctx: &mut *self.ctx })?
                 }
-                None => {
+                None if self.ctx.skim => {
                     map.next_value::<IgnoredAny>()?;
+                }
+                None => {
+                    map.next_value::<Skip>()?;
                 }
             }
         }
@@ -515,7 +533,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
                     map.next_value_seed(RecordSeed { node, slots: &mut *self.slots })?
                 }
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Skip>()?;
                 }
             }
         }
@@ -527,7 +545,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_, 'de> {
         loop {
             let more = match index_child(&self.node.children, i) {
                 Some(node) => seq.next_element_seed(RecordSeed { node, slots: &mut *self.slots })?.is_some(),
-                None => seq.next_element::<IgnoredAny>()?.is_some(),
+                None => seq.next_element::<Skip>()?.is_some(),
             };
             if !more {
                 return Ok(());
@@ -667,26 +685,26 @@ mod tests {
     fn nesting_past_the_limit_is_refused_on_both_paths_alike() {
         let m = manifest("employees", None, json!({"email": "e"}));
         let p = Projection::new(&m).unwrap();
-        let page = |depth: usize| {
-            format!(
-                r#"{{"employees": [{{"e": "a@b.io", "x": {}1{}}}], "s": "[[[\"]]"}}"#,
-                "[".repeat(depth),
-                "]".repeat(depth)
-            )
+        let page = |depth: usize, at_page: bool| {
+            let deep = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            if at_page {
+                format!(r#"{{"meta": {deep}, "employees": [{{"e": "a@b.io"}}], "s": "[[[\"]]"}}"#)
+            } else {
+                format!(r#"{{"employees": [{{"e": "a@b.io", "x": {deep}}}], "s": "[[[\"]]"}}"#)
+            }
         };
-        // The page itself and the record add 3 levels around `x`.
-        for depth in [1, MAX_DEPTH - 3, MAX_DEPTH - 2, MAX_DEPTH + 5, 100_000] {
-            let body = page(depth);
-            let parsed = serde_json::from_str::<Value>(&body);
-            let projected = p.read(body.as_bytes(), &m, &mut RecordArena::default());
-            assert_eq!(parsed.is_ok(), projected.is_ok(), "depth {depth}");
-            assert_eq!(nests_deeper(body.as_bytes(), MAX_DEPTH), parsed.is_err(), "depth {depth}");
-            if let Err(e) = projected {
-                assert_eq!(e.to_string(), TOO_DEEP);
+        for depth in [1, 120, 124, 125, 126, 127, 132, 100_000] {
+            for at_page in [false, true] {
+                let body = page(depth, at_page);
+                let parsed = serde_json::from_str::<Value>(&body);
+                let projected = p.read(body.as_bytes(), &m, &mut RecordArena::default());
+                assert_eq!(parsed.is_ok(), projected.is_ok(), "depth {depth}, at page level {at_page}");
+                if let (Err(a), Err(b)) = (&parsed, &projected) {
+                    let said = |e: &serde_json::Error| e.to_string().starts_with("recursion limit exceeded");
+                    assert!(said(a) && said(b), "{a} / {b}");
+                }
             }
         }
-        assert!(!nests_deeper(br#"{"a": "[[[[[[", "b": "\"{{{{"}"#, 2), "brackets in strings do not count");
-        assert!(!nests_deeper(br#"{"a": "unterminated [[[["#, 1));
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl Reader {
                         let before = arena.len();
                         projection.read(&body, &m, &mut arena).map_err(|e| FetchError::NotJson {
                             request: what,
-                            reason: e.to_string(),
+                            reason: super::json_reason(&e),
                             excerpt: excerpt(&body),
                         })?;
                         // Once per run: the first page with records, parsed whole.

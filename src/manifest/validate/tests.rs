@@ -336,3 +336,19 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn an_update_is_told_where_its_core_fields_go() {
+    let mut m = base();
+    m["action"] = json!("update");
+    m["data_structure"]["department"] = json!("dept");
+    let m = parse("hr", Path::new("hr.json"), &m.to_string(), &config()).unwrap();
+    for field in ["first_name", "last_name", "department"] {
+        assert!(
+            m.notes.iter().any(|n| n.starts_with(&format!("/data_structure/{field}: update puts it in extra_fields"))),
+            "{field}: {:?}",
+            m.notes
+        );
+    }
+    assert!(!m.notes.iter().any(|n| n.starts_with("/data_structure/email")), "the key is not moved: {:?}", m.notes);
+}
