@@ -67,6 +67,12 @@ struct RawApi {
     max_body_bytes: u64,
     #[serde(default = "default_max_connections")]
     max_connections: usize,
+    #[serde(default = "default_true")]
+    status_page: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for RawApi {
@@ -77,6 +83,7 @@ impl Default for RawApi {
             token_file: None,
             max_body_bytes: default_max_body(),
             max_connections: default_max_connections(),
+            status_page: true,
         }
     }
 }
@@ -184,6 +191,8 @@ pub struct ApiConfig {
     pub max_body_bytes: u64,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// `GET /` serves the status page (no token; no user data, no secret).
+    pub status_page: bool,
 }
 
 /// The validated config.
@@ -352,6 +361,7 @@ impl Config {
                 tokens,
                 max_body_bytes: raw.api.max_body_bytes,
                 max_connections: raw.api.max_connections,
+                status_page: raw.api.status_page,
             },
             csv_escape_formulas: raw.export.csv_escape_formulas,
             secrets,

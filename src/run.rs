@@ -287,7 +287,14 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
             // The caller says it once: the daemon's log line, or the command's `error:`.
             span.in_scope(|| tracing::debug!("run failed: {error}"));
             let mut store = store;
-            let end = RunEnd { error: Some(error.clone()), requests, counts: report.counts, ..RunEnd::default() };
+            let duration_ms = Some(started.elapsed().as_millis() as i64);
+            let end = RunEnd {
+                error: Some(error.clone()),
+                requests,
+                counts: report.counts,
+                duration_ms,
+                ..RunEnd::default()
+            };
             store.finish_run(report.run_id, &end)?;
             report.error = Some(error);
             report.duration_ms = started.elapsed().as_millis() as u64;
@@ -296,7 +303,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     };
 
     let limit = m.max_deactivate.unwrap_or(config.max_deactivate);
-    let applied = apply_phase(store, m, config, opts, &deadline, &report, records, requests, limit)
+    let applied = apply_phase(store, m, config, opts, &deadline, &report, records, requests, limit, started)
         .instrument(span.clone())
         .await;
     let (plan, end) = match applied {
@@ -497,6 +504,7 @@ async fn apply_phase(
     records: crate::mapping::RecordArena,
     requests: Vec<RequestRow>,
     limit: crate::config::Limit,
+    started: Instant,
 ) -> Result<(Plan, RunEnd), RunError> {
     let integration = m.name.clone();
     let limit_secs = deadline.limit.as_secs();
@@ -553,7 +561,8 @@ async fn apply_phase(
                 reason: redactor.redact(&s.reason),
             })
             .collect();
-        let end = RunEnd { status, warnings, counts, error, skips, requests };
+        let duration_ms = Some(started.elapsed().as_millis() as i64);
+        let end = RunEnd { status, duration_ms, warnings, counts, error, skips, requests };
         pending.finish(&end)?;
         Ok::<_, StoreError>((plan, end))
     })
@@ -599,7 +608,8 @@ fn fail_after_fetch(config: &Config, mut report: RunReport, error: RunError, sta
     let error = report.redactor.redact(&error.to_string());
     tracing::debug!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
     if let Ok(mut store) = Store::open(&config.database) {
-        let end = RunEnd { error: Some(error.clone()), counts: report.counts, ..RunEnd::default() };
+        let duration_ms = Some(started.elapsed().as_millis() as i64);
+        let end = RunEnd { error: Some(error.clone()), counts: report.counts, duration_ms, ..RunEnd::default() };
         if let Err(e) = store.finish_run(report.run_id, &end) {
             tracing::error!("cannot record the failure of run {}: {e}", report.run_id);
         }

@@ -166,13 +166,33 @@ impl Store {
                 m.last_success.push((i, t));
             }
         }
+        // Milliseconds where the run recorded them; older rows have whole seconds only.
         let mut stmt = self.conn.prepare(
-            "SELECT integration, (julianday(finished_at) - julianday(started_at)) * 86400.0 FROM runs
-             WHERE finished_at IS NOT NULL AND status IN ('ok', 'failed', 'held', 'dry-run') ORDER BY 1",
+            "SELECT integration, COALESCE(duration_ms / 1000.0, (julianday(finished_at) - julianday(started_at)) * 86400.0)
+             FROM runs WHERE finished_at IS NOT NULL AND status IN ('ok', 'failed', 'held', 'dry-run') ORDER BY 1",
         )?;
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))? {
             let (i, d) = row?;
             m.durations.entry(i).or_default().push(d.max(0.0));
+        }
+        // Counters: records every finished run fetched; users changed by runs that applied.
+        let mut stmt = self.conn.prepare(
+            "SELECT integration, SUM(fetched), SUM(CASE WHEN status = 'ok' THEN created ELSE 0 END),
+                    SUM(CASE WHEN status = 'ok' THEN updated ELSE 0 END),
+                    SUM(CASE WHEN status = 'ok' THEN deactivated ELSE 0 END)
+             FROM runs WHERE finished_at IS NOT NULL GROUP BY 1 ORDER BY 1",
+        )?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, [r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get(4)?])))?
+        {
+            m.totals.push(row?);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT r.integration, CASE WHEN q.status IS NULL THEN 'error' ELSE (q.status / 100) || 'xx' END, COUNT(*)
+             FROM run_requests q JOIN runs r ON r.id = q.run_id GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))? {
+            m.responses.push(row?);
         }
         (m.users_active, m.users_inactive) = self.conn.query_row(
             "SELECT COALESCE(SUM(active = 1), 0), COALESCE(SUM(active = 0), 0) FROM users",
@@ -194,4 +214,8 @@ pub struct Metrics {
     pub durations: std::collections::BTreeMap<String, Vec<f64>>,
     pub users_active: i64,
     pub users_inactive: i64,
+    /// (integration, [records fetched, users created, updated, deactivated]).
+    pub totals: Vec<(String, [i64; 4])>,
+    /// (integration, status class `2xx`… or `error`, responses): what sources answered.
+    pub responses: Vec<(String, String, i64)>,
 }

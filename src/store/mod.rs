@@ -203,7 +203,7 @@ impl Store {
     pub fn runs(&self, integration: Option<&str>, limit: u32) -> Result<Vec<RunRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                    fetched, created, updated, deactivated, skipped, error, pages, pid, warnings
+                    fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms
              FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![integration, limit], RunRow::from_row)?;
@@ -215,7 +215,7 @@ impl Store {
             .conn
             .query_row(
                 "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                        fetched, created, updated, deactivated, skipped, error, pages, pid, warnings
+                        fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms
                  FROM runs WHERE id = ?1",
                 [run_id],
                 RunRow::from_row,
@@ -283,6 +283,8 @@ fn explain(e: &rusqlite::Error) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct RunEnd {
     pub status: RunStatus,
+    /// How long the run took, when it ran at all.
+    pub duration_ms: Option<i64>,
     /// What an admin should know about a run that went through, one line each.
     pub warnings: Vec<String>,
     pub counts: Counts,
@@ -325,6 +327,8 @@ pub struct RunRow {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// How long it took; `None` for runs from before rosterd measured it, or that never ran.
+    pub duration_ms: Option<i64>,
 }
 
 impl RunRow {
@@ -361,6 +365,7 @@ impl RunRow {
                 .get::<_, Option<String>>(15)?
                 .map(|w| w.lines().map(str::to_string).collect())
                 .unwrap_or_default(),
+            duration_ms: r.get(16)?,
         })
     }
 }

@@ -284,6 +284,20 @@ async fn healthz_metrics_and_run_triggers() {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
     assert!(metrics.contains("rosterd_last_success_timestamp_seconds{integration=\"hr\"} "), "{metrics}");
+    for line in [
+        "rosterd_users_created_total{integration=\"hr\"} 1",
+        "rosterd_users_deactivated_total{integration=\"hr\"} 0",
+        "rosterd_source_responses_total{integration=\"hr\",class=\"2xx\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    // Durations in milliseconds: a run of a few ms adds more than 0 to the sum.
+    let sum: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rosterd_run_duration_seconds_sum{integration=\"hr\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("a duration sum");
+    assert!(sum > 0.0, "{metrics}");
 }
 
 #[tokio::test]
@@ -512,4 +526,35 @@ async fn one_person_on_a_schedule(schedule: &str) -> (MockServer, TestDir) {
                 "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}}),
     );
     (server, dir)
+}
+
+/// The status page lists every integration and every broken manifest, and
+/// shows no user data and no secret.
+#[tokio::test]
+async fn the_status_page_shows_integrations_and_problems_but_no_user_or_secret() {
+    let (_server, dir) = one_person_on_a_schedule("0 3 * * *").await;
+    dir.write("integrations/broken.json", "{\"execute\": \"oops\"}");
+    let api = Api::start(&dir, "").await;
+    let run = api.post("/api/v1/integrations/hr/run").send().await.unwrap();
+    assert_eq!(run.status(), 202);
+    for _ in 0..100 {
+        if dir.try_query("SELECT COUNT(*) FROM runs WHERE status = 'ok'").is_ok_and(|r| r == ["1"]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = api.client.get(format!("{}/", api.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    for expected in ["<strong>hr</strong>", "0 3 * * *", "<strong>broken</strong>", "/execute", "class=\"s ok\""] {
+        assert!(html.contains(expected), "{expected} missing:\n{html}");
+    }
+    for hidden in ["a@acme.example", TOKEN, "<script"] {
+        assert!(!html.contains(hidden), "{hidden} shown:\n{html}");
+    }
+
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "status_page = false\n").await;
+    assert_eq!(api.client.get(format!("{}/", api.base)).send().await.unwrap().status(), 404);
 }

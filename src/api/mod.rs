@@ -20,6 +20,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+mod status;
+
 use crate::bulk;
 use crate::config::Config;
 use crate::error::Error;
@@ -110,7 +112,12 @@ pub fn router(service: Arc<Service>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .route_layer(middleware::from_fn_with_state(service.clone(), auth))
         .route_layer(middleware::from_fn_with_state(service.clone(), declared_size));
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).merge(api).with_state(service)
+    Router::new()
+        .route("/", get(status::page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .with_state(service)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -373,6 +380,25 @@ fn metrics_text(m: &Metrics) -> String {
         let _ = writeln!(out, "rosterd_run_duration_seconds_bucket{{integration=\"{i}\",le=\"+Inf\"}} {n}");
         let _ = writeln!(out, "rosterd_run_duration_seconds_sum{{integration=\"{i}\"}} {sum}");
         let _ = writeln!(out, "rosterd_run_duration_seconds_count{{integration=\"{i}\"}} {n}");
+    }
+    let totals = [
+        ("rosterd_records_fetched_total", "Records fetched by finished runs."),
+        ("rosterd_users_created_total", "Users created by runs that applied."),
+        ("rosterd_users_updated_total", "Users updated by runs that applied."),
+        ("rosterd_users_deactivated_total", "Users deactivated by runs that applied."),
+    ];
+    for (k, (name, help)) in totals.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (i, values) in &m.totals {
+            let _ = writeln!(out, "{name}{{integration=\"{}\"}} {}", label(i), values[k]);
+        }
+    }
+    out.push_str(
+        "# HELP rosterd_source_responses_total HTTP responses from sources by status class.\n\
+         # TYPE rosterd_source_responses_total counter\n",
+    );
+    for (i, class, n) in &m.responses {
+        let _ = writeln!(out, "rosterd_source_responses_total{{integration=\"{}\",class=\"{class}\"}} {n}", label(i));
     }
     out.push_str("# HELP rosterd_users Users by active state.\n# TYPE rosterd_users gauge\n");
     let _ = writeln!(out, "rosterd_users{{active=\"1\"}} {}", m.users_active);
