@@ -291,6 +291,7 @@ async fn healthz_metrics_and_run_triggers() {
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+    promtool_accepts(&metrics);
     // Durations in milliseconds: a run of a few ms adds more than 0 to the sum.
     let sum: f64 = metrics
         .lines()
@@ -557,4 +558,28 @@ async fn the_status_page_shows_integrations_and_problems_but_no_user_or_secret()
     let dir = TestDir::new();
     let api = Api::start(&dir, "status_page = false\n").await;
     assert_eq!(api.client.get(format!("{}/", api.base)).send().await.unwrap().status(), 404);
+}
+
+/// `promtool check metrics` (Debian's prometheus package) on the exposition,
+/// when it is installed; otherwise says why the check was skipped.
+fn promtool_accepts(metrics: &str) {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool is not installed (Debian: apt-get install prometheus): the exposition check is skipped");
+        return;
+    };
+    child.stdin.take().expect("stdin").write_all(metrics.as_bytes()).expect("write metrics");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
