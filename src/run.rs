@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -266,7 +266,9 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     // This run's own stop: rosterd stopping, or `[http] run_timeout_secs` passing.
     let deadline = Deadline::start(cancel, Duration::from_secs(config.http.run_timeout_secs));
     let cancel = &deadline.cancel;
-    let fetched = fetch_phase(m, config, opts, cancel, values, &redactor).instrument(span.clone()).await;
+    let shown = Shown::start(&config.database, report.run_id);
+    let fetched = fetch_phase(m, config, opts, cancel, values, &redactor, &shown).instrument(span.clone()).await;
+    drop(shown);
     let fetch_ms = started.elapsed().as_millis() as u64;
     let requests: Vec<RequestRow> = fetched.trace.iter().map(|a| request_row(a, &redactor)).collect();
     report.counts.pages = i64::from(fetched.pages);
@@ -425,6 +427,7 @@ async fn fetch_phase(
     cancel: &Cancel,
     values: Map<String, Value>,
     redactor: &Redactor,
+    shown: &Shown,
 ) -> FetchPhase {
     tracing::info!("fetching");
     let mut client = match Client::new(&config.http, redactor.clone(), m.allowed_origins.clone()) {
@@ -435,6 +438,7 @@ async fn fetch_phase(
     let (mut pages, mut records) = (0, 0);
     let mut progress = |p: u32, r: usize| {
         (pages, records) = (p, r);
+        shown.note(p, r);
         if show {
             eprint!("\r{}: page {p}, {r} records", m.name);
         }
@@ -450,6 +454,47 @@ async fn fetch_phase(
         (pages, records) = (f.pages, f.records.len());
     }
     FetchPhase { result, trace: std::mem::take(&mut client.trace), pages, records }
+}
+
+/// A running run's progress, written to its `runs` row every second while
+/// it fetches (when it moved), so `history`, the API and the status page show
+/// pages and records fetched so far. Stops when dropped.
+struct Shown {
+    progress: Arc<(AtomicU64, AtomicU64)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Shown {
+    fn start(database: &Path, run_id: i64) -> Shown {
+        let progress: Arc<(AtomicU64, AtomicU64)> = Arc::default();
+        let (seen, database) = (progress.clone(), database.to_path_buf());
+        let task = tokio::spawn(async move {
+            let Ok(store) = Store::open(&database) else { return };
+            let mut written = (0, 0);
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = (seen.0.load(Ordering::Relaxed), seen.1.load(Ordering::Relaxed));
+                if now != written {
+                    // A busy store only delays the next figure; the run goes on.
+                    if store.progress(run_id, now.0 as i64, now.1 as i64).is_ok() {
+                        written = now;
+                    }
+                }
+            }
+        });
+        Shown { progress, task }
+    }
+
+    fn note(&self, pages: u32, records: usize) {
+        self.progress.0.store(u64::from(pages), Ordering::Relaxed);
+        self.progress.1.store(records as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Shown {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A run's own stop: set when rosterd stops (the shared `Cancel`) or when

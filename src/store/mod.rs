@@ -139,6 +139,15 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// A running run's progress so far: pages and records fetched.
+    pub fn progress(&self, run_id: i64, pages: i64, fetched: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE runs SET pages = ?2, fetched = ?3 WHERE id = ?1 AND status = ?4",
+            params![run_id, pages, fetched, RunStatus::Running.as_str()],
+        )?;
+        Ok(())
+    }
+
     /// A queued run got its slot and starts.
     pub fn mark_running(&self, run_id: i64) -> Result<(), StoreError> {
         self.conn.execute(

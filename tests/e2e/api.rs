@@ -583,3 +583,51 @@ fn promtool_accepts(metrics: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A running run shows how far it got: pages and records fetched so far.
+#[tokio::test]
+async fn a_running_run_shows_its_progress() {
+    let server = MockServer::start().await;
+    for page in 1..=5u32 {
+        let next = if page < 5 { json!(format!("/people?page={}", page + 1)) } else { json!(null) };
+        let people: Vec<Value> =
+            (0..3).map(|i| json!({"email": format!("p{page}-{i}@acme.example"), "first": "P", "last": "N"})).collect();
+        Mock::given(path("/people"))
+            .and(wiremock::matchers::query_param("page", page.to_string()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"data": people, "next": next}))
+                    .set_delay(Duration::from_millis(700)),
+            )
+            .mount(&server)
+            .await;
+    }
+    let dir = TestDir::new();
+    dir.manifest(
+        "hr",
+        &json!({"execute": [{"url": format!("{}/people?page=1", server.uri())}], "action": "create",
+                "data_from": "data", "next_page_from": "next",
+                "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}}),
+    );
+    let api = Api::start(&dir, "").await;
+    let started = api.post("/api/v1/integrations/hr/run").send().await.unwrap();
+    let run_id = serde_json::from_slice::<Value>(&started.bytes().await.unwrap()).unwrap()["run_id"].as_i64().unwrap();
+    let mut seen_running_with_progress = false;
+    let mut finished = Value::Null;
+    for _ in 0..200 {
+        let r = api.client.get(format!("{}/api/v1/runs/{run_id}", api.base)).bearer_auth(TOKEN).send().await.unwrap();
+        let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let run = &body["run"];
+        if run["status"] == "running" && run["fetched"].as_i64().unwrap_or(0) > 0 {
+            assert!(run["pages"].as_i64().unwrap_or(0) > 0, "{run}");
+            seen_running_with_progress = true;
+        }
+        if run["status"] == "ok" {
+            finished = run.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen_running_with_progress, "progress was visible while the run fetched");
+    assert_eq!((finished["fetched"].as_i64(), finished["pages"].as_i64()), (Some(15), Some(5)), "{finished}");
+}
