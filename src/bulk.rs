@@ -491,7 +491,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::plan::tests::generated::cases;
+        use crate::testing::cases;
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(cases(512)))]

@@ -205,7 +205,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::plan::tests::generated::cases;
+        use crate::testing::cases;
 
         fn secret() -> impl Strategy<Value = String> {
             proptest::collection::vec(

@@ -166,7 +166,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::plan::tests::generated::cases;
+        use crate::testing::cases;
 
         fn field() -> impl Strategy<Value = String> {
             proptest::collection::vec(proptest::sample::select("0123456789*/,-LW#?".chars().collect::<Vec<_>>()), 0..8)

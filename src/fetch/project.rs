@@ -723,7 +723,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::plan::tests::generated::cases;
+        use crate::testing::cases;
 
         fn doc() -> impl Strategy<Value = Value> {
             let leaf = prop_oneof![

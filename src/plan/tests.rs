@@ -68,10 +68,7 @@ pub(crate) mod generated {
     use super::*;
     use proptest::prelude::*;
 
-    /// Cases per property: `PROPTEST_CASES` (100000 for a longer hunt), else `default`.
-    pub(crate) fn cases(default: u32) -> u32 {
-        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-    }
+    pub(crate) use crate::testing::cases;
 
     pub(crate) fn email() -> impl Strategy<Value = Option<String>> {
         proptest::option::weighted(0.9, (0..6u8).prop_map(|i| format!("u{i}@x.io")))

@@ -254,7 +254,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::plan::tests::generated::cases;
+    use crate::testing::cases;
 
     /// The keys a manifest may carry (ChiefOnboarding's builder saves all of them), and some a step may.
     fn keys() -> Vec<&'static str> {
