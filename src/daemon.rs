@@ -6,9 +6,11 @@
 //! by an hour across daylight-saving changes, and it has no overlap guard.
 //! The folder is polled once a second (mtime, size, then content), which
 //! keeps the 5-second reload promise without inotify, and also works on network
-//! mounts and with editors that save by rename. SIGHUP re-reads the config,
-//! secrets and every manifest. On SIGTERM ticking stops, running runs get
-//! `shutdown_grace_secs` to finish, and then are cancelled.
+//! mounts and with editors that save by rename; a broken file is logged once
+//! per change. SIGHUP re-reads the config, secrets and every manifest. When
+//! the caller's shutdown future completes (SIGTERM or SIGINT outside tests:
+//! `termination`), ticking stops, running runs get `shutdown_grace_secs` to
+//! finish, and then are cancelled. Runs themselves go through the `Service`.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

@@ -1,8 +1,10 @@
 //! One run of one integration: take its lock, record the run, fetch every
-//! page, then plan and apply in one transaction (or only record, for a dry
-//! run or a run held by `max_deactivate`). The only module that uses both
-//! `fetch` and `store`. A run that fails anywhere changes no user and leaves a
-//! `failed` row with a one-line, redacted cause.
+//! page (its progress shown in its row), check the mapping, let the rules
+//! plan in the store's transaction, decide how the run ends (`RunStatus`) and
+//! have the store commit or roll back. The only module that uses both
+//! `fetch` and `store`, and the one place a run's errors are redacted. A run
+//! that fails anywhere changes no user and leaves a `failed` row with a
+//! one-line, redacted cause and its counts so far.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,10 @@
-//! The HTTP API (seed 000): bulk export and import, run triggers, recent runs,
-//! health and metrics. Off unless `[api] listen` is set; every `/api/` route
-//! needs a bearer token from the config, compared in constant time.
-//! Handlers do store work on blocking threads; an import is one transaction.
+//! The HTTP API (seed 000): bulk export and import, run triggers, runs (a
+//! list, or one with its requests and skips), integrations, health, metrics
+//! and the status page (`status`). Off unless `[api] listen` is set; every
+//! `/api/` route needs a bearer token from the config, compared in constant
+//! time. Connections are accepted here (a limit, a header timeout), not by
+//! `axum::serve`. Handlers do store work on blocking threads; an import is
+//! one transaction.
 
 use std::future::Future;
 use std::sync::Arc;
