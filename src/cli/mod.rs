@@ -6,13 +6,16 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod output;
+
+use output::{Printable, Table, USER_COLUMNS, csv_cells, table_cells, write_report, write_run_details, write_runs};
+
 use crate::config::{self, Config, LogFormat};
 use crate::error::Error;
 use crate::manifest;
-use crate::outcome::RunStatus;
 use crate::problem::Problem;
 use crate::run::{Cancel, RunOptions, RunReport, Trigger};
-use crate::store::{RunRow, Store, UserRow};
+use crate::store::Store;
 
 #[derive(Debug, Parser)]
 #[command(name = "rosterd", version, about = "Keeps a directory of people in step with the systems a company runs.")]
@@ -264,101 +267,6 @@ fn print_report(report: &RunReport, json: bool) -> Result<(), Error> {
     }
 }
 
-fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
-    let secs = r.duration_ms as f64 / 1000.0;
-    let pages = if r.counts.pages == 1 { "1 page".to_string() } else { format!("{} pages", r.counts.pages) };
-    writeln!(out, "{} ({}): {} in {secs:.1} s, run {}", r.integration, r.action, r.status, r.run_id)?;
-    if r.status == RunStatus::Skipped {
-        return Ok(());
-    }
-    writeln!(out, "  fetched {} records in {pages}", r.counts.fetched)?;
-    for w in &r.warnings {
-        writeln!(out, "  warning: {w}")?;
-    }
-    if let Some(plan) = &r.plan {
-        writeln!(out, "  dry run: nothing was written to users")?;
-        if !r.fields.is_empty() {
-            writeln!(out, "  mapped fields (records that had a value, of {}):", r.counts.fetched)?;
-            for f in &r.fields {
-                writeln!(out, "    {:<16} {:>9}  from \"{}\"", f.field, f.records, f.path)?;
-            }
-        }
-        if let Some(sample) = &r.sample {
-            let mut shown: Vec<String> = crate::user::TEXT_COLUMNS
-                .iter()
-                .filter_map(|c| sample.fields.get(*c).map(|v| format!("{}: {v}", c.column())))
-                .collect();
-            if let Some(active) = sample.active {
-                shown.push(format!("active: {active}"));
-            }
-            shown.extend(sample.extra.iter().map(|(k, v)| format!("extra_fields.{k}: {v}")));
-            if let Some(p) = &sample.problem {
-                shown.push(format!("skipped: {p}"));
-            }
-            writeln!(out, "  first record, mapped: {}", shown.join(", "))?;
-        }
-        let sample = 10;
-        let emails = |f: &crate::user::Fields| f.email.clone().or_else(|| f.external_id.clone()).unwrap_or_default();
-        writeln!(out, "  would create {}", plan.n_created)?;
-        for c in plan.creates.iter().take(sample) {
-            let name = [c.fields.first_name.as_deref(), c.fields.last_name.as_deref()]
-                .iter()
-                .flatten()
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" ");
-            writeln!(out, "    + {}  {name}", emails(&c.fields))?;
-        }
-        more(out, plan.n_created, sample)?;
-        writeln!(out, "  would update {}", plan.n_changed())?;
-        for u in plan.updates.iter().take(sample) {
-            let changes: Vec<String> = u
-                .changes
-                .iter()
-                .map(|c| {
-                    format!("{}: {} → {}", c.field, c.old.as_deref().unwrap_or("-"), c.new.as_deref().unwrap_or("-"))
-                })
-                .collect();
-            writeln!(out, "    ~ {}  {}", u.label, changes.join(", "))?;
-        }
-        for c in plan.cleared_emails.iter().take(sample) {
-            writeln!(out, "    ~ {}  email cleared (auto_clear_email)", c.label)?;
-        }
-        more(out, plan.n_updated, sample)?;
-        writeln!(out, "  would deactivate {}", plan.n_deactivated)?;
-        for d in plan.deactivations.iter().take(sample) {
-            writeln!(out, "    - {}", d.label)?;
-        }
-        more(out, plan.n_deactivated, sample)?;
-    } else {
-        writeln!(
-            out,
-            "  created {}, updated {}, deactivated {}, unchanged {}, skipped {}",
-            r.counts.created, r.counts.updated, r.counts.deactivated, r.unchanged, r.counts.skipped
-        )?;
-    }
-    if r.counts.skipped > 0 {
-        writeln!(out, "  skipped records:")?;
-        for s in r.skips.iter().take(10) {
-            writeln!(out, "    record {} ({}): {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason)?;
-        }
-        if r.counts.skipped > 10 {
-            writeln!(out, "    ... {} more: rosterd history {}", r.counts.skipped - 10, r.integration)?;
-        }
-    }
-    if let Some(notice) = &r.notice {
-        writeln!(out, "  {notice}")?;
-    }
-    Ok(())
-}
-
-fn more(out: &mut impl Write, total: u64, shown: usize) -> Result<(), Error> {
-    if total > shown as u64 {
-        writeln!(out, "    ... and {} more", total - shown as u64)?;
-    }
-    Ok(())
-}
-
 fn validate(flag: Option<&Path>, files: &[PathBuf]) -> Result<(), Error> {
     let config = load_config(flag, false)?;
     let files = if files.is_empty() {
@@ -557,50 +465,6 @@ fn users(config: &Config, format: Format) -> Result<(), Error> {
 }
 
 /// The table's columns: a selection of `csv_cells`, with `active` as yes/no.
-fn table_cells(u: &UserRow) -> [String; 9] {
-    let [id, email, first, last, external_id, _, _, _, department, _, _, source, _, updated_at] = csv_cells(u);
-    let active = if u.active == 1 { "yes" } else { "no" };
-    [id, email, first, last, external_id, department, active.into(), source, updated_at]
-        .map(|cell| crate::problem::printable(&cell).into_owned())
-}
-
-const USER_COLUMNS: [&str; 14] = [
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "external_id",
-    "username",
-    "phone",
-    "job",
-    "department",
-    "extra_fields",
-    "active",
-    "source",
-    "created_at",
-    "updated_at",
-];
-
-fn csv_cells(u: &UserRow) -> [String; 14] {
-    let o = |v: &Option<String>| v.clone().unwrap_or_default();
-    [
-        u.id.to_string(),
-        o(&u.email),
-        o(&u.first_name),
-        o(&u.last_name),
-        o(&u.external_id),
-        o(&u.username),
-        o(&u.phone),
-        o(&u.job),
-        o(&u.department),
-        u.extra_fields.to_string(),
-        u.active.to_string(),
-        o(&u.source),
-        u.created_at.clone(),
-        u.updated_at.clone(),
-    ]
-}
-
 fn history(config: &Config, name: Option<&str>, json: bool, limit: u32) -> Result<(), Error> {
     let store = Store::open_existing(&config.database)?;
     let runs = store.runs(name, limit)?;
@@ -637,7 +501,7 @@ fn history(config: &Config, name: Option<&str>, json: bool, limit: u32) -> Resul
 }
 
 /// Skipped records `history` prints per run; `--json` gives every one stored.
-const SHOWN_SKIPS: u32 = 50;
+pub(super) const SHOWN_SKIPS: u32 = 50;
 
 /// `history --run ID`: one run's row, requests and skipped records.
 fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
@@ -665,131 +529,4 @@ fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
         writeln!(out, "warning: {w}")?;
     }
     write_run_details(&mut out, &store, id)
-}
-
-/// A run's requests and its first skipped records, under its row.
-fn write_run_details(out: &mut impl Write, store: &Store, run_id: i64) -> Result<(), Error> {
-    let requests = store.run_requests(run_id)?;
-    if !requests.is_empty() {
-        writeln!(out, "\nrequests of run {run_id}:")?;
-        for r in &requests {
-            let status = r.status.map_or("-".into(), |s| s.to_string());
-            let bytes = r.bytes.map_or("-".into(), |b| b.to_string());
-            write!(
-                out,
-                "  {:<6} {:<5} {status:>3} {bytes:>9} B {:>6} ms  try {}  {}",
-                r.step, r.method, r.millis, r.attempt, r.url
-            )?;
-            match &r.error {
-                Some(e) => writeln!(out, "  ({e})")?,
-                None => writeln!(out)?,
-            }
-        }
-    }
-    let skips = store.run_skips(run_id, SHOWN_SKIPS)?;
-    if !skips.is_empty() {
-        writeln!(out, "\nskipped records of run {run_id} (first {}):", skips.len())?;
-        for s in &skips {
-            writeln!(out, "  record {:>6}  {:<30}  {}", s.record, s.key.as_deref().unwrap_or("-"), s.reason)?;
-        }
-    }
-    Ok(())
-}
-
-fn write_runs(out: &mut impl Write, runs: &[RunRow]) -> Result<(), Error> {
-    let header = [
-        "id",
-        "integration",
-        "action",
-        "trigger",
-        "status",
-        "started_at",
-        "fetched",
-        "created",
-        "updated",
-        "deactivated",
-        "skipped",
-        "error",
-    ];
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.integration.clone(),
-                r.action.clone(),
-                r.trigger.clone(),
-                r.status.to_string(),
-                r.started_at.clone(),
-                r.counts.fetched.to_string(),
-                r.counts.created.to_string(),
-                r.counts.updated.to_string(),
-                r.counts.deactivated.to_string(),
-                r.counts.skipped.to_string(),
-                r.error.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    write_table(out, &header, &rows)
-}
-
-/// Column widths for a table: the widest cell of each column seen so far.
-struct Table {
-    widths: Vec<usize>,
-}
-
-impl Table {
-    fn new(header: &[&str]) -> Table {
-        Table { widths: header.iter().map(|h| h.chars().count()).collect() }
-    }
-
-    fn fit<S: AsRef<str>>(&mut self, row: &[S]) {
-        for (w, cell) in self.widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.as_ref().chars().count());
-        }
-    }
-
-    /// One line: every cell but the last padded to its column's width.
-    fn line<S: AsRef<str>>(&self, cells: &[S]) -> String {
-        let last = cells.len().saturating_sub(1);
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&self.widths).enumerate() {
-            if i == last {
-                s.push_str(cell.as_ref());
-            } else {
-                s.push_str(&format!("{:<w$}  ", cell.as_ref(), w = *w));
-            }
-        }
-        s.trim_end().to_string()
-    }
-}
-
-fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> Result<(), Error> {
-    let mut table = Table::new(header);
-    for row in rows {
-        table.fit(row);
-    }
-    writeln!(out, "{}", table.line(header))?;
-    for row in rows {
-        writeln!(out, "{}", table.line(row))?;
-    }
-    Ok(())
-}
-
-/// Text output for a terminal: control characters in what it writes (from a
-/// source, a file name) are shown escaped (`problem::printable`).
-struct Printable<W: Write>(W);
-
-impl<W: Write> Write for Printable<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match std::str::from_utf8(buf) {
-            Ok(text) => self.0.write_all(crate::problem::printable(text).as_bytes())?,
-            Err(_) => self.0.write_all(crate::problem::printable(&String::from_utf8_lossy(buf)).as_bytes())?,
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
-    }
 }

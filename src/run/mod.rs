@@ -8,14 +8,21 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::Notify;
 use tracing::Instrument;
+
+mod check;
+mod watch;
+
+pub use check::FieldCount;
+pub use watch::Cancel;
+
+use check::{Mapping, redacted_plan};
+use watch::{Deadline, Shown};
 
 use crate::config::Config;
 use crate::fetch::{self, Attempt, Client, FetchError};
@@ -133,37 +140,6 @@ impl RunReport {
     }
 }
 
-/// Asks running runs to stop. A run that sees it before its transaction
-/// applies nothing and is recorded `failed` with the reason `cancelled`.
-#[derive(Clone, Default)]
-pub struct Cancel {
-    flag: Arc<AtomicBool>,
-    notify: Arc<Notify>,
-}
-
-impl Cancel {
-    pub fn cancel(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// Completes once `cancel` has been called.
-    pub async fn cancelled(&self) {
-        loop {
-            // Created before the check, so a cancel between the two is not missed.
-            let notified = self.notify.notified();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
 /// Why a run did not apply. Its text is not redacted: `run` redacts it once,
 /// where it leaves the run (report, `runs` row, log).
 #[derive(Debug, thiserror::Error)]
@@ -184,8 +160,6 @@ pub enum RunError {
     Stopped(String),
 }
 
-/// Records a run that did not start because another run of the same integration is going
-/// (in the row `run_id` when one was made already).
 /// Records a run that did not start because another run of the same
 /// integration is `busy` (queued or running), in the row `run_id` when one
 /// was made already.
@@ -340,77 +314,6 @@ fn notice(status: RunStatus, why: &str) -> Option<String> {
     }
 }
 
-/// A mapped field and how many fetched records had a value for it.
-#[derive(Debug, Clone, Serialize)]
-pub struct FieldCount {
-    pub field: String,
-    pub path: String,
-    pub records: u64,
-}
-
-/// What the fetched records say about the mapping, before anything is applied.
-struct Mapping {
-    warnings: Vec<String>,
-    fields: Vec<FieldCount>,
-    sample: Option<crate::mapping::Record>,
-}
-
-impl Mapping {
-    /// Finds mapped paths that matched no record (the run's key among them
-    /// fails the run); a dry run also counts every field and keeps a sample.
-    fn check(m: &Manifest, f: &fetch::Fetched, dry_run: bool, r: &Redactor) -> Result<Mapping, RunError> {
-        let n = f.records.len();
-        let counts = crate::mapping::coverage(&f.records, &m.data_structure, dry_run);
-        let key = match (m.action, m.match_on) {
-            (crate::manifest::Action::Sync, crate::manifest::MatchOn::ExternalId) => crate::user::Field::ExternalId,
-            _ => crate::user::Field::Email,
-        };
-        let mut warnings = Vec::new();
-        for (rule, count) in m.data_structure.iter().zip(&counts) {
-            if n == 0 || *count > 0 {
-                continue;
-            }
-            let path = rule.path.to_string();
-            let hint = f
-                .first
-                .as_ref()
-                .and_then(|first| crate::mapping::closest_path(first, &path))
-                .map(|p| format!("; did you mean \"{p}\"?"))
-                .unwrap_or_default();
-            let text = format!("data_structure \"{}\": \"{path}\" matched 0 of {n} records{hint}", rule.target.name());
-            if rule.target == Target::Core(key) {
-                return Err(RunError::KeyPath(text));
-            }
-            warnings.push(r.redact(&text));
-        }
-        let fields = if dry_run {
-            m.data_structure
-                .iter()
-                .zip(counts)
-                .map(|(rule, records)| FieldCount {
-                    field: rule.target.name().to_string(),
-                    path: rule.path.to_string(),
-                    records,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let sample = (dry_run && n > 0).then(|| {
-            let mut s = f.records.get(0);
-            for c in crate::user::TEXT_COLUMNS {
-                if let Some(v) = s.fields.get(c).map(|v| r.redact(v)) {
-                    s.fields.set(c, Some(v));
-                }
-            }
-            s.extra.values_mut().for_each(|v| redact_value(v, r));
-            s.problem = s.problem.as_deref().map(|p| r.redact(p));
-            s
-        });
-        Ok(Mapping { warnings, fields, sample })
-    }
-}
-
 /// What the fetch brought, and how far it got when it failed.
 struct FetchPhase {
     result: Result<fetch::Fetched, RunError>,
@@ -456,85 +359,6 @@ async fn fetch_phase(
         (pages, records) = (f.pages, f.records.len());
     }
     FetchPhase { result, trace: std::mem::take(&mut client.trace), pages, records }
-}
-
-/// A running run's progress, written to its `runs` row every second while
-/// it fetches (when it moved), so `history`, the API and the status page show
-/// pages and records fetched so far. Stops when dropped.
-struct Shown {
-    progress: Arc<(AtomicU64, AtomicU64)>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Shown {
-    fn start(database: &Path, run_id: i64) -> Shown {
-        let progress: Arc<(AtomicU64, AtomicU64)> = Arc::default();
-        let (seen, database) = (progress.clone(), database.to_path_buf());
-        let task = tokio::spawn(async move {
-            let Ok(store) = Store::open(&database) else { return };
-            let mut written = (0, 0);
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let now = (seen.0.load(Ordering::Relaxed), seen.1.load(Ordering::Relaxed));
-                if now != written {
-                    // A busy store only delays the next figure; the run goes on.
-                    if store.progress(run_id, now.0 as i64, now.1 as i64).is_ok() {
-                        written = now;
-                    }
-                }
-            }
-        });
-        Shown { progress, task }
-    }
-
-    fn note(&self, pages: u32, records: usize) {
-        self.progress.0.store(u64::from(pages), Ordering::Relaxed);
-        self.progress.1.store(records as u64, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Shown {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A run's own stop: set when rosterd stops (the shared `Cancel`) or when
-/// `[http] run_timeout_secs` passes, whichever comes first.
-struct Deadline {
-    cancel: Cancel,
-    timed_out: Arc<AtomicBool>,
-    limit: Duration,
-    watch: tokio::task::JoinHandle<()>,
-}
-
-impl Deadline {
-    fn start(outer: &Cancel, limit: Duration) -> Deadline {
-        let (cancel, timed_out) = (Cancel::default(), Arc::new(AtomicBool::new(false)));
-        let (outer, inner, flag) = (outer.clone(), cancel.clone(), timed_out.clone());
-        let watch = tokio::spawn(async move {
-            tokio::select! {
-                () = outer.cancelled() => {}
-                () = tokio::time::sleep(limit) => flag.store(true, Ordering::SeqCst),
-            }
-            inner.cancel();
-        });
-        Deadline { cancel, timed_out, limit, watch }
-    }
-
-    /// A cancellation said as what caused it.
-    fn explain(&self, e: RunError) -> RunError {
-        match e {
-            RunError::Cancelled if self.timed_out.load(Ordering::SeqCst) => RunError::TimedOut(self.limit.as_secs()),
-            other => other,
-        }
-    }
-}
-
-impl Drop for Deadline {
-    fn drop(&mut self) {
-        self.watch.abort();
-    }
 }
 
 /// Plans the records in the store's one transaction, on a blocking thread;
@@ -665,54 +489,6 @@ fn fail_after_fetch(config: &Config, mut report: RunReport, error: RunError, sta
     report.error = Some(error);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
-}
-
-/// A dry run's plan as it leaves the run: every value that came from the
-/// source redacted (rosterd's own keys and counts are left alone).
-fn redacted_plan(mut plan: Plan, r: &Redactor) -> Plan {
-    let fields = |f: &mut crate::user::Fields| {
-        for c in crate::user::TEXT_COLUMNS {
-            if let Some(v) = f.get(c).map(|v| r.redact(v)) {
-                f.set(c, Some(v));
-            }
-        }
-    };
-    let extra = |m: &mut Map<String, Value>| {
-        for v in m.values_mut() {
-            redact_value(v, r);
-        }
-    };
-    for c in &mut plan.creates {
-        fields(&mut c.fields);
-        extra(&mut c.extra);
-    }
-    for u in &mut plan.updates {
-        fields(&mut u.fields);
-        extra(&mut u.extra);
-        u.label = r.redact(&u.label);
-        for c in &mut u.changes {
-            c.old = c.old.as_deref().map(|v| r.redact(v));
-            c.new = c.new.as_deref().map(|v| r.redact(v));
-        }
-    }
-    for d in plan.deactivations.iter_mut().chain(plan.cleared_emails.iter_mut()) {
-        d.label = r.redact(&d.label);
-    }
-    for s in &mut plan.skips {
-        s.key = s.key.as_deref().map(|k| r.redact(k));
-        s.reason = r.redact(&s.reason);
-    }
-    plan
-}
-
-/// Redacts every string in a JSON value (its keys are the manifest's own names).
-fn redact_value(v: &mut Value, r: &Redactor) {
-    match v {
-        Value::String(s) => *s = r.redact(s),
-        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, r)),
-        Value::Object(m) => m.values_mut().for_each(|v| redact_value(v, r)),
-        _ => {}
-    }
 }
 
 /// A request of the run as its `runs` trace keeps it: URL and error redacted.
