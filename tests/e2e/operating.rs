@@ -91,3 +91,24 @@ async fn a_broken_manifest_is_logged_once_per_change_and_when_it_is_good_again()
     assert_eq!(broken, 1, "logged once over several polls:\n{log}");
     assert!(log.contains("is valid again"), "{log}");
 }
+
+/// A 6-field schedule means seconds first here and seconds last in
+/// ChiefOnboarding: validate shows both readings' next fire times.
+#[test]
+fn validate_shows_both_readings_of_a_six_field_schedule() {
+    let dir = TestDir::new();
+    dir.manifest(
+        "hr",
+        &json!({"execute": [{"url": "https://hr.example/people"}], "action": "create", "schedule": "30 9 * * * *",
+                "data_from": "data", "data_structure": {"email": "e", "first_name": "f", "last_name": "l"}}),
+    );
+    let out = dir.rosterd(&["validate"]);
+    assert_eq!(out.code(), 0, "{}", out.all());
+    let text = out.stdout();
+    assert!(text.contains("6 fields: the first is seconds"), "{text}");
+    let theirs = text.lines().find(|l| l.contains("ChiefOnboarding would fire:")).expect("their reading");
+    // rosterd: second 30 of minute 9 of each hour; ChiefOnboarding: every second of 09:30.
+    assert_eq!(theirs.matches("T09:30:").count(), 3, "{theirs}");
+    let ours = text.lines().find(|l| l.trim_start().starts_with("next:")).expect("our reading");
+    assert!(ours.contains(":09:30"), "{ours}");
+}
