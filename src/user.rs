@@ -20,6 +20,7 @@ pub enum Field {
 }
 
 impl Field {
+    /// Every field; the text columns first, in the store's order, then `active`.
     pub const ALL: [Field; 9] = [
         Field::Email,
         Field::FirstName,
@@ -60,17 +61,16 @@ pub struct Fields {
     pub department: Option<String>,
 }
 
-/// The text columns in the order the store writes them.
-pub const TEXT_COLUMNS: [Field; 8] = [
-    Field::Email,
-    Field::FirstName,
-    Field::LastName,
-    Field::ExternalId,
-    Field::Username,
-    Field::Phone,
-    Field::Job,
-    Field::Department,
-];
+/// The text columns in the order the store writes them: every field but `active`.
+pub const TEXT_COLUMNS: [Field; 8] = {
+    let mut out = [Field::Email; 8];
+    let mut i = 0;
+    while i < 8 {
+        out[i] = Field::ALL[i];
+        i += 1;
+    }
+    out
+};
 
 impl Fields {
     pub fn get(&self, c: Field) -> Option<&str> {
