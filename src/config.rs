@@ -36,6 +36,33 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     export: RawExport,
+    #[serde(default)]
+    oauth: OAuthConfig,
+    #[serde(default)]
+    push: PushConfig,
+}
+
+/// `[oauth]`: where an authorization sends the browser back.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// `{{ redirect_url }}` in `oauth` requests; without it `rosterd oauth`
+    /// listens on `http://127.0.0.1:<port>/oauth/callback`.
+    pub redirect_url: Option<String>,
+}
+
+/// `[push]`: how a push sends its requests.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Push requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self { concurrency: 4 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +240,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// CSV cells that a spreadsheet would take for a formula get a leading `'`.
     pub csv_escape_formulas: bool,
+    pub oauth: OAuthConfig,
+    pub push: PushConfig,
     secrets: BTreeMap<String, BTreeMap<String, Secret>>,
 }
 
@@ -307,6 +336,19 @@ impl Config {
         if raw.http.run_timeout_secs == 0 {
             problem("/http/run_timeout_secs", "must be at least 1".into());
         }
+        if raw.push.concurrency == 0 {
+            problem("/push/concurrency", "must be at least 1".into());
+        }
+        if let Some(url) = &raw.oauth.redirect_url
+            && reqwest::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            problem(
+                "/oauth/redirect_url",
+                format!(
+                    "\"{url}\" is not an http(s) URL; write the full address the provider sends the browser back to"
+                ),
+            );
+        }
         if raw.api.max_connections == 0 {
             problem("/api/max_connections", "must be at least 1".into());
         }
@@ -364,6 +406,8 @@ impl Config {
                 status_page: raw.api.status_page,
             },
             csv_escape_formulas: raw.export.csv_escape_formulas,
+            oauth: raw.oauth,
+            push: raw.push,
             secrets,
         })
     }

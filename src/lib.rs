@@ -3,7 +3,8 @@
 //! only those above it in this list (no import circle). The vocabulary
 //! (problem, user, outcome, redact), what a run reads (config, schedule,
 //! template, manifest), the rules and what they stand on (mapping, index,
-//! plan), the two edges (fetch talks to sources, store speaks SQL), `run`
+//! plan), the two edges (fetch talks to sources, store speaks SQL), the
+//! OAuth tokens that stand on both (oauth), `run`
 //! where they meet, and the shells (error, service, api, daemon, demo, cli).
 //! See ARCHITECTURE.md.
 
@@ -25,6 +26,7 @@ pub mod fetch;
 pub mod export;
 pub mod bulk;
 pub mod store;
+pub mod oauth;
 
 pub mod run;
 

@@ -25,6 +25,8 @@ use tokio::sync::Semaphore;
 
 mod status;
 
+pub use status::escape as html_escape;
+
 use crate::bulk;
 use crate::config::Config;
 use crate::error::Error;
@@ -119,8 +121,42 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/", get(status::page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/oauth/{name}/callback", get(oauth_callback))
         .merge(api)
         .with_state(service)
+}
+
+/// `GET /oauth/NAME/callback` (no token: the provider sends the admin's
+/// browser here): the `state` must be one `rosterd oauth NAME` handed out,
+/// unused and unexpired; then the code is exchanged and the token stored.
+async fn oauth_callback(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    use crate::oauth::{Callback, CallbackError};
+    let page = |status: StatusCode, text: &str| {
+        let body = format!("<!doctype html><title>rosterd</title><p>{}</p>\n", html_escape(text));
+        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+    };
+    let Some(m) = service.manifest(&name) else {
+        return page(StatusCode::NOT_FOUND, &format!("no integration named {name} is loaded"));
+    };
+    let callback = Callback::parse(uri.query().unwrap_or(""));
+    match crate::oauth::complete(&m, &service.config(), &callback).await {
+        Ok(_) => {
+            tracing::info!(integration = %name, "OAuth token stored from the callback");
+            page(StatusCode::OK, &format!("rosterd stored the token for {name}. You can close this window."))
+        }
+        Err(e @ (CallbackError::State | CallbackError::Refused(_) | CallbackError::NoCode)) => {
+            tracing::warn!(integration = %name, "OAuth callback refused: {e}");
+            page(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+        Err(e) => {
+            tracing::warn!(integration = %name, "OAuth callback failed: {e}");
+            page(StatusCode::BAD_GATEWAY, &e.to_string())
+        }
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod oauth;
 mod output;
 
 use output::{Printable, Table, USER_COLUMNS, csv_cells, table_cells, write_report, write_run_details, write_runs};
@@ -80,6 +81,20 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// Connect an integration to its OAuth provider: print the authorize link and store the
+    /// token the callback brings (client credentials: get a token now).
+    Oauth {
+        name: String,
+        /// Port to listen on for the callback when [oauth] redirect_url is not set.
+        #[arg(long, default_value_t = crate::oauth::DEFAULT_PORT)]
+        port: u16,
+        /// How long the link and the wait last: 90s, 10m, 1h.
+        #[arg(long, default_value = "10m", value_parser = oauth::parse_duration)]
+        timeout: std::time::Duration,
+        /// Show the stored token's expiry and field names (never values).
+        #[arg(long)]
+        status: bool,
+    },
     /// Recent runs with their counts and errors; with NAME, also the latest run's requests and skips.
     History {
         name: Option<String>,
@@ -168,6 +183,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let cmd = <Cli as clap::CommandFactory>::command();
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
             Ok(())
+        }
+        Command::Oauth { name, status: true, .. } => oauth::status(&load_config(cli.config.as_deref(), false)?, &name),
+        Command::Oauth { name, port, timeout, status: false } => {
+            let config = load_config(cli.config.as_deref(), false)?;
+            let rt = runtime()?;
+            let result = rt.block_on(oauth::connect(&config, &name, port, timeout));
+            // A read of stdin may still be waiting on a terminal: do not wait for it.
+            rt.shutdown_background();
+            result
         }
         Command::Import { file, format } => import(&load_config(cli.config.as_deref(), false)?, &file, format),
         Command::Export { format } => export(&load_config(cli.config.as_deref(), false)?, format),

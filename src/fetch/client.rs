@@ -153,7 +153,12 @@ impl Client {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            return Err(FetchError::Http { request: req.describe(), cause: failure.cause, attempts: attempt });
+            return Err(FetchError::Http {
+                request: req.describe(),
+                cause: failure.cause,
+                attempts: attempt,
+                status: failure.status.map(|s| s.as_u16()),
+            });
         }
     }
 

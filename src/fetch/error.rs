@@ -10,9 +10,13 @@ pub enum FetchError {
     /// A request that could not be built (a header rosterd cannot send).
     #[error("{0}")]
     Request(String),
-    /// A request that failed after its retries. `request` is `label (METHOD url)`.
+    /// A request that failed after its retries. `request` is `label (METHOD url)`;
+    /// `status` is the last answer's, when there was one.
     #[error("{request}: {cause}{}", attempts_text(*.attempts))]
-    Http { request: String, cause: String, attempts: u32 },
+    Http { request: String, cause: String, attempts: u32, status: Option<u16> },
+    /// An OAuth token request answered, but not with a token.
+    #[error("{request}: the token response is not a JSON object with the token's fields; it starts: {excerpt}")]
+    NotToken { request: String, excerpt: String },
     #[error("{label}: {what}: {reason}")]
     Template { label: String, what: String, reason: String },
     #[error("{label}: cannot encode data: {reason}")]

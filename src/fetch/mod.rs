@@ -12,6 +12,7 @@ mod error;
 mod paginate;
 pub mod project;
 mod reader;
+mod token;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 pub use client::{Attempt, Client, Request, Response, excerpt};
 pub use error::FetchError;
+pub use token::{Token, merge, secret_fields, token_request};
 
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
 use crate::mapping::{RecordArena, text};
@@ -50,17 +52,21 @@ pub struct Fetched {
 pub type Progress<'a> = &'a mut (dyn FnMut(u32, usize) + Send);
 
 /// Fetches every page of `m` into mapped records. `values` holds the form
-/// values (secrets included) by id; `max_pages` is `[http] max_pages`.
+/// values (secrets included) by id, and `oauth` (the token) and
+/// `redirect_url` for a manifest with an `oauth` block; `max_pages` is
+/// `[http] max_pages`. A token renewed because a source answered 401 is
+/// left in `renewed`, also when the fetch fails later, for the run to store.
 pub async fn fetch(
     m: &Manifest,
     values: Map<String, Value>,
     client: &mut Client,
     max_pages: u32,
     progress: Progress<'_>,
+    renewed: &mut Option<Token>,
 ) -> Result<Fetched, FetchError> {
     let mut values = values;
     values.insert("responses".into(), Value::Array(Vec::new()));
-    let mut run = Fetch { m, client, renderer: Renderer::default(), ctx: Value::Object(values) };
+    let mut run = Fetch::new(m, client, values, Some(renewed));
     let last = m.execute.len() - 1;
     for (i, step) in m.execute[..last].iter().enumerate() {
         let req = run.step_request(step, &format!("step {i}"))?;
@@ -77,9 +83,33 @@ struct Fetch<'a> {
     /// The template context, an object: form values, `responses`, paging
     /// values. Templates borrow it; nothing copies it per render.
     ctx: Value,
+    /// Where a token renewed on a 401 goes; `None`: this fetch does not renew
+    /// (it is itself a token request).
+    renewed: Option<&'a mut Option<Token>>,
 }
 
-impl Fetch<'_> {
+impl<'a> Fetch<'a> {
+    fn new(
+        m: &'a Manifest,
+        client: &'a mut Client,
+        values: Map<String, Value>,
+        renewed: Option<&'a mut Option<Token>>,
+    ) -> Self {
+        Fetch { m, client, renderer: Renderer::default(), ctx: Value::Object(values), renewed }
+    }
+
+    /// Sends `req`; a 401 from the source, when the token can be renewed,
+    /// renews it once and sends the request once more.
+    async fn send(&mut self, req: &Request) -> Result<Response, FetchError> {
+        match self.client.send(req).await {
+            Err(FetchError::Http { status: Some(401), .. }) if self.can_renew() => {
+                let retry = self.renew_for(req).await?;
+                self.client.send(&retry).await
+            }
+            other => other,
+        }
+    }
+
     fn push_response(&mut self, value: Value) {
         if let Some(Value::Array(responses)) = self.ctx.get_mut("responses") {
             responses.push(value);
@@ -98,7 +128,10 @@ impl Fetch<'_> {
     }
 
     fn headers_for(&self, own: Option<&[(String, String)]>, label: &str) -> Result<Vec<(String, String)>, FetchError> {
-        let templates = own.unwrap_or(&self.m.headers);
+        self.render_headers(own.unwrap_or(&self.m.headers), label)
+    }
+
+    fn render_headers(&self, templates: &[(String, String)], label: &str) -> Result<Vec<(String, String)>, FetchError> {
         let mut out = Vec::with_capacity(templates.len());
         for (name, template) in templates {
             let mut value = self.render(template, label, &format!("header {name}"))?;
@@ -117,13 +150,33 @@ impl Fetch<'_> {
     }
 
     fn step_request(&self, step: &Step, label: &str) -> Result<Request, FetchError> {
+        self.step_request_with(step, label, None)
+    }
+
+    /// The step's `data` with every string leaf rendered.
+    fn rendered_data(&self, step: &Step, label: &str) -> Result<Option<Value>, FetchError> {
+        step.data
+            .as_ref()
+            .map(|data| self.renderer.render_value(data, &self.ctx).map_err(|e| template_error(e, label, "data")))
+            .transpose()
+    }
+
+    /// `step` as a request; `headers`, when given, are the header templates
+    /// instead of the step's or the manifest's.
+    fn step_request_with(
+        &self,
+        step: &Step,
+        label: &str,
+        headers: Option<&[(String, String)]>,
+    ) -> Result<Request, FetchError> {
         let url = self.render(&step.url, label, "url")?;
-        let headers = self.headers_for(step.headers.as_deref(), label)?;
-        let body = match &step.data {
+        let headers = match headers {
+            Some(own) => self.render_headers(own, label)?,
+            None => self.headers_for(step.headers.as_deref(), label)?,
+        };
+        let body = match self.rendered_data(step, label)? {
             None => None,
-            Some(data) => {
-                let rendered =
-                    self.renderer.render_value(data, &self.ctx).map_err(|e| template_error(e, label, "data"))?;
+            Some(rendered) => {
                 let form = step.cast_data_to_json
                     && headers.iter().any(|(name, value)| {
                         name.eq_ignore_ascii_case("content-type")
@@ -154,7 +207,7 @@ impl Fetch<'_> {
         let mut n = 0;
         loop {
             n += 1;
-            let resp = self.client.send(req).await?;
+            let resp = self.send(req).await?;
             let value = self.parse(&resp, req)?;
             let Some(cond) = &step.continue_if else { return Ok((resp, value)) };
             let got = cond.notation.select(&value).first().and_then(|v| text(v, "").ok().flatten());
@@ -226,7 +279,7 @@ impl Fetch<'_> {
             progress(page_no, records);
             let Some(next) = pager.next_request(self, step, n_items, page.next, &resp)? else { break };
             req = next;
-            resp = self.client.send(&req).await?;
+            resp = self.send(&req).await?;
         }
         Ok(pager.pages)
     }
@@ -243,7 +296,7 @@ impl Fetch<'_> {
         let keep_first =
             matches!(self.m.pagination, Pagination::Token { .. } | Pagination::Numbered { next_page: Some(_), .. });
         if !(step.continue_if.is_some() || keep_first || whole) {
-            return Ok((self.client.send(req).await?, None));
+            return Ok((self.send(req).await?, None));
         }
         let (resp, page) = self.send_step(step, req).await?;
         if keep_first {

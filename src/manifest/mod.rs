@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Limit};
 use crate::problem::Problem;
-use crate::redact::Secret;
+use crate::redact::{Redactor, Secret};
 use crate::schedule::Schedule;
 use crate::user::Field;
 
@@ -67,6 +67,59 @@ pub struct Manifest {
     pub match_on: MatchOn,
     pub max_deactivate: Option<Limit>,
     pub auto_clear_email: bool,
+    pub oauth: Option<OAuth>,
+}
+
+/// The `oauth` block: requests like `execute` steps that get and renew a token.
+#[derive(Debug, Clone)]
+pub struct OAuth {
+    /// Where an admin authorizes access (the authorization-code flow);
+    /// `None`: client credentials, which rosterd runs itself.
+    pub authenticate_url: Option<String>,
+    /// Exchanges the code (appended as `code=`, unless `without_code`) for tokens.
+    pub access_token: Step,
+    /// Renews the access token; without it a code-flow token is permanent.
+    pub refresh: Option<Step>,
+    pub without_code: bool,
+}
+
+impl OAuth {
+    /// Whether a person must authorize it first (`rosterd oauth NAME`).
+    pub fn needs_consent(&self) -> bool {
+        self.authenticate_url.is_some()
+    }
+}
+
+impl Manifest {
+    /// The template values of one run (form values; `generate` ids get a
+    /// fresh random value) and the redactor that hides the secret ones.
+    pub fn template_values(&self) -> (serde_json::Map<String, Value>, Redactor) {
+        let redactor = Redactor::default();
+        let mut values = serde_json::Map::new();
+        for f in &self.form {
+            let value = match &f.value {
+                Some(secret) => secret.expose().to_string(),
+                None => random_hex(),
+            };
+            if f.secret {
+                redactor.add(&f.id, &value);
+            }
+            values.insert(f.id.clone(), Value::String(value));
+        }
+        (values, redactor)
+    }
+}
+
+/// 32 random hex digits (a `generate` value, an OAuth `state`).
+pub fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    // Without an OS random source nothing else here is safe either; a clock
+    // fallback keeps the value unique per run.
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One value from `initial_data_form`, resolved from config, environment or credentials.

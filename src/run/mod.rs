@@ -146,6 +146,8 @@ impl RunReport {
 pub enum RunError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     #[error("cancelled: rosterd was stopping; nothing was applied")]
     Cancelled,
     #[error("timed out: the run took longer than [http] run_timeout_secs ({0} s); nothing was applied")]
@@ -236,7 +238,7 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     };
     store.close_abandoned_runs(&m.name, report.run_id)?;
     let span = tracing::info_span!("run", integration = %m.name, run_id = report.run_id, trigger = report.trigger);
-    let (values, redactor) = form_values(m);
+    let (values, redactor) = m.template_values();
     report.redactor = redactor.clone();
 
     // This run's own stop: rosterd stopping, or `[http] run_timeout_secs` passing.
@@ -348,10 +350,21 @@ async fn fetch_phase(
             eprint!("\r{}: page {p}, {r} records", m.name);
         }
     };
+    let mut renewed = None;
+    let mut values = values;
+    let work = async {
+        crate::oauth::prepare(m, config, &mut values, &mut client).await?;
+        Ok(fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress, &mut renewed).await?)
+    };
     let result = tokio::select! {
-        result = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress) => result.map_err(RunError::from),
+        result = work => result,
         () = cancel.cancelled() => Err(RunError::Cancelled),
     };
+    if let Some(token) = &renewed
+        && let Err(e) = crate::oauth::save_renewed(config, &m.name, token)
+    {
+        tracing::error!("cannot store the renewed OAuth token: {e}");
+    }
     if show {
         eprintln!();
     }
@@ -503,33 +516,4 @@ fn request_row(a: &Attempt, redactor: &Redactor) -> RequestRow {
         attempt: a.attempt,
         error: a.error.as_deref().map(|e| redactor.redact(e)),
     }
-}
-
-/// The template values of a run (form values; `generate` ids get a fresh
-/// random value) and the redactor that hides the secret ones.
-fn form_values(m: &Manifest) -> (Map<String, Value>, Redactor) {
-    let redactor = Redactor::default();
-    let mut values = Map::new();
-    for f in &m.form {
-        let value = match &f.value {
-            Some(secret) => secret.expose().to_string(),
-            None => random_hex(),
-        };
-        if f.secret {
-            redactor.add(&f.id, &value);
-        }
-        values.insert(f.id.clone(), Value::String(value));
-    }
-    (values, redactor)
-}
-
-fn random_hex() -> String {
-    let mut bytes = [0u8; 16];
-    // Without an OS random source nothing else here is safe either; a clock
-    // fallback keeps the value unique per run.
-    if getrandom::getrandom(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes = nanos.to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_run_process.sql"),
     include_str!("migrations/0005_run_warnings.sql"),
     include_str!("migrations/0006_run_duration.sql"),
+    include_str!("migrations/0007_oauth.sql"),
 ];
 
 /// Brings the schema up to date. The version is read and raised inside one

@@ -5,6 +5,7 @@
 mod apply;
 mod bulk;
 mod migrate;
+mod oauth;
 mod prefetch;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 
 pub use apply::Pending;
 pub use bulk::Metrics;
+pub use oauth::{PendingState, StoredToken};
 
 use crate::outcome::{Counts, RunStatus};
 use crate::plan::Skip;

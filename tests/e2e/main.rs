@@ -4,6 +4,7 @@
 mod api;
 mod field;
 mod hardening;
+mod oauth;
 mod operating;
 mod run;
 mod serve;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    Action, ContinueIf, FieldPath, FormValue, Manifest, MatchOn, Pagination, Polling, Rule, Step, Target, ValueMap,
-    origin,
+    Action, ContinueIf, FieldPath, FormValue, Manifest, MatchOn, OAuth, Pagination, Polling, Rule, Step, Target,
+    ValueMap, origin,
 };
 use crate::config::{Config, Limit, secret_env_name};
 use crate::problem::{Problem, kind, pointer_token};
@@ -89,6 +89,7 @@ const BUILDER_ONLY: &[(&str, &str)] = &[
     ("save_as_file", "saves the response as a file in ChiefOnboarding; rosterd reads responses as users only"),
     ("extra_headers", "adds headers in ChiefOnboarding's webhook integrations; put them in \"headers\""),
 ];
+const OAUTH_KEYS: &[&str] = &["authenticate_url", "access_token", "refresh", "without_code"];
 const FORM_KEYS: &[&str] = &["id", "name", "description", "secret"];
 const WEBHOOK_KEYS: &[&str] = &["form", "exists", "revoke", "extra_user_info", "post_execute_notification"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -117,7 +118,7 @@ pub fn parse(name: &str, file: &Path, text: &str, config: &Config) -> Result<Man
     })?;
     let root = unset_empties(root);
     let cast_default = root.get("cast_data_to_json").and_then(Value::as_bool).unwrap_or(true);
-    let mut check = Checker { file, problems: Vec::new(), notes: Vec::new(), cast_default };
+    let mut check = Checker { file, problems: Vec::new(), notes: Vec::new(), cast_default, oauth: false };
     let manifest = check.manifest(name, &root, config);
     match manifest {
         Some(mut m) if check.problems.is_empty() => {
@@ -162,6 +163,8 @@ struct Checker<'a> {
     notes: Vec<String>,
     /// The manifest's own `cast_data_to_json`, for steps that do not say.
     cast_default: bool,
+    /// The manifest has an `oauth` block.
+    oauth: bool,
 }
 
 /// The template names allowed in one string.
@@ -171,6 +174,10 @@ struct Scope<'a> {
     responses_below: usize,
     next_page_token: bool,
     paging: bool,
+    /// The manifest has an `oauth` block: `{{ oauth.* }}` may be used.
+    oauth: bool,
+    /// An `oauth` request or `authenticate_url`: `{{ redirect_url }}` may be used.
+    redirect_url: bool,
 }
 
 /// The known name a typo most likely meant: a small edit distance, or one
@@ -249,6 +256,8 @@ impl Checker<'_> {
         }
         let form = self.form(name, obj.get("initial_data_form"), config);
         let ids: BTreeSet<String> = form.iter().map(|f| f.id.clone()).collect();
+        self.oauth = obj.contains_key("oauth");
+        let oauth = obj.get("oauth").and_then(|v| self.oauth_block(v, &ids));
 
         let action = self.action(obj.get("action"));
         let page_size = obj.get("page_size").and_then(|v| self.positive(v, "/page_size"));
@@ -272,6 +281,8 @@ impl Checker<'_> {
                 responses_below: n_steps,
                 next_page_token: token_from.is_some(),
                 paging: page_size.is_some(),
+                oauth: self.oauth,
+                redirect_url: false,
             };
             self.template(np, "/next_page", &scope);
         }
@@ -304,7 +315,50 @@ impl Checker<'_> {
             match_on,
             max_deactivate,
             auto_clear_email,
+            oauth,
         })
+    }
+
+    /// The `oauth` block: `access_token` required, `authenticate_url` for the
+    /// authorization-code flow (without it: client credentials).
+    fn oauth_block(&mut self, v: &Value, ids: &BTreeSet<String>) -> Option<OAuth> {
+        let obj = self.object(v, "/oauth")?;
+        self.unknown_keys(obj, OAUTH_KEYS, "/oauth");
+        let scope =
+            Scope { ids, responses_below: 0, next_page_token: false, paging: false, oauth: true, redirect_url: true };
+        let authenticate_url = match obj.get("authenticate_url") {
+            None | Some(Value::Null) => None,
+            Some(v) => self.string(v, "/oauth/authenticate_url").map(str::to_string),
+        };
+        if let Some(url) = &authenticate_url {
+            self.template(url, "/oauth/authenticate_url", &scope);
+        }
+        let access_token = match obj.get("access_token") {
+            Some(v) => self.step(v, "/oauth/access_token", &scope),
+            None => {
+                self.problem(
+                    "/oauth/access_token",
+                    "required: the request that gets a token, e.g. {\"url\": \"https://oauth2.googleapis.com/token\",                      \"method\": \"POST\", \"data\": {...}}",
+                );
+                None
+            }
+        };
+        let refresh = obj.get("refresh").and_then(|v| self.step(v, "/oauth/refresh", &scope));
+        let without_code = match obj.get("without_code") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.problem("/oauth/without_code", format!("expected true or false, found {}", kind(other)));
+                false
+            }
+        };
+        if authenticate_url.is_none() {
+            self.notes.push(
+                "/oauth: no authenticate_url, so client credentials: rosterd requests a token itself before a run"
+                    .into(),
+            );
+        }
+        Some(OAuth { authenticate_url, access_token: access_token?, refresh, without_code })
     }
 
     /// Refuses a manifest of another kind (a webhook integration) or with a
@@ -338,9 +392,6 @@ impl Checker<'_> {
                 "/type",
                 format!("{v} is not a sync-users manifest; rosterd runs \"import_users\" (or no \"type\" at all)"),
             );
-        }
-        if obj.contains_key("oauth") {
-            self.problem("/oauth", "OAuth comes in a later release of rosterd; this manifest cannot run until then");
         }
         true
     }
@@ -385,7 +436,14 @@ impl Checker<'_> {
         let mut execute = Vec::with_capacity(steps.len());
         for (i, step) in steps.iter().enumerate() {
             let paging = paged && i + 1 == steps.len();
-            let scope = Scope { ids, responses_below: i, next_page_token: false, paging };
+            let scope = Scope {
+                ids,
+                responses_below: i,
+                next_page_token: false,
+                paging,
+                oauth: self.oauth,
+                redirect_url: false,
+            };
             if let Some(step) = self.step(step, &format!("/execute/{i}"), &scope) {
                 execute.push(step);
             }
@@ -401,7 +459,14 @@ impl Checker<'_> {
             .iter()
             .position(|s| s.get("headers").and_then(Value::as_object).is_none_or(Map::is_empty))
             .unwrap_or(steps.len());
-        let scope = Scope { ids, responses_below: first_global, next_page_token: false, paging: false };
+        let scope = Scope {
+            ids,
+            responses_below: first_global,
+            next_page_token: false,
+            paging: false,
+            oauth: self.oauth,
+            redirect_url: false,
+        };
         self.headers(v, "/headers", &scope)
     }
 

@@ -224,7 +224,16 @@ impl Scope<'_> {
             "OFFSET" | "LIMIT" | "PAGE" => Some(format!(
                 "{{{{ {name} }}}} needs page_size and can only be used in the last request's url or in next_page"
             )),
-            "oauth" => Some("{{ oauth.* }} needs oauth, which comes in a later release".into()),
+            "oauth" if self.oauth && name.contains('.') => None,
+            "oauth" if self.oauth => {
+                Some(format!("{{{{ {name} }}}}: name a field of the token response, e.g. {{{{ oauth.access_token }}}}"))
+            }
+            "oauth" => Some(format!(
+                "{{{{ {name} }}}} needs an \"oauth\" block that says how to get the token; add one, or use a value \
+                 from initial_data_form"
+            )),
+            "redirect_url" if self.redirect_url => None,
+            "redirect_url" => Some("{{ redirect_url }} can only be used in the oauth block's requests".into()),
             _ => {
                 let known: Vec<&str> = self.ids.iter().map(String::as_str).collect();
                 let hint = match closest(name, &known) {

@@ -142,13 +142,45 @@ fn webhook_manifests_are_named_as_such() {
     assert!(has(&p, "/form", "not a sync-users manifest"), "{p:?}");
 }
 
+/// ChiefOnboarding's Google manifest, in the shape its builder saves.
+fn with_google_oauth(m: &mut Value) {
+    m["headers"] = json!({"Authorization": "Bearer {{ oauth.access_token }}"});
+    m["oauth"] = json!({
+        "authenticate_url": "https://accounts.google.com/o/oauth2/v2/auth?redirect_uri={{redirect_url}}&client_id={{KEY}}",
+        "access_token": {"url": "https://oauth2.googleapis.com/token?redirect_uri={{redirect_url}}", "method": "POST"},
+        "refresh": {"url": "https://oauth2.googleapis.com/token", "method": "POST",
+                    "data": {"refresh_token": "{{ oauth.refresh_token }}", "grant_type": "refresh_token"}},
+        "without_code": false
+    });
+}
+
 #[test]
-fn oauth_is_for_a_later_release() {
-    assert!(has(
-        &check(|m| m["oauth"] = json!({"access_token": {"url": "https://x.test/t"}})),
-        "/oauth",
-        "later release"
-    ));
+fn an_oauth_block_makes_its_names_known() {
+    assert_eq!(check(with_google_oauth), Vec::<String>::new());
+    let m = base();
+    let mut m = m;
+    with_google_oauth(&mut m);
+    let parsed = parse("hr", Path::new("hr.json"), &m.to_string(), &config()).unwrap();
+    let oauth = parsed.oauth.expect("an oauth block");
+    assert!(oauth.needs_consent() && oauth.refresh.is_some() && !oauth.without_code);
+}
+
+#[test]
+fn oauth_names_need_an_oauth_block() {
+    let p = check(|m| m["headers"] = json!({"Authorization": "Bearer {{ oauth.access_token }}"}));
+    assert!(has(&p, "/headers/Authorization", "needs an \"oauth\" block"), "{p:?}");
+    let p = check(|m| m["execute"][0]["url"] = json!("https://x.test/{{ redirect_url }}"));
+    assert!(has(&p, "/execute/0/url", "only be used in the oauth block"), "{p:?}");
+}
+
+#[test]
+fn oauth_blocks_are_checked_at_their_pointers() {
+    let p = check(|m| m["oauth"] = json!({"authenticate_url": "https://x.test/a", "without_code": "no", "acess": 1}));
+    assert!(has(&p, "/oauth/access_token", "required"), "{p:?}");
+    assert!(has(&p, "/oauth/without_code", "true or false"), "{p:?}");
+    assert!(has(&p, "/oauth/acess", ""), "{p:?}");
+    let p = check(|m| m["oauth"] = json!({"access_token": {"url": "https://x.test/t?{{ NOPE }}"}}));
+    assert!(has(&p, "/oauth/access_token/url", "not defined"), "{p:?}");
 }
 
 /// ChiefOnboarding's builder saves every optional key, empty when unset.

@@ -1,0 +1,234 @@
+//! `rosterd oauth NAME`: connects an integration to its OAuth provider. For
+//! the authorization-code flow it prints the authorize link and waits for
+//! the callback on 127.0.0.1, for the URL the browser ended on pasted on
+//! stdin (the browser is often on another machine), or for the daemon's
+//! callback route to have taken it; for client credentials it gets a token
+//! at once. `--status` prints expiry and field names, never values.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::oauth::{self, Callback, CallbackError};
+use crate::store::Store;
+
+/// `--timeout`: `90s`, `10m`, `1h` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = number.parse().map_err(|_| format!("\"{text}\" is not a duration; write 90s, 10m or 1h"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        other => return Err(format!("unknown unit \"{other}\" in \"{text}\"; use s, m or h")),
+    };
+    if secs == 0 {
+        return Err("the timeout must be at least 1 second".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+pub(super) fn status(config: &Config, name: &str) -> Result<(), Error> {
+    let name = if name.ends_with(".json") { crate::manifest::name_of(std::path::Path::new(name)) } else { name.into() };
+    let store = Store::open_existing(&config.database)?;
+    let token = store.token(&name)?;
+    writeln!(std::io::stdout(), "{}", oauth::describe(&name, token.as_ref()))?;
+    Ok(())
+}
+
+pub(super) async fn connect(config: &Config, name: &str, port: u16, timeout: Duration) -> Result<(), Error> {
+    let m = super::find_manifest(config, name)?;
+    let Some(block) = &m.oauth else {
+        return Err(Error::Usage(format!("{} has no \"oauth\" block; it needs no token", m.name)));
+    };
+    let mut out = std::io::stdout();
+    if !block.needs_consent() {
+        let redirect = oauth::redirect_url(config, port);
+        let token = oauth::exchange(&m, config, &redirect, None).await.map_err(failed)?;
+        writeln!(out, "{}", oauth::describe(&m.name, Some(&token)))?;
+        return Ok(());
+    }
+    let redirect = oauth::redirect_url(config, port);
+    // Only rosterd's own redirect URL is listened on here; a configured one points elsewhere (the daemon).
+    let listener = match &config.oauth.redirect_url {
+        Some(_) => None,
+        None => Some(tokio::net::TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| {
+            Error::Usage(format!("cannot listen on 127.0.0.1:{port} for the callback: {e}; pass --port"))
+        })?),
+    };
+    let store = Store::open(&config.database)?;
+    let (link, state) = oauth::authorize(&m, &store, &redirect, timeout.as_secs() as i64).map_err(failed)?;
+    eprintln!(
+        "Open this link in a browser and allow access (it waits {} s). Once the browser lands on {redirect}, \
+         rosterd takes it; if that page is on another machine, paste the address the browser shows here:",
+        timeout.as_secs()
+    );
+    writeln!(out, "{link}")?;
+    out.flush()?;
+    let outcome = tokio::time::timeout(timeout, wait(&m, config, &store, &state, listener)).await;
+    match outcome {
+        Ok(result) => {
+            let token = result?;
+            writeln!(out, "{}", oauth::describe(&m.name, Some(&token)))?;
+            Ok(())
+        }
+        Err(_) => Err(Error::RunFailed(format!(
+            "no callback came within {} s; nothing was stored (run `rosterd oauth {}` again)",
+            timeout.as_secs(),
+            m.name
+        ))),
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> Error {
+    Error::RunFailed(e.to_string())
+}
+
+/// Waits for the first callback with our state: from the listener, stdin,
+/// or the daemon (the state is gone from the store and a token is there).
+async fn wait(
+    m: &crate::manifest::Manifest,
+    config: &Config,
+    store: &Store,
+    state: &str,
+    listener: Option<tokio::net::TcpListener>,
+) -> Result<crate::store::StoredToken, Error> {
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            accepted = accept(listener.as_ref()) => {
+                let Ok(mut conn) = accepted else { continue };
+                let Some(target) = request_target(&mut conn).await else { continue };
+                if !target.starts_with("/oauth/callback") {
+                    let _ = respond(&mut conn, 404, "Not the OAuth callback.").await;
+                    continue;
+                }
+                let cb = Callback::parse(&target);
+                match take(m, config, state, &cb).await {
+                    Ok(token) => {
+                        let _ = respond(&mut conn, 200, "rosterd stored the token. You can close this window.").await;
+                        return Ok(token);
+                    }
+                    Err(Taken::Foreign(why)) => {
+                        eprintln!("refused a callback: {why}");
+                        let _ = respond(&mut conn, 400, &why).await;
+                    }
+                    Err(Taken::Failed(e)) => {
+                        let _ = respond(&mut conn, 502, "rosterd could not get the token; see the terminal.").await;
+                        return Err(e);
+                    }
+                }
+            }
+            line = stdin.next_line(), if stdin_open => {
+                let line = match line {
+                    Ok(Some(line)) => line,
+                    _ => { stdin_open = false; continue }
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match take(m, config, state, &Callback::parse(&line)).await {
+                    Ok(token) => return Ok(token),
+                    Err(Taken::Foreign(why)) => eprintln!("refused the pasted address: {why}; paste the address the browser was sent to"),
+                    Err(Taken::Failed(e)) => return Err(e),
+                }
+            }
+            _ = poll.tick() => {
+                if !store.state_pending(state)? {
+                    // The daemon's callback route took it.
+                    if let Some(token) = store.token(&m.name)? {
+                        return Ok(token);
+                    }
+                    return Err(Error::RunFailed("the daemon took the callback but stored no token; see its log".into()));
+                }
+            }
+        }
+    }
+}
+
+enum Taken {
+    /// Not our callback (another state, no code): keep waiting.
+    Foreign(String),
+    Failed(Error),
+}
+
+async fn take(
+    m: &crate::manifest::Manifest,
+    config: &Config,
+    state: &str,
+    cb: &Callback,
+) -> Result<crate::store::StoredToken, Taken> {
+    if cb.state.as_deref() != Some(state) {
+        return Err(Taken::Foreign(match &cb.state {
+            None => "it carries no state".into(),
+            Some(_) => "its state is not the one in the link rosterd printed".into(),
+        }));
+    }
+    oauth::complete(m, config, cb).await.map_err(|e| match e {
+        CallbackError::NoCode => Taken::Foreign(e.to_string()),
+        other => Taken::Failed(failed(other)),
+    })
+}
+
+async fn accept(listener: Option<&tokio::net::TcpListener>) -> std::io::Result<tokio::net::TcpStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+/// The target of an HTTP request line (`GET /oauth/callback?code=... HTTP/1.1`).
+async fn request_target(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await.ok()?.ok()?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut parts = text.lines().next()?.split_whitespace();
+    (parts.next()? == "GET").then_some(())?;
+    parts.next().map(str::to_string)
+}
+
+async fn respond(conn: &mut tokio::net::TcpStream, status: u16, text: &str) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        _ => "Bad Gateway",
+    };
+    let body = format!("<!doctype html><title>rosterd</title><p>{}</p>\n", crate::api::html_escape(text));
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(body.as_bytes()).await?;
+    conn.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The OAuth tables: one stored token response per integration, and the
+//! authorize links' `state` values waiting for their callback.
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::Value;
+
+use super::{Store, StoreError, now};
+
+/// An integration's latest token response.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    /// The provider's JSON object; every string in it but `token_type` and `scope` is a secret.
+    pub response: Value,
+    /// Unix seconds; `None`: the provider gave no `expires_in`.
+    pub expires_at: Option<i64>,
+    pub updated_at: String,
+}
+
+/// An authorize link's state, taken back by its callback.
+#[derive(Debug, Clone)]
+pub struct PendingState {
+    pub integration: String,
+    pub redirect_url: String,
+}
+
+impl Store {
+    pub fn token(&self, integration: &str) -> Result<Option<StoredToken>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT response, expires_at, updated_at FROM oauth_tokens WHERE integration = ?1",
+                params![integration],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(text, expires_at, updated_at)| StoredToken {
+            response: serde_json::from_str(&text).unwrap_or(Value::Null),
+            expires_at,
+            updated_at,
+        }))
+    }
+
+    pub fn save_token(&self, integration: &str, response: &Value, expires_at: Option<i64>) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO oauth_tokens (integration, response, expires_at, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (integration) DO UPDATE SET response = excluded.response,
+                 expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+            params![integration, response.to_string(), expires_at, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Remembers an authorize link's `state` until `expires_at` (unix seconds).
+    pub fn put_state(
+        &self,
+        state: &str,
+        integration: &str,
+        redirect_url: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let now_secs = chrono::Utc::now().timestamp();
+        self.conn.execute("DELETE FROM oauth_states WHERE expires_at <= ?1", params![now_secs])?;
+        self.conn.execute(
+            "INSERT INTO oauth_states (state, integration, redirect_url, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![state, integration, redirect_url, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Takes `state` back for `integration`: `None` when it was never handed
+    /// out, was used already, belongs to another integration or has expired.
+    pub fn take_state(&self, state: &str, integration: &str) -> Result<Option<PendingState>, StoreError> {
+        let now_secs = chrono::Utc::now().timestamp();
+        let row = self
+            .conn
+            .query_row(
+                "DELETE FROM oauth_states WHERE state = ?1 RETURNING integration, redirect_url, expires_at",
+                params![state],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(owner, redirect_url, expires_at)| {
+            (owner == integration && expires_at > now_secs).then_some(PendingState { integration: owner, redirect_url })
+        }))
+    }
+
+    /// Whether `state` is still waiting for its callback.
+    pub fn state_pending(&self, state: &str) -> Result<bool, StoreError> {
+        let n: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM oauth_states WHERE state = ?1", params![state], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+}
