@@ -27,6 +27,7 @@ pub mod export;
 pub mod bulk;
 pub mod store;
 pub mod oauth;
+pub mod push;
 
 pub mod run;
 

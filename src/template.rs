@@ -61,6 +61,38 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// `render_value` for a push body: a string leaf that is exactly one
+    /// `{{ name }}` takes the JSON value it names (null, a boolean, a
+    /// number) instead of its text.
+    pub fn render_typed(&self, value: &Value, context: &Value) -> Result<Value, TemplateError> {
+        Ok(match value {
+            Value::String(s) => match sole_name(s) {
+                Some(name) => {
+                    lookup(context, name).cloned().ok_or_else(|| TemplateError::Undefined(name.to_string()))?
+                }
+                None => Value::String(self.render(s, context)?),
+            },
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.render_typed(v, context)).collect::<Result<_, _>>()?)
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_typed(v, context)?)))
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+}
+
+/// The name in a template that is exactly one `{{ name }}` and nothing else.
+fn sole_name(template: &str) -> Option<&str> {
+    let inner = template.strip_prefix("{{")?.strip_suffix("}}")?;
+    let name = inner.trim();
+    (!name.is_empty() && !name.contains(['{', '}', '|']) && !name.contains(char::is_whitespace)).then_some(name)
+}
+
 fn lookup<'a>(context: &'a Value, name: &str) -> Option<&'a Value> {
     name.split('.').try_fold(context, |v, seg| match v {
         Value::Object(m) => m.get(seg),
@@ -156,6 +188,18 @@ mod tests {
         let body = json!({"q": "{{KEY}}", "n": 1, "l": ["{{KEY}}"]});
         let out = Renderer::default().render_value(&body, &json!({"KEY": "a\"b"})).unwrap();
         assert_eq!(out, json!({"q": "a\"b", "n": 1, "l": ["a\"b"]}));
+    }
+
+    #[test]
+    fn a_sole_name_keeps_its_json_type_and_null_renders_empty_in_text() {
+        let ctx = json!({"user": {"active": false, "phone": null, "first_name": "Ann"}, "KEY": "k"});
+        let body = json!({"a": "{{ user.active }}", "p": "{{user.phone}}", "t": "{{ user.first_name }} ({{ user.phone }})", "k": "{{KEY}}"});
+        let out = Renderer::default().render_typed(&body, &ctx).unwrap();
+        assert_eq!(out, json!({"a": false, "p": null, "t": "Ann ()", "k": "k"}));
+        assert_eq!(
+            Renderer::default().render_typed(&json!("{{ user.nope }}"), &ctx),
+            Err(TemplateError::Undefined("user.nope".into()))
+        );
     }
 
     #[test]

@@ -315,12 +315,7 @@ async fn runs(State(service): State<Arc<Service>>, Query(q): Query<RunsQuery>) -
 /// One run as `history --run ID --json` prints it: its row, requests and skips.
 async fn run_detail(State(service): State<Arc<Service>>, Path(id): Path<i64>) -> Response {
     let database = service.config().database.clone();
-    let found = blocking(move || {
-        let store = Store::open(&database)?;
-        let Some(run) = store.run(id)? else { return Ok(None) };
-        Ok(Some(json!({"run": run, "requests": store.run_requests(id)?, "skips": store.run_skips(id, u32::MAX)?})))
-    })
-    .await;
+    let found = blocking(move || Store::open(&database)?.run_detail(id)).await;
     match found {
         Ok(Some(detail)) => Json(detail).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("there is no run {id}")),
@@ -438,6 +433,18 @@ fn metrics_text(m: &Metrics) -> String {
     );
     for (i, class, n) in &m.responses {
         let _ = writeln!(out, "rosterd_source_responses_total{{integration=\"{}\",class=\"{class}\"}} {n}", label(i));
+    }
+    out.push_str(
+        "# HELP rosterd_push_requests_total Requests pushes sent to their targets by kind and outcome.\n\
+         # TYPE rosterd_push_requests_total counter\n",
+    );
+    for (i, kind, outcome, n) in &m.push {
+        let _ = writeln!(
+            out,
+            "rosterd_push_requests_total{{integration=\"{}\",kind=\"{}\",outcome=\"{outcome}\"}} {n}",
+            label(i),
+            label(kind)
+        );
     }
     out.push_str("# HELP rosterd_users Users by active state.\n# TYPE rosterd_users gauge\n");
     let _ = writeln!(out, "rosterd_users{{active=\"1\"}} {}", m.users_active);

@@ -530,7 +530,7 @@ pub(super) const SHOWN_SKIPS: u32 = 50;
 /// `history --run ID`: one run's row, requests and skipped records.
 fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
     let store = Store::open_existing(&config.database)?;
-    let Some(run) = store.run(id)? else {
+    let Some(detail) = store.run_detail(id)? else {
         return Err(Error::Usage(format!(
             "there is no run {id} in {}; `rosterd history` lists the recent ones",
             config.database.display()
@@ -538,17 +538,13 @@ fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
     };
     let mut out = std::io::stdout().lock();
     if json {
-        let detail = serde_json::json!({
-            "run": run,
-            "requests": store.run_requests(id)?,
-            "skips": store.run_skips(id, u32::MAX)?,
-        });
         serde_json::to_writer_pretty(&mut out, &detail).map_err(std::io::Error::from)?;
         writeln!(out)?;
         return Ok(());
     }
     let mut out = Printable(out);
-    write_runs(&mut out, std::slice::from_ref(&run))?;
+    let run = &detail.run;
+    write_runs(&mut out, std::slice::from_ref(run))?;
     for w in &run.warnings {
         writeln!(out, "warning: {w}")?;
     }

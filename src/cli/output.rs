@@ -22,6 +22,13 @@ pub(super) fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Er
     for w in &r.warnings {
         writeln!(out, "  warning: {w}")?;
     }
+    if let Some(push) = &r.push {
+        write_push(out, r, push)?;
+        if let Some(notice) = &r.notice {
+            writeln!(out, "  {notice}")?;
+        }
+        return Ok(());
+    }
     if let Some(plan) = &r.plan {
         writeln!(out, "  dry run: nothing was written to users")?;
         if !r.fields.is_empty() {
@@ -99,6 +106,66 @@ pub(super) fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Er
     Ok(())
 }
 
+/// A push's report: what it would send (a dry run lists every request) or what it sent.
+fn write_push(out: &mut impl Write, r: &RunReport, p: &crate::run::PushReport) -> Result<(), Error> {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let count = |kind: &str| p.requests.get(kind).copied().unwrap_or_default();
+    if r.status == RunStatus::DryRun {
+        writeln!(out, "  dry run: only the listing was sent ({} target users with an external id)", p.target_users)?;
+        if p.requests.contains_key("bulk") {
+            return Ok(());
+        }
+        writeln!(out, "  would create {}", count("create").planned)?;
+        for c in &p.creates {
+            writeln!(
+                out,
+                "    + {}  {}  {} {}",
+                text(&c["external_id"]),
+                text(&c["email"]),
+                text(&c["first_name"]),
+                text(&c["last_name"])
+            )?;
+        }
+        writeln!(out, "  would update {}", count("update").planned)?;
+        for u in &p.updates {
+            let changes: Vec<String> =
+                u.changes.iter().map(|c| format!("{}: {} → {}", c.field, text(&c.target), text(&c.local))).collect();
+            writeln!(out, "    ~ {}  {}", u.external_id, changes.join(", "))?;
+        }
+        writeln!(out, "  would remove {}", count("remove").planned)?;
+        for d in &p.removes {
+            writeln!(
+                out,
+                "    - {}  {}  target {}",
+                text(&d["external_id"]),
+                text(&d["email"]),
+                text(&d["target_id"])
+            )?;
+        }
+        return Ok(());
+    }
+    let line: Vec<String> = p
+        .requests
+        .iter()
+        .filter(|(_, c)| c.planned > 0 || c.sent > 0)
+        .map(|(k, c)| {
+            format!(
+                "{k} {} of {}{}",
+                c.sent - c.failed,
+                c.planned.max(c.sent),
+                if c.failed > 0 { format!(" ({} failed)", c.failed) } else { String::new() }
+            )
+        })
+        .collect();
+    let line = if line.is_empty() { "nothing to send".to_string() } else { line.join(", ") };
+    writeln!(out, "  pushed: {line}; unchanged {}", r.unchanged)?;
+    Ok(())
+}
+
 fn more(out: &mut impl Write, total: u64, shown: usize) -> Result<(), Error> {
     if total > shown as u64 {
         writeln!(out, "    ... and {} more", total - shown as u64)?;
@@ -164,6 +231,25 @@ pub(super) fn write_run_details(out: &mut impl Write, store: &Store, run_id: i64
                 r.step, r.method, r.millis, r.attempt, r.url
             )?;
             match &r.error {
+                Some(e) => writeln!(out, "  ({e})")?,
+                None => writeln!(out)?,
+            }
+        }
+    }
+    let pushed = store.push_rows(run_id)?;
+    if !pushed.is_empty() {
+        let failed = pushed.iter().filter(|p| p.error.is_some()).count();
+        writeln!(out, "\npush requests of run {run_id} ({} sent, {failed} failed):", pushed.len())?;
+        for p in &pushed {
+            let status = p.status.map_or("-".into(), |s| s.to_string());
+            write!(
+                out,
+                "  {:<6} {status:>3}  {:<20} target {}",
+                p.kind,
+                p.external_id.as_deref().unwrap_or("-"),
+                p.target_id.as_deref().unwrap_or("-")
+            )?;
+            match &p.error {
                 Some(e) => writeln!(out, "  ({e})")?,
                 None => writeln!(out)?,
             }

@@ -112,6 +112,17 @@ impl Client {
         Ok(Self { inner, http: http.clone(), redactor, trace: Vec::new() })
     }
 
+    /// Another client on the same connection pool and rules, with a trace of
+    /// its own (a push sends many requests at once, one client each).
+    pub fn fork(&self) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            http: self.http.clone(),
+            redactor: self.redactor.clone(),
+            trace: Vec::new(),
+        }
+    }
+
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }

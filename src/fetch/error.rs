@@ -49,6 +49,16 @@ pub enum FetchError {
     Reader(String),
 }
 
+impl FetchError {
+    /// The HTTP status of the answer that failed the request, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FetchError::Http { status, .. } => *status,
+            _ => None,
+        }
+    }
+}
+
 fn attempts_text(attempts: u32) -> String {
     if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() }
 }

@@ -86,6 +86,8 @@ struct Fetch<'a> {
     /// Where a token renewed on a 401 goes; `None`: this fetch does not renew
     /// (it is itself a token request).
     renewed: Option<&'a mut Option<Token>>,
+    /// Push bodies: a string leaf that is exactly one `{{ name }}` keeps its JSON type.
+    typed: bool,
 }
 
 impl<'a> Fetch<'a> {
@@ -95,7 +97,7 @@ impl<'a> Fetch<'a> {
         values: Map<String, Value>,
         renewed: Option<&'a mut Option<Token>>,
     ) -> Self {
-        Fetch { m, client, renderer: Renderer::default(), ctx: Value::Object(values), renewed }
+        Fetch { m, client, renderer: Renderer::default(), ctx: Value::Object(values), renewed, typed: false }
     }
 
     /// Sends `req`; a 401 from the source, when the token can be renewed,
@@ -155,10 +157,16 @@ impl<'a> Fetch<'a> {
 
     /// The step's `data` with every string leaf rendered.
     fn rendered_data(&self, step: &Step, label: &str) -> Result<Option<Value>, FetchError> {
-        step.data
-            .as_ref()
-            .map(|data| self.renderer.render_value(data, &self.ctx).map_err(|e| template_error(e, label, "data")))
-            .transpose()
+        step.data.as_ref().map(|data| self.render_body(data, label, "data")).transpose()
+    }
+
+    fn render_body(&self, data: &Value, label: &str, what: &str) -> Result<Value, FetchError> {
+        let rendered = if self.typed {
+            self.renderer.render_typed(data, &self.ctx)
+        } else {
+            self.renderer.render_value(data, &self.ctx)
+        };
+        rendered.map_err(|e| template_error(e, label, what))
     }
 
     /// `step` as a request; `headers`, when given, are the header templates
@@ -408,6 +416,37 @@ impl<'a> Fetch<'a> {
             body: None,
             allowed: Vec::new(),
         })
+    }
+}
+
+/// Renders a push's requests, one user at a time: the manifest's headers
+/// (a Basic credential encoded as for a fetch), its form values and token,
+/// `user` and `target` set per request; a body leaf that is exactly one
+/// `{{ user.x }}` keeps the field's JSON type.
+pub struct Composer<'a> {
+    fetch: Fetch<'a>,
+}
+
+impl<'a> Composer<'a> {
+    /// `client` only lends its redactor (for an encoded Basic credential).
+    pub fn new(m: &'a Manifest, client: &'a mut Client, values: Map<String, Value>) -> Self {
+        let mut fetch = Fetch::new(m, client, values, None);
+        fetch.typed = true;
+        Composer { fetch }
+    }
+
+    /// Sets a template value (`user`, `target`).
+    pub fn set(&mut self, name: &str, value: Value) {
+        self.fetch.set(name, value);
+    }
+
+    pub fn request(&self, step: &Step, label: &str) -> Result<Request, FetchError> {
+        self.fetch.step_request(step, label)
+    }
+
+    /// A bulk record: `template` with every leaf rendered (typed).
+    pub fn record(&self, template: &Value, label: &str) -> Result<Value, FetchError> {
+        self.fetch.render_body(template, label, "record")
     }
 }
 

@@ -68,6 +68,50 @@ pub struct Manifest {
     pub max_deactivate: Option<Limit>,
     pub auto_clear_email: bool,
     pub oauth: Option<OAuth>,
+    /// `action: push`: how the target is brought in step with the store.
+    pub push: Option<Push>,
+}
+
+/// A push: the store is the master and a target API is brought in step.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub mode: PushMode,
+    pub select: PushSelect,
+    /// `max_remove`: removes allowed without `--force` (of the matched target users).
+    pub max_remove: Option<Limit>,
+}
+
+// One per manifest, never in a collection: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum PushMode {
+    /// Seed 002: list the target (`execute` and `data_structure`), then
+    /// create, update and remove one user per request.
+    Reconcile {
+        /// Where the target's own id sits in a listed record: `{{ target.id }}`.
+        target_id_from: FieldPath,
+        create: Option<Step>,
+        update: Option<Step>,
+        remove: Option<Step>,
+    },
+    /// Seed 000 option 2: every selected user as one `record`, sent in
+    /// bodies of `{"<list_key>": [...]}` of at most `batch` records.
+    Bulk { request: Step, batch: usize, list_key: String, record: Value },
+}
+
+/// `push_select`: which local users belong on the target.
+#[derive(Debug, Clone)]
+pub struct PushSelect {
+    /// Active users only (default true).
+    pub active: bool,
+    /// Users made by these integrations (or `import`); `None`: every user.
+    pub source: Option<Vec<String>>,
+}
+
+impl Default for PushSelect {
+    fn default() -> Self {
+        Self { active: true, source: None }
+    }
 }
 
 /// The `oauth` block: requests like `execute` steps that get and renew a token.
@@ -186,6 +230,8 @@ pub enum Action {
     Create,
     Update,
     Sync,
+    /// The store is the master; a target API is brought in step.
+    Push,
 }
 
 impl Action {
@@ -194,6 +240,7 @@ impl Action {
             Action::Create => "create",
             Action::Update => "update",
             Action::Sync => "sync",
+            Action::Push => "push",
         }
     }
 }

@@ -430,6 +430,8 @@ impl<'a, D: Directory> Planner<'a, D> {
             Action::Create => self.create(r),
             Action::Update => self.update(r, fp),
             Action::Sync => self.sync(r, key, fp),
+            // A push never plans records into the store (`run` sends it to `push`); nothing to do.
+            Action::Push => Ok(Ok(())),
         }
     }
 

@@ -32,9 +32,14 @@ impl Mapping {
     pub(super) fn check(m: &Manifest, f: &fetch::Fetched, dry_run: bool, r: &Redactor) -> Result<Mapping, RunError> {
         let n = f.records.len();
         let counts = crate::mapping::coverage(&f.records, &m.data_structure, dry_run);
+        // A push's listing has no key that fails it here: a listing without
+        // external ids holds the push instead (`run::push`).
         let key = match (m.action, m.match_on) {
-            (crate::manifest::Action::Sync, crate::manifest::MatchOn::ExternalId) => crate::user::Field::ExternalId,
-            _ => crate::user::Field::Email,
+            (crate::manifest::Action::Sync, crate::manifest::MatchOn::ExternalId) => {
+                Some(crate::user::Field::ExternalId)
+            }
+            (crate::manifest::Action::Push, _) => None,
+            _ => Some(crate::user::Field::Email),
         };
         let mut warnings = Vec::new();
         for (rule, count) in m.data_structure.iter().zip(&counts) {
@@ -49,7 +54,7 @@ impl Mapping {
                 .map(|p| format!("; did you mean \"{p}\"?"))
                 .unwrap_or_default();
             let text = format!("data_structure \"{}\": \"{path}\" matched 0 of {n} records{hint}", rule.target.name());
-            if rule.target == Target::Core(key) {
+            if key.is_some_and(|key| rule.target == Target::Core(key)) {
                 return Err(RunError::KeyPath(text));
             }
             warnings.push(r.redact(&text));

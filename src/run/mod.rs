@@ -16,9 +16,11 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 mod check;
+mod push;
 mod watch;
 
 pub use check::FieldCount;
+pub use push::{KindCount, PushReport};
 pub use watch::Cancel;
 
 use check::{Mapping, redacted_plan};
@@ -88,6 +90,9 @@ pub struct RunReport {
     /// A dry run's plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// A push: its requests by kind (and, for a dry run, every create, update and remove).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushReport>,
     /// This run's secrets. Everything in the report that came from outside
     /// (errors, skips, a dry run's plan) is redacted already; rosterd's own
     /// names, keys and counts are never touched.
@@ -114,6 +119,7 @@ impl RunReport {
             sample: None,
             skips: Vec::new(),
             plan: None,
+            push: None,
             redactor: Redactor::default(),
         }
     }
@@ -243,6 +249,12 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
 
     // This run's own stop: rosterd stopping, or `[http] run_timeout_secs` passing.
     let deadline = Deadline::start(cancel, Duration::from_secs(config.http.run_timeout_secs));
+    if let Some(p) = &m.push {
+        let push = push::PushRun { m, push: p, config, opts, deadline: &deadline, started };
+        let report = push.run(report, store, values).instrument(span.clone()).await?;
+        span.in_scope(|| report.log_finished(0));
+        return Ok(report);
+    }
     let cancel = &deadline.cancel;
     let shown = Shown::start(&config.database, report.run_id);
     let fetched = fetch_phase(m, config, opts, cancel, values, &redactor, &shown).instrument(span.clone()).await;
@@ -323,6 +335,14 @@ struct FetchPhase {
     /// Pages and records fetched, also when the fetch failed part way.
     pages: u32,
     records: usize,
+    /// The template values the fetch used (with the OAuth token, when any).
+    values: Map<String, Value>,
+}
+
+impl FetchPhase {
+    fn failed(e: RunError, trace: Vec<Attempt>) -> FetchPhase {
+        FetchPhase { result: Err(e), trace, pages: 0, records: 0, values: Map::new() }
+    }
 }
 
 /// Fetches every page into records, unless cancelled; the trace and how far
@@ -339,7 +359,7 @@ async fn fetch_phase(
     tracing::info!("fetching");
     let mut client = match Client::new(&config.http, redactor.clone(), m.allowed_origins.clone()) {
         Ok(c) => c,
-        Err(e) => return FetchPhase { result: Err(e.into()), trace: Vec::new(), pages: 0, records: 0 },
+        Err(e) => return FetchPhase::failed(e.into(), Vec::new()),
     };
     let show = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (mut pages, mut records) = (0, 0);
@@ -352,8 +372,12 @@ async fn fetch_phase(
     };
     let mut renewed = None;
     let mut values = values;
+    let mut kept = Map::new();
     let work = async {
         crate::oauth::prepare(m, config, &mut values, &mut client).await?;
+        if m.push.is_some() {
+            kept = values.clone();
+        }
         Ok(fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress, &mut renewed).await?)
     };
     let result = tokio::select! {
@@ -371,7 +395,7 @@ async fn fetch_phase(
     if let Ok(f) = &result {
         (pages, records) = (f.pages, f.records.len());
     }
-    FetchPhase { result, trace: std::mem::take(&mut client.trace), pages, records }
+    FetchPhase { result, trace: std::mem::take(&mut client.trace), pages, records, values: kept }
 }
 
 /// Plans the records in the store's one transaction, on a blocking thread;

@@ -226,6 +226,11 @@ const SELECT_USER: &str = "SELECT u.id, u.email, u.first_name, u.last_name, u.ex
      FROM users u";
 
 fn stored_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
+    stored_user_columns(r)
+}
+
+/// A user from the first 12 columns of a row shaped like `SELECT_USER`.
+pub(super) fn stored_user_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
     let extra: String = r.get(9)?;
     Ok(StoredUser {
         id: r.get(0)?,

@@ -194,6 +194,13 @@ impl Store {
         for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))? {
             m.responses.push(row?);
         }
+        let mut stmt = self.conn.prepare(
+            "SELECT r.integration, p.kind, CASE WHEN p.error IS NULL THEN 'ok' ELSE 'failed' END, COUNT(*)
+             FROM push_requests p JOIN runs r ON r.id = p.run_id GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))? {
+            m.push.push(row?);
+        }
         (m.users_active, m.users_inactive) = self.conn.query_row(
             "SELECT COALESCE(SUM(active = 1), 0), COALESCE(SUM(active = 0), 0) FROM users",
             [],
@@ -218,4 +225,6 @@ pub struct Metrics {
     pub totals: Vec<(String, [i64; 4])>,
     /// (integration, status class `2xx`… or `error`, responses): what sources answered.
     pub responses: Vec<(String, String, i64)>,
+    /// (integration, kind, `ok` or `failed`, requests): what pushes sent.
+    pub push: Vec<(String, String, String, i64)>,
 }

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_run_warnings.sql"),
     include_str!("migrations/0006_run_duration.sql"),
     include_str!("migrations/0007_oauth.sql"),
+    include_str!("migrations/0008_push.sql"),
 ];
 
 /// Brings the schema up to date. The version is read and raised inside one

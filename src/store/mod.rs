@@ -7,6 +7,7 @@ mod bulk;
 mod migrate;
 mod oauth;
 mod prefetch;
+mod push;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 pub use apply::Pending;
 pub use bulk::Metrics;
 pub use oauth::{PendingState, StoredToken};
+pub use push::PushRow;
 
 use crate::outcome::{Counts, RunStatus};
 use crate::plan::Skip;
@@ -214,7 +216,7 @@ impl Store {
     pub fn runs(&self, integration: Option<&str>, limit: u32) -> Result<Vec<RunRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                    fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms
+                    fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms, pushed
              FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![integration, limit], RunRow::from_row)?;
@@ -226,12 +228,24 @@ impl Store {
             .conn
             .query_row(
                 "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                        fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms
+                        fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms, pushed
                  FROM runs WHERE id = ?1",
                 [run_id],
                 RunRow::from_row,
             )
             .optional()?)
+    }
+
+    /// One run whole: its row, requests, skipped records and push requests
+    /// (what `history --run ID --json` and `GET /api/v1/runs/ID` show).
+    pub fn run_detail(&self, run_id: i64) -> Result<Option<RunDetail>, StoreError> {
+        let Some(run) = self.run(run_id)? else { return Ok(None) };
+        Ok(Some(RunDetail {
+            run,
+            requests: self.run_requests(run_id)?,
+            skips: self.run_skips(run_id, u32::MAX)?,
+            push: self.push_rows(run_id)?,
+        }))
     }
 
     pub fn run_skips(&self, run_id: i64, limit: u32) -> Result<Vec<Skip>, StoreError> {
@@ -323,6 +337,17 @@ pub struct UserRow {
     pub updated_at: String,
 }
 
+/// One run whole, as `history --run ID --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    pub run: RunRow,
+    pub requests: Vec<RequestRow>,
+    pub skips: Vec<Skip>,
+    /// A push's requests and their outcomes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub push: Vec<push::PushRow>,
+}
+
 /// One row of `runs`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {
@@ -340,6 +365,9 @@ pub struct RunRow {
     pub warnings: Vec<String>,
     /// How long it took; `None` for runs from before rosterd measured it, or that never ran.
     pub duration_ms: Option<i64>,
+    /// A push: requests sent so far (while it runs) or in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<i64>,
 }
 
 impl RunRow {
@@ -377,6 +405,7 @@ impl RunRow {
                 .map(|w| w.lines().map(str::to_string).collect())
                 .unwrap_or_default(),
             duration_ms: r.get(16)?,
+            pushed: r.get(17)?,
         })
     }
 }

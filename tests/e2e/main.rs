@@ -6,6 +6,7 @@ mod field;
 mod hardening;
 mod oauth;
 mod operating;
+mod push;
 mod run;
 mod serve;
 mod sync;

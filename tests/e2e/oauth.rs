@@ -456,3 +456,12 @@ async fn the_daemon_takes_the_callback() {
     let run = s.dir.rosterd(&["run", "google", "--json"]);
     assert_eq!(run.code(), 0, "{}", run.all());
 }
+
+#[test]
+fn status_never_creates_a_database() {
+    let dir = TestDir::new();
+    let out = dir.rosterd(&["oauth", "google", "--status"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("no database"), "{}", out.all());
+    assert!(!dir.path().join("rosterd.db").exists());
+}

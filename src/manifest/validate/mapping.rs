@@ -85,6 +85,9 @@ impl Checker<'_> {
             (Action::Sync, MatchOn::ExternalId) => {
                 (Field::ExternalId, "sync with match_on \"external_id\" matches users by external_id")
             }
+            (Action::Push, _) => {
+                (Field::ExternalId, "push matches the target's users to local ones by external_id, exactly")
+            }
         };
         if !has(needed) && !ds.is_empty() {
             self.problem(

@@ -18,6 +18,7 @@ use crate::schedule::Schedule;
 use crate::user::Field;
 
 mod mapping;
+mod push;
 mod steps;
 
 const TOP_KEYS: &[&str] = &[
@@ -44,6 +45,10 @@ const TOP_KEYS: &[&str] = &[
     "files",
     "save_as_file",
     "extra_headers",
+    "push",
+    "push_select",
+    "max_remove",
+    "target_id_from",
 ];
 const STEP_KEYS: &[&str] = &[
     "url",
@@ -178,6 +183,10 @@ struct Scope<'a> {
     oauth: bool,
     /// An `oauth` request or `authenticate_url`: `{{ redirect_url }}` may be used.
     redirect_url: bool,
+    /// A push request: `{{ user.<field> }}` may be used.
+    user: bool,
+    /// A push update or remove: `{{ target.id }}` may be used.
+    target: bool,
 }
 
 /// The known name a typo most likely meant: a small edit distance, or one
@@ -260,9 +269,10 @@ impl Checker<'_> {
         let oauth = obj.get("oauth").and_then(|v| self.oauth_block(v, &ids));
 
         let action = self.action(obj.get("action"));
+        let bulk = action == Some(Action::Push) && obj.get("push").and_then(|p| p.get("bulk")).is_some();
         let page_size = obj.get("page_size").and_then(|v| self.positive(v, "/page_size"));
         let token_from = obj.get("next_page_token_from").and_then(|v| self.string(v, "/next_page_token_from"));
-        let steps_json = self.steps_json(obj.get("execute"));
+        let steps_json = if bulk { self.no_listing(obj) } else { self.steps_json(obj.get("execute")) };
         let n_steps = steps_json.len();
         let execute = self.execute(steps_json, &ids, page_size.is_some());
         let headers = self.global_headers(obj.get("headers"), steps_json, &ids);
@@ -271,7 +281,7 @@ impl Checker<'_> {
             None | Some(Value::Null) => FieldPath::Dot(Vec::new()),
             Some(v) => self.path(v, "/data_from").unwrap_or(FieldPath::Dot(Vec::new())),
         };
-        let data_structure = self.data_structure(obj.get("data_structure"));
+        let data_structure = if bulk { Vec::new() } else { self.data_structure(obj.get("data_structure")) };
         let schedule = self.schedule(obj.get("schedule"));
 
         let next_page = obj.get("next_page").and_then(|v| self.string(v, "/next_page")).map(str::to_string);
@@ -283,6 +293,8 @@ impl Checker<'_> {
                 paging: page_size.is_some(),
                 oauth: self.oauth,
                 redirect_url: false,
+                user: false,
+                target: false,
             };
             self.template(np, "/next_page", &scope);
         }
@@ -292,6 +304,7 @@ impl Checker<'_> {
         let allowed_origins = self.allowed_origins(obj.get("allowed_origins"));
 
         let (match_on, max_deactivate, auto_clear_email) = self.sync_keys(obj, action);
+        let push = self.push_keys(obj, action, &ids);
         if let Some(action) = action {
             self.required_targets(action, match_on, &data_structure);
         }
@@ -316,6 +329,7 @@ impl Checker<'_> {
             max_deactivate,
             auto_clear_email,
             oauth,
+            push,
         })
     }
 
@@ -324,8 +338,16 @@ impl Checker<'_> {
     fn oauth_block(&mut self, v: &Value, ids: &BTreeSet<String>) -> Option<OAuth> {
         let obj = self.object(v, "/oauth")?;
         self.unknown_keys(obj, OAUTH_KEYS, "/oauth");
-        let scope =
-            Scope { ids, responses_below: 0, next_page_token: false, paging: false, oauth: true, redirect_url: true };
+        let scope = Scope {
+            ids,
+            responses_below: 0,
+            next_page_token: false,
+            paging: false,
+            oauth: true,
+            redirect_url: true,
+            user: false,
+            target: false,
+        };
         let authenticate_url = match obj.get("authenticate_url") {
             None | Some(Value::Null) => None,
             Some(v) => self.string(v, "/oauth/authenticate_url").map(str::to_string),
@@ -443,6 +465,8 @@ impl Checker<'_> {
                 paging,
                 oauth: self.oauth,
                 redirect_url: false,
+                user: false,
+                target: false,
             };
             if let Some(step) = self.step(step, &format!("/execute/{i}"), &scope) {
                 execute.push(step);
@@ -466,6 +490,8 @@ impl Checker<'_> {
             paging: false,
             oauth: self.oauth,
             redirect_url: false,
+            user: false,
+            target: false,
         };
         self.headers(v, "/headers", &scope)
     }
@@ -517,8 +543,12 @@ impl Checker<'_> {
             "create" => Some(Action::Create),
             "update" => Some(Action::Update),
             "sync" => Some(Action::Sync),
+            "push" => Some(Action::Push),
             other => {
-                self.problem("/action", format!("unknown action \"{other}\"; use \"create\", \"update\" or \"sync\""));
+                self.problem(
+                    "/action",
+                    format!("unknown action \"{other}\"; use \"create\", \"update\", \"sync\" or \"push\""),
+                );
                 None
             }
         }

@@ -187,6 +187,21 @@ impl Checker<'_> {
     }
 }
 
+/// Why `user.<x>` names no user field, or `None` when it does.
+fn user_name(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("user.").unwrap_or("");
+    if let Some(extra) = rest.strip_prefix("extra.") {
+        return (extra.is_empty() || extra.contains('.'))
+            .then(|| format!("{{{{ {name} }}}}: write user.extra.<name>, one extra field"));
+    }
+    if Field::ALL.iter().any(|f| f.column() == rest) {
+        return None;
+    }
+    let known: Vec<&str> = Field::ALL.iter().map(|f| f.column()).collect();
+    let hint = closest(rest, &known).map_or(String::new(), |near| format!("; did you mean {{{{ user.{near} }}}}?"));
+    Some(format!("{{{{ {name} }}}} is not a user field{hint} (fields: {}, extra.<name>)", known.join(", ")))
+}
+
 impl Scope<'_> {
     /// Why `name` cannot be used here, or `None` when it can.
     fn refuse(&self, name: &str) -> Option<String> {
@@ -232,6 +247,15 @@ impl Scope<'_> {
                 "{{{{ {name} }}}} needs an \"oauth\" block that says how to get the token; add one, or use a value \
                  from initial_data_form"
             )),
+            "user" if self.user => user_name(name),
+            "user" => Some(format!(
+                "{{{{ {name} }}}} can only be used in a push request (push.create, update, remove, bulk.record)"
+            )),
+            "target" if self.target && name == "target.id" => None,
+            "target" if self.target => {
+                Some(format!("{{{{ {name} }}}}: the target record offers only {{{{ target.id }}}}"))
+            }
+            "target" => Some(format!("{{{{ {name} }}}} can only be used in push.update and push.remove")),
             "redirect_url" if self.redirect_url => None,
             "redirect_url" => Some("{{ redirect_url }} can only be used in the oauth block's requests".into()),
             _ => {

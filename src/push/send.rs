@@ -1,0 +1,132 @@
+//! Sending a push's requests with at most `[push] concurrency` in flight,
+//! each with release 1's retries, backoff and `Retry-After` (the client's).
+//! A request that still fails is recorded and the rest go on. Stopping
+//! means: no new request; those in flight are waited for.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::fetch::{Client, Request};
+use crate::store::PushRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Create,
+    Update,
+    Remove,
+    Bulk,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Create, Kind::Update, Kind::Remove, Kind::Bulk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Create => "create",
+            Kind::Update => "update",
+            Kind::Remove => "remove",
+            Kind::Bulk => "bulk",
+        }
+    }
+}
+
+/// One request to send, and whom it is about.
+pub struct Job {
+    pub kind: Kind,
+    pub external_id: Option<String>,
+    pub target_id: Option<String>,
+    /// The request, or why it could not be made (recorded as its failure; nothing is sent).
+    pub request: Result<Request, String>,
+}
+
+/// Sends jobs concurrently and collects their outcomes (redacted).
+pub struct Sender {
+    client: Client,
+    slots: Arc<Semaphore>,
+    tasks: JoinSet<PushRow>,
+    done: Vec<PushRow>,
+    /// Requests in flight now, and the most there ever were.
+    in_flight: Arc<AtomicUsize>,
+    pub peak: Arc<AtomicUsize>,
+    pub sent: u64,
+}
+
+impl Sender {
+    pub fn new(client: Client, concurrency: usize) -> Sender {
+        Sender {
+            client,
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            tasks: JoinSet::new(),
+            done: Vec::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
+            sent: 0,
+        }
+    }
+
+    /// Waits for a free slot, then starts `job`.
+    pub async fn send(&mut self, job: Job) {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else { return };
+        while let Some(Ok(row)) = self.tasks.try_join_next() {
+            self.done.push(row);
+        }
+        let mut client = self.client.fork();
+        let (in_flight, peak) = (self.in_flight.clone(), self.peak.clone());
+        self.sent += 1;
+        self.tasks.spawn(async move {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let (status, error) = match &job.request {
+                Ok(request) => match client.send(request).await {
+                    Ok(resp) => (Some(resp.status.as_u16()), None),
+                    Err(e) => (e.status(), Some(client.redactor().redact(&e.to_string()))),
+                },
+                Err(why) => (None, Some(client.redactor().redact(why))),
+            };
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
+            PushRow {
+                kind: job.kind.as_str().to_string(),
+                external_id: job.external_id.map(|id| client.redactor().redact(&id)),
+                target_id: job.target_id.map(|id| client.redactor().redact(&id)),
+                status,
+                error,
+            }
+        });
+    }
+
+    /// The outcomes of requests that ended so far (each handed out once).
+    pub fn take_done(&mut self) -> Vec<PushRow> {
+        while let Some(Ok(row)) = self.tasks.try_join_next() {
+            self.done.push(row);
+        }
+        std::mem::take(&mut self.done)
+    }
+
+    /// Requests that ended so far.
+    pub fn ended(&self) -> u64 {
+        self.sent - self.tasks.len() as u64
+    }
+
+    /// Waits for every request in flight; their outcomes and those not taken yet.
+    pub async fn finish(&mut self) -> Vec<PushRow> {
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok(row) => self.done.push(row),
+                Err(e) => self.done.push(PushRow {
+                    kind: "unknown".into(),
+                    external_id: None,
+                    target_id: None,
+                    status: None,
+                    error: Some(format!("the request's task stopped: {e}")),
+                }),
+            }
+        }
+        std::mem::take(&mut self.done)
+    }
+}
