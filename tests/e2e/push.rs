@@ -493,3 +493,39 @@ async fn rosterd_pushes_to_rosterds_own_bulk_import() {
     assert_eq!((again.json()["created"].as_i64(), again.json()["updated"].as_i64()), (Some(0), Some(1)));
     assert_eq!(b.query("SELECT first_name FROM users WHERE external_id = 'E2'"), ["Robert"]);
 }
+
+/// Ctrl-C while a push sends: no new request starts, those in flight end
+/// and are recorded, and the run is failed saying how many were not sent.
+#[tokio::test]
+async fn stopping_sends_no_new_request_and_waits_for_those_in_flight() {
+    let (base, t) = target().await;
+    t.with(|t| t.delay_ms = 400);
+    let people: Vec<(String, String, String)> =
+        (0..12).map(|i| (format!("P{i} Person"), format!("P{i}"), format!("p{i}@acme.example"))).collect();
+    let refs: Vec<(&str, &str, &str)> = people.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    let dir = dir_with(&refs, &learnifier(&base, |_| {}));
+    dir.config(&format!("[secrets.lms]\nKEY = \"{KEY}\"\n[push]\nconcurrency = 2\n"));
+    let child = tokio::process::Command::from(dir.command(&["run", "lms", "--json"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait until the first writes are under way.
+    let started = std::time::Instant::now();
+    while t.in_flight.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no write started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().unwrap().to_string()]).status().unwrap();
+    let out =
+        crate::Out(tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap());
+    assert_eq!(out.code(), 1, "{}", out.all());
+    let report = out.json();
+    assert!(report["error"].as_str().unwrap().contains("requests were not sent"), "{report}");
+    let posts = t.writes().len();
+    assert!(posts < 12, "sending stopped: {posts} of 12 sent");
+    assert_eq!(t.in_flight.load(Ordering::SeqCst), 0, "no request was left hanging");
+    let recorded = dir.query("SELECT COUNT(*) FROM push_requests")[0].parse::<usize>().unwrap();
+    assert_eq!(recorded, posts, "every request that reached the target is recorded");
+}
