@@ -7,6 +7,7 @@
 //! cargo bench --bench pipeline                 # N = 10,000 and 100,000
 //! cargo bench --bench pipeline -- --n 1000000  # one N (or a comma list)
 //! cargo bench --bench pipeline -- --runs 3     # the median of 3 runs per row
+//! cargo bench --bench pipeline -- --push-n 100000 --no-bulk --n 0   # push rows only
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -437,13 +438,106 @@ async fn bulk(n: usize, root: &Path, rows: &mut Vec<Row>) {
     let _ = child.wait();
 }
 
+/// An in-memory push target (seed 002's API): a listing by offset and
+/// limit, and POST / PATCH that keep what they are sent.
+#[derive(Default)]
+struct PushTarget {
+    users: std::sync::Mutex<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct Window {
+    offset: usize,
+    limit: usize,
+}
+
+async fn target_list(State(t): State<Arc<PushTarget>>, Query(w): Query<Window>) -> impl IntoResponse {
+    let users = t.users.lock().unwrap();
+    let page: Vec<&str> = users.iter().skip(w.offset).take(w.limit).map(String::as_str).collect();
+    ([("content-type", "application/json")], format!("{{\"users\":[{}]}}", page.join(",")))
+}
+
+async fn target_create(State(t): State<Arc<PushTarget>>, body: axum::body::Bytes) -> impl IntoResponse {
+    let mut user: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut users = t.users.lock().unwrap();
+    user["id"] = serde_json::json!(users.len() + 1);
+    users.push(user.to_string());
+    (axum::http::StatusCode::CREATED, "{}")
+}
+
+async fn start_target() -> (String, Arc<PushTarget>) {
+    let t = Arc::new(PushTarget::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/v1/users", get(target_list).post(target_create)).with_state(t.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), t)
+}
+
+fn push_manifest(base: &str) -> String {
+    format!(
+        r#"{{"action": "push", "execute": [{{"url": "{base}/users?offset={{{{ OFFSET }}}}&limit={{{{ LIMIT }}}}"}}],
+            "page_size": 1000, "data_from": "users",
+            "data_structure": {{"external_id": "externalId", "email": "email", "first_name": "firstName", "last_name": "lastName"}},
+            "target_id_from": "id",
+            "push": {{"create": {{"url": "{base}/users", "method": "POST",
+                       "data": {{"externalId": "{{{{ user.external_id }}}}", "email": "{{{{ user.email }}}}",
+                                "firstName": "{{{{ user.first_name }}}}", "lastName": "{{{{ user.last_name }}}}"}}}}}}}}"#
+    )
+}
+
+/// Push rows: `n` local users (imported) against an empty target (every
+/// user a POST, at concurrency 4 and 16) and against one in step (only the
+/// listing). Counts are checked; the target's own count too.
+async fn push(n: usize, root: &Path, rows: &mut Vec<Row>) {
+    let (base, target) = start_target().await;
+    let dir = fresh_dir(root, &format!("push-{n}"), &[("lms", push_manifest(&base))]);
+    let users: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"name":"First{i} Last{i}","employee_id":"P{i}","email":"p{i}@example.com"}}"#))
+        .collect();
+    std::fs::write(dir.join("import.json"), format!("{{\"users\":[{}]}}", users.join(","))).unwrap();
+    drop(users);
+    let o = rosterd(&dir, &["import", "import.json"]);
+    assert_eq!(o.report["errors"].as_array().map(Vec::len), Some(0));
+    for concurrency in [4, 16] {
+        target.users.lock().unwrap().clear();
+        std::fs::write(dir.join("rosterd.toml"), format!("[push]\nconcurrency = {concurrency}\n")).unwrap();
+        let o = rosterd(&dir, &["run", "lms", "--json"]);
+        expect(&o.report, "ok", [n as i64, 0, 0, 0]);
+        assert_eq!(target.users.lock().unwrap().len(), n, "the target has every user");
+        rows.push(Row {
+            what: format!("push to an empty target: {n} POSTs at concurrency {concurrency}"),
+            n,
+            secs: o.secs,
+            rss: o.peak_rss_mb,
+            written: n as i64,
+            floor: 0.0,
+        });
+    }
+    let o = rosterd(&dir, &["run", "lms", "--json"]);
+    expect(&o.report, "ok", [0, 0, 0, 0]);
+    assert_eq!(o.report["unchanged"], n, "{}", o.report);
+    assert_eq!(o.report["push"]["requests"]["create"]["sent"], 0);
+    rows.push(Row {
+        what: "push to a target in step (only the listing)".into(),
+        n,
+        secs: o.secs,
+        rss: o.peak_rss_mb,
+        written: 0,
+        floor: 0.0,
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
-    let ns: Vec<usize> = match value("--n") {
-        Some(v) => v.split(',').map(|v| v.trim().parse().expect("--n takes numbers")).collect(),
-        None => vec![10_000, 100_000],
+    let list = |flag: &str, default: Vec<usize>| match value(flag) {
+        Some(v) => v.split(',').map(|v| v.trim().parse().expect("takes numbers")).filter(|n| *n > 0).collect(),
+        None => default,
     };
+    let ns: Vec<usize> = list("--n", vec![10_000, 100_000]);
+    let push_ns: Vec<usize> =
+        if args.iter().any(|a| a == "--no-push") { Vec::new() } else { list("--push-n", vec![100_000]) };
     let runs: usize = value("--runs").map_or(1, |v| v.parse().expect("--runs takes a number")).max(1);
     let bulk_n = 100_000;
     let root = std::env::temp_dir().join(format!("rosterd-bench-{}", std::process::id()));
@@ -458,6 +552,9 @@ fn main() {
         runtime.block_on(async {
             for n in &ns {
                 pipeline(*n, &root, &mut rows).await;
+            }
+            for n in &push_ns {
+                push(*n, &root, &mut rows).await;
             }
             if !args.iter().any(|a| a == "--no-bulk") {
                 bulk(bulk_n, &root, &mut rows).await;
