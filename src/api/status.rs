@@ -146,8 +146,11 @@ fn runs_cell(runs: &[RunRow]) -> String {
     for r in runs {
         let c = &r.counts;
         let took = r.duration_ms.map_or(String::new(), |ms| format!(" · {:.1} s", ms as f64 / 1000.0));
-        let counts = match r.status {
-            RunStatus::Skipped | RunStatus::Queued => String::new(),
+        let counts = match (r.status, r.pushed) {
+            (RunStatus::Skipped | RunStatus::Queued, _) => String::new(),
+            // A push under way: the requests it sent so far.
+            (RunStatus::Running, Some(sent)) => format!(" · {sent} sent"),
+            (RunStatus::Running, None) => format!(" · {} fetched", c.fetched),
             _ => format!(" · +{} ~{} −{}", c.created, c.updated, c.deactivated),
         };
         let _ = write!(
