@@ -8,6 +8,8 @@
 //! cargo bench --bench pipeline -- --n 1000000  # one N (or a comma list)
 //! cargo bench --bench pipeline -- --runs 3     # the median of 3 runs per row
 //! cargo bench --bench pipeline -- --push-n 100000 --no-bulk --n 0   # push rows only
+//! cargo bench --bench pipeline -- --wide       # also BambooHR-wide records (15 fields, 12 mapped)
+//! cargo bench --bench pipeline -- --wide-only  # only those
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +31,8 @@ struct Source {
     n: AtomicU32,
     variant: AtomicU32,
     vanish: AtomicU32,
+    /// 1: BambooHR-wide records (15 fields, ~283 bytes).
+    wide: AtomicU32,
 }
 
 #[derive(Deserialize)]
@@ -50,10 +54,30 @@ fn person(out: &mut String, i: usize, changed: bool) {
     );
 }
 
+/// A BambooHR-shaped record of 15 fields (~283 bytes), as people really sync.
+fn wide_person(out: &mut String, i: usize, changed: bool) {
+    use std::fmt::Write;
+    let dept = if changed { format!("Dept {} (moved)", i % 40) } else { format!("Dept {}", i % 40) };
+    let _ = write!(
+        out,
+        r#"{{"id":"{}","firstName":"First{i}","lastName":"Last{i}","workEmail":"user{i}@example.com","jobTitle":"Engineer {}","department":"{dept}","mobilePhone":"+1-555-{:07}","hireDate":"2020-01-{:02}","status":"Active","supervisorEmail":"lead{}@example.com","location":"Office {}","employeeNumber":"E{:07}","customCostCenter":"CC-{:04}","customShirtSize":"M","customStartBuddy":"buddy{}@example.com"}}"#,
+        100_000 + i,
+        i % 7,
+        i,
+        1 + i % 28,
+        i % 500,
+        i % 30,
+        i,
+        i % 2000,
+        (i + 7) % 1000
+    );
+}
+
 async fn page(State(src): State<Arc<Source>>, Query(q): Query<PageQuery>) -> impl IntoResponse {
     let n = src.n.load(Ordering::SeqCst) as usize;
     let variant = src.variant.load(Ordering::SeqCst) == 1;
     let vanish = src.vanish.load(Ordering::SeqCst) == 1;
+    let wide = src.wide.load(Ordering::SeqCst) == 1;
     let start = (q.page - 1) * PAGE;
     let end = (start + PAGE).min(n);
     let mut body = String::with_capacity(PAGE * 260 + 100);
@@ -67,7 +91,11 @@ async fn page(State(src): State<Arc<Source>>, Query(q): Query<PageQuery>) -> imp
             body.push(',');
         }
         first = false;
-        person(&mut body, i, variant && i % 10 == 0);
+        if wide {
+            wide_person(&mut body, i, variant && i % 10 == 0);
+        } else {
+            person(&mut body, i, variant && i % 10 == 0);
+        }
     }
     body.push_str("],\"next\":");
     if end < n {
@@ -97,6 +125,10 @@ fn manifest(base: &str, action: &str, structure: &str, extra: &str) -> String {
 const CORE: &str = r#"{"email": "workEmail", "first_name": "firstName", "last_name": "lastName", "external_id": "id",
     "department": "department", "job": "jobTitle", "phone": "mobilePhone"}"#;
 const UPDATE: &str = r#"{"email": "workEmail", "bamboohr_id": "id", "dept": "department", "location": "location"}"#;
+/// The wide shape's mapping: 12 of its 15 fields, 5 of them into extra fields.
+const WIDE: &str = r#"{"email": "workEmail", "first_name": "firstName", "last_name": "lastName", "external_id": "id",
+    "phone": "mobilePhone", "job": "jobTitle", "department": "department", "hire_date": "hireDate", "status": "status",
+    "location": "location", "supervisor_email": "supervisorEmail", "cost_center": "customCostCenter"}"#;
 
 struct Outcome {
     secs: f64,
@@ -180,6 +212,12 @@ struct FloorPerson {
     department: String,
     job_title: String,
     mobile_phone: String,
+    // The wide shape's extra fields (absent from the narrow one).
+    hire_date: Option<String>,
+    status: Option<String>,
+    location: Option<String>,
+    supervisor_email: Option<String>,
+    custom_cost_center: Option<String>,
 }
 
 /// The fetching part of the floor alone: every page fetched and parsed into typed structs.
@@ -218,14 +256,21 @@ async fn floor(base: &str, db: &Path) -> f64 {
     let tx = conn.transaction().unwrap();
     {
         let mut insert = tx
-            .prepare("INSERT INTO users (email, first_name, last_name, external_id, phone, job, department, created_at, updated_at)
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)")
+            .prepare("INSERT INTO users (email, first_name, last_name, external_id, phone, job, department, created_at, updated_at, extra_fields)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)")
             .unwrap();
         let mut url = format!("{base}/people?page=1");
         loop {
             let bytes = client.get(&url).send().await.unwrap().bytes().await.unwrap();
             let page: FloorPage = serde_json::from_slice(&bytes).unwrap();
             for p in &page.employees {
+                // The wide shape's extras as one JSON object, as rosterd stores them.
+                let extra = match &p.hire_date {
+                    None => "{}".to_string(),
+                    Some(_) => serde_json::json!({"hire_date": p.hire_date, "status": p.status, "location": p.location,
+                        "supervisor_email": p.supervisor_email, "cost_center": p.custom_cost_center})
+                    .to_string(),
+                };
                 insert
                     .execute(rusqlite::params![
                         p.work_email,
@@ -235,7 +280,8 @@ async fn floor(base: &str, db: &Path) -> f64 {
                         p.mobile_phone,
                         p.job_title,
                         p.department,
-                        "2026-01-01 00:00:00"
+                        "2026-01-01 00:00:00",
+                        extra
                     ])
                     .unwrap();
             }
@@ -268,11 +314,17 @@ fn fresh_dir(root: &Path, name: &str, manifests: &[(&str, String)]) -> PathBuf {
     dir
 }
 
-async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>) {
+/// Every run kind at `n` records, narrow (the benchmark's own shape) or
+/// `wide` (BambooHR's 15 fields, 12 mapped), against a floor for the same bytes.
+async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>, wide: bool) {
     let (base, src) = start_source().await;
     src.n.store(n as u32, Ordering::SeqCst);
+    src.wide.store(u32::from(wide), Ordering::SeqCst);
+    let shape = if wide { "wide" } else { "narrow" };
+    let (core, update) = if wide { (WIDE, WIDE) } else { (CORE, UPDATE) };
+    let start = rows.len();
     let fetch_secs = fetch_floor(&base, n).await;
-    let floor_secs = floor(&base, &root.join(format!("floor-{n}.db"))).await;
+    let floor_secs = floor(&base, &root.join(format!("floor-{shape}-{n}.db"))).await;
     rows.push(Row {
         what: "floor's fetch + typed parse alone".into(),
         n,
@@ -291,8 +343,8 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>) {
     });
 
     let manifests =
-        [("create", manifest(&base, "create", CORE, "")), ("update", manifest(&base, "update", UPDATE, ""))];
-    let dir = fresh_dir(root, &format!("create-{n}"), &manifests);
+        [("create", manifest(&base, "create", core, "")), ("update", manifest(&base, "update", update, ""))];
+    let dir = fresh_dir(root, &format!("create-{shape}-{n}"), &manifests);
     let create_dir = dir.clone();
     let db = dir.join("rosterd.db");
     let mut row = |what: &str, o: &Outcome, written: i64| {
@@ -329,8 +381,8 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>) {
     row("update, 10% changed", &o, changed);
     src.variant.store(0, Ordering::SeqCst);
 
-    let sync = [("sync", manifest(&base, "sync", CORE, r#", "match_on": "external_id""#))];
-    let dir = fresh_dir(root, &format!("sync-{n}"), &sync);
+    let sync = [("sync", manifest(&base, "sync", core, r#", "match_on": "external_id""#))];
+    let dir = fresh_dir(root, &format!("sync-{shape}-{n}"), &sync);
     let o = rosterd(&dir, &["run", "sync", "--json"]);
     expect(&o.report, "ok", [n as i64, 0, 0, 0]);
     row("sync, initial (creates all)", &o, n as i64);
@@ -344,6 +396,12 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>) {
     row("sync, 10% changed, 1% vanished", &o, changed + vanished);
     src.variant.store(0, Ordering::SeqCst);
     src.vanish.store(0, Ordering::SeqCst);
+    if wide {
+        for r in &mut rows[start..] {
+            r.what = format!("wide: {}", r.what);
+        }
+        return;
+    }
 
     // A small import into the large store of the create rows: its cost must follow the request, not the directory.
     let users: Vec<serde_json::Value> = (0..1000)
@@ -550,8 +608,14 @@ fn main() {
         std::fs::create_dir_all(&root).unwrap();
         let mut rows = Vec::new();
         runtime.block_on(async {
+            let wide_only = args.iter().any(|a| a == "--wide-only");
             for n in &ns {
-                pipeline(*n, &root, &mut rows).await;
+                if !wide_only {
+                    pipeline(*n, &root, &mut rows, false).await;
+                }
+                if wide_only || args.iter().any(|a| a == "--wide") {
+                    pipeline(*n, &root, &mut rows, true).await;
+                }
             }
             for n in &push_ns {
                 push(*n, &root, &mut rows).await;
@@ -573,7 +637,7 @@ fn main() {
         let of_runs = |f: &dyn Fn(&Row) -> f64| median(all.iter().map(|rows| f(&rows[i])).collect());
         let secs = of_runs(&|r| r.secs);
         let rss = of_runs(&|r| r.rss);
-        let ratio = if r.floor > 0.0 && !r.what.starts_with("floor") {
+        let ratio = if r.floor > 0.0 && !r.what.contains("floor") {
             format!("{:.2}", of_runs(&|r| r.secs / r.floor))
         } else {
             "".into()
