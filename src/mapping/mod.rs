@@ -13,6 +13,11 @@ use crate::manifest::{Rule, Target, ValueMap};
 use crate::problem::kind;
 use crate::user::{Field, Fields, parse_email, parse_email_cow};
 
+mod arena;
+
+pub use arena::RecordArena;
+use arena::{ACTIVE, HAS_ACTIVE, HAS_EXTRA, HAS_PROBLEM};
+
 /// One mapped record. `index` is its 0-based position in the whole fetch.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Record {
@@ -28,159 +33,6 @@ impl Record {
     /// The text a skip reason is filed under: the email, else the external id.
     pub fn key(&self) -> Option<String> {
         self.fields.email.clone().or_else(|| self.fields.external_id.clone())
-    }
-}
-
-/// Mapped records packed into one buffer, about the size of their text,
-/// instead of a few hundred bytes of `String` and map headers each: a run of
-/// a million records keeps them in about 100 MB rather than a gigabyte.
-/// Records are stored in chunks so growing never copies (and never briefly
-/// holds two copies); a record's position is its index, so that is not stored.
-#[derive(Debug, Default)]
-pub struct RecordArena {
-    chunks: Vec<Vec<u8>>,
-    /// (chunk, end offset in the chunk) of each record.
-    ends: Vec<(u32, u32)>,
-}
-
-const CHUNK: usize = 4 << 20;
-/// Room left in a chunk before a record is written into it; a larger record gets a chunk of its own.
-const MAX_INLINE: usize = 64 << 10;
-
-const HAS_ACTIVE: u16 = 1 << 8;
-const ACTIVE: u16 = 1 << 9;
-const HAS_EXTRA: u16 = 1 << 10;
-const HAS_PROBLEM: u16 = 1 << 11;
-
-impl RecordArena {
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Keeps the first `len` records.
-    pub fn truncate(&mut self, len: usize) {
-        if len >= self.len() {
-            return;
-        }
-        self.ends.truncate(len);
-        match self.ends.last() {
-            Some(&(chunk, end)) => {
-                self.chunks.truncate(chunk as usize + 1);
-                self.chunks[chunk as usize].truncate(end as usize);
-            }
-            None => self.chunks.clear(),
-        }
-    }
-
-    pub fn push(&mut self, r: &Record) {
-        debug_assert_eq!(r.index, self.len(), "records are pushed in order");
-        self.push_mapped(&Mapped::from_record(r));
-    }
-
-    fn push_mapped(&mut self, m: &Mapped<'_>) {
-        let fits = self.chunks.last().is_some_and(|c| c.capacity() - c.len() >= MAX_INLINE);
-        if !fits {
-            self.chunks.push(Vec::with_capacity(CHUNK));
-        }
-        let chunk = self.chunks.len() - 1;
-        let last = &mut self.chunks[chunk];
-        let start = last.len();
-        encode_mapped(m, last);
-        if start > 0 && last.len() - start > MAX_INLINE {
-            // Too big to share a chunk: move it to a chunk of its own.
-            let own = last.split_off(start);
-            self.chunks.push(own);
-        }
-        let chunk = self.chunks.len() - 1;
-        self.ends.push((chunk as u32, self.chunks[chunk].len() as u32));
-    }
-
-    /// Record `i` as `encode` wrote it.
-    fn raw(&self, i: usize) -> &[u8] {
-        let (chunk, end) = self.ends[i];
-        let start = match i.checked_sub(1).map(|p| self.ends[p]) {
-            Some((c, e)) if c == chunk => e,
-            _ => 0,
-        };
-        &self.chunks[chunk as usize][start as usize..end as usize]
-    }
-
-    pub fn get(&self, i: usize) -> Record {
-        let mut cur = self.raw(i);
-        let index = i;
-        let mask = u16::from_le_bytes([cur[0], cur[1]]);
-        cur = &cur[2..];
-        let mut r = Record { index, ..Record::default() };
-        for (bit, c) in crate::user::TEXT_COLUMNS.iter().enumerate() {
-            if mask & (1 << bit) != 0 {
-                r.fields.set(*c, Some(take_str(&mut cur).to_string()));
-            }
-        }
-        if mask & HAS_ACTIVE != 0 {
-            r.active = Some(mask & ACTIVE != 0);
-        }
-        if mask & HAS_EXTRA != 0
-            && let Ok(Value::Object(m)) = serde_json::from_str(take_str(&mut cur))
-        {
-            r.extra = m;
-        }
-        if mask & HAS_PROBLEM != 0 {
-            r.problem = Some(take_str(&mut cur).to_string());
-        }
-        r
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = Record> + '_ {
-        (0..self.len()).map(|i| self.get(i))
-    }
-
-    /// Which fields record `i` has, without decoding their values: its
-    /// presence mask, and (when `extra` is asked for) its extra fields' names.
-    fn presence(&self, i: usize, extra: bool) -> (u16, Vec<String>) {
-        let mut cur = self.raw(i);
-        let mask = u16::from_le_bytes([cur[0], cur[1]]);
-        if !extra || mask & HAS_EXTRA == 0 {
-            return (mask, Vec::new());
-        }
-        cur = &cur[2..];
-        for bit in 0..crate::user::TEXT_COLUMNS.len() {
-            if mask & (1 << bit) != 0 {
-                let len = take_varint(&mut cur) as usize;
-                cur = &cur[len..];
-            }
-        }
-        let names =
-            serde_json::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(take_str(&mut cur))
-                .map(|m| m.into_keys().collect())
-                .unwrap_or_default();
-        (mask, names)
-    }
-
-    /// One text field of record `i` without decoding the rest; `None` for a
-    /// record with a problem (it never takes part in matching).
-    pub fn field(&self, i: usize, c: Field) -> Option<&str> {
-        let mut cur = self.raw(i);
-        let mask = u16::from_le_bytes([cur[0], cur[1]]);
-        cur = &cur[2..];
-        if mask & HAS_PROBLEM != 0 {
-            return None;
-        }
-        for (bit, col) in crate::user::TEXT_COLUMNS.iter().enumerate() {
-            if mask & (1 << bit) != 0 {
-                if *col == c {
-                    return Some(take_str(&mut cur));
-                }
-                let len = take_varint(&mut cur) as usize;
-                cur = &cur[len..];
-            } else if *col == c {
-                return None;
-            }
-        }
-        None
     }
 }
 
@@ -219,16 +71,23 @@ fn encode_mapped(m: &Mapped<'_>, bytes: &mut Vec<u8>) {
     }
 }
 
-/// The extra fields as one JSON object, keys sorted, a repeated name's last
-/// value winning: the bytes `serde_json` writes for the same `Map` (sorted).
-fn extra_json(extra: &[(&str, Extra<'_>)]) -> String {
+/// The extra fields in the order the content form writes them: by name, a
+/// repeated name's last value winning.
+fn sorted_extras<'m, 'a>(extra: &'m [(&'a str, Extra<'a>)]) -> Vec<&'m (&'a str, Extra<'a>)> {
     let mut entries: Vec<(usize, &(&str, Extra<'_>))> = extra.iter().enumerate().collect();
     // By name, then the later entry first, so the first of each name is the one that wins.
     entries.sort_by(|(i, a), (j, b)| a.0.cmp(b.0).then(j.cmp(i)));
     entries.dedup_by(|later, earlier| later.1.0 == earlier.1.0);
+    entries.into_iter().map(|(_, e)| e).collect()
+}
+
+/// The extra fields as one JSON object, keys sorted, a repeated name's last
+/// value winning: the bytes `serde_json` writes for the same `Map` (sorted).
+fn extra_json(extra: &[(&str, Extra<'_>)]) -> String {
+    let entries = sorted_extras(extra);
     let mut out = Vec::with_capacity(16 * entries.len() + 2);
     out.push(b'{');
-    for (n, (_, (name, value))) in entries.iter().enumerate() {
+    for (n, (name, value)) in entries.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
@@ -278,7 +137,9 @@ impl Records for RecordArena {
         self.field(i, c)
     }
     fn fingerprint(&self, i: usize, context: &[u8]) -> u128 {
-        digest(context, self.raw(i))
+        let mut bytes = Vec::with_capacity(256);
+        self.content(i, &mut bytes);
+        digest(context, &bytes)
     }
 }
 

@@ -111,3 +111,34 @@ fn active_accepts_the_usual_spellings() {
     }
     assert!(parse_active(&json!(2)).is_err());
 }
+
+/// Values that repeat are packed once, a field with more distinct values
+/// than the dictionary keeps goes inline, and either way a record reads back
+/// as it went in and digests to the fingerprint of its content form.
+#[test]
+fn packing_keeps_records_and_fingerprints() {
+    let ds = structure(&[("email", "e"), ("department", "d"), ("status", "s"), ("score", "n"), ("site", "x")]);
+    let n = 9000;
+    let records: Vec<Record> = (0..n)
+        .map(|i| {
+            let v = json!({"e": format!("u{i}@x.io"), "d": format!("Dept {}", i % 7), "s": "Active",
+                           "n": i % 3, "x": format!("site-{i}")});
+            map_record(&ds, i, &v)
+        })
+        .collect();
+    let mut arena = RecordArena::default();
+    for r in &records {
+        arena.push(r);
+    }
+    for i in [0, 1, 7, 4095, 4096, 4097, 8999] {
+        assert_eq!(arena.get(i), records[i], "record {i}");
+        assert_eq!(arena.field(i, Field::Department), records[i].fields.department.as_deref());
+        assert_eq!(
+            Records::fingerprint(&arena, i, b"ctx"),
+            Records::fingerprint(records.as_slice(), i, b"ctx"),
+            "record {i}"
+        );
+    }
+    let text: usize = records.iter().map(|r| serde_json::to_string(r).unwrap().len()).sum();
+    assert!(arena.packed_bytes() < text / 3, "{} packed of {text}", arena.packed_bytes());
+}
