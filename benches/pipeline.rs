@@ -302,6 +302,15 @@ struct Row {
     rss: f64,
     written: i64,
     floor: f64,
+    /// The run's own stages (fetch, read, check, plan, commit), seconds.
+    stages: Option<[f64; 5]>,
+}
+
+/// A run report's `stages`, in seconds.
+fn stages(report: &serde_json::Value) -> Option<[f64; 5]> {
+    let s = report.get("stages")?;
+    let ms = |k: &str| s[k].as_f64().unwrap_or(0.0) / 1000.0;
+    Some([ms("fetch_ms"), ms("read_ms"), ms("check_ms"), ms("plan_ms"), ms("commit_ms")])
 }
 
 fn fresh_dir(root: &Path, name: &str, manifests: &[(&str, String)]) -> PathBuf {
@@ -332,6 +341,7 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>, wide: bool) {
         rss: 0.0,
         written: 0,
         floor: floor_secs,
+        stages: None,
     });
     rows.push(Row {
         what: "floor: fetch + typed parse + insert".into(),
@@ -340,6 +350,7 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>, wide: bool) {
         rss: 0.0,
         written: n as i64,
         floor: floor_secs,
+        stages: None,
     });
 
     let manifests =
@@ -348,7 +359,15 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>, wide: bool) {
     let create_dir = dir.clone();
     let db = dir.join("rosterd.db");
     let mut row = |what: &str, o: &Outcome, written: i64| {
-        rows.push(Row { what: what.into(), n, secs: o.secs, rss: o.peak_rss_mb, written, floor: floor_secs })
+        rows.push(Row {
+            what: what.into(),
+            n,
+            secs: o.secs,
+            rss: o.peak_rss_mb,
+            written,
+            floor: floor_secs,
+            stages: stages(&o.report),
+        })
     };
 
     let o = rosterd(&dir, &["run", "create", "--json"]);
@@ -422,6 +441,7 @@ async fn pipeline(n: usize, root: &Path, rows: &mut Vec<Row>, wide: bool) {
         rss: o.peak_rss_mb,
         written: 1000,
         floor: 0.0,
+        stages: None,
     });
 }
 
@@ -455,7 +475,7 @@ async fn bulk(n: usize, root: &Path, rows: &mut Vec<Row>) {
         .collect::<Vec<_>>()
         .join("\n");
     let mut measure = |what: &str, secs: f64, written: i64| {
-        rows.push(Row { what: what.into(), n, secs, rss: 0.0, written, floor: 0.0 })
+        rows.push(Row { what: what.into(), n, secs, rss: 0.0, written, floor: 0.0, stages: None })
     };
     for (what, body, ctype) in [("bulk-import JSON", json, "application/json"), ("bulk-import CSV", csv, "text/csv")] {
         let started = Instant::now();
@@ -570,6 +590,7 @@ async fn push(n: usize, root: &Path, rows: &mut Vec<Row>) {
             rss: o.peak_rss_mb,
             written: n as i64,
             floor: 0.0,
+            stages: None,
         });
     }
     let o = rosterd(&dir, &["run", "lms", "--json"]);
@@ -583,6 +604,7 @@ async fn push(n: usize, root: &Path, rows: &mut Vec<Row>) {
         rss: o.peak_rss_mb,
         written: 0,
         floor: 0.0,
+        stages: None,
     });
 }
 
@@ -644,6 +666,26 @@ fn main() {
         };
         let rss = if rss > 0.0 { format!("{rss:.0}") } else { "".into() };
         println!("| {} | {} | {secs:.2} | {:.0} | {rss} | {} | {ratio} |", r.n, r.what, r.n as f64 / secs, r.written);
+    }
+    println!("\nwhere the time goes (seconds; read is the reader's mapping, overlapping fetch):");
+    println!("\n| N | what | wall | fetch | read | check | plan + writes | commit |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for (i, r) in all[0].iter().enumerate() {
+        if r.stages.is_none() {
+            continue;
+        }
+        let of_runs = |k: usize| median(all.iter().map(|rows| rows[i].stages.map_or(0.0, |s| s[k])).collect());
+        let wall = median(all.iter().map(|rows| rows[i].secs).collect());
+        println!(
+            "| {} | {} | {wall:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            r.n,
+            r.what,
+            of_runs(0),
+            of_runs(1),
+            of_runs(2),
+            of_runs(3),
+            of_runs(4)
+        );
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Fetched {
     pub pages: u32,
     /// The first record as the source sent it (for "did you mean" when a path matches nothing).
     pub first: Option<Value>,
+    /// Milliseconds the reader spent mapping pages (overlapping the fetch of later ones).
+    pub read_ms: u64,
 }
 
 /// Called after each page with (pages so far, records so far).
@@ -254,8 +256,8 @@ impl<'a> Fetch<'a> {
         let mut reader = Reader::start(self.m);
         let walked = self.walk_pages(&mut reader, last, max_pages, progress).await;
         // The reader's error is about a page handed over before whatever stopped the walk.
-        let (records, first) = reader.finish().await?;
-        Ok(Fetched { records, pages: walked?, first })
+        let (records, first, read_ms) = reader.finish().await?;
+        Ok(Fetched { records, pages: walked?, first, read_ms })
     }
 
     async fn walk_pages(

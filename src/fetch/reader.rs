@@ -29,7 +29,7 @@ pub(super) enum Page {
 
 pub(super) struct Reader {
     queue: Option<mpsc::Sender<Page>>,
-    thread: JoinHandle<Result<(RecordArena, Option<Value>), FetchError>>,
+    thread: JoinHandle<Result<(RecordArena, Option<Value>, u64), FetchError>>,
 }
 
 impl Reader {
@@ -41,7 +41,10 @@ impl Reader {
             // The first record as the source sent it: what a path that matches
             // nothing is compared with ("did you mean").
             let mut first: Option<Value> = None;
+            // Time spent reading pages (it overlaps the fetch of the next ones).
+            let mut busy = std::time::Duration::ZERO;
             while let Some(page) = pages.blocking_recv() {
+                let started = std::time::Instant::now();
                 match page {
                     Page::Items(items) => {
                         if first.is_none() {
@@ -68,8 +71,9 @@ impl Reader {
                         }
                     }
                 }
+                busy += started.elapsed();
             }
-            Ok((arena, first))
+            Ok((arena, first, busy.as_millis() as u64))
         });
         Reader { queue: Some(queue), thread }
     }
@@ -83,9 +87,9 @@ impl Reader {
         }
     }
 
-    /// Waits for every page handed over to be read: the records, and the
-    /// first record as the source sent it.
-    pub async fn finish(mut self) -> Result<(RecordArena, Option<Value>), FetchError> {
+    /// Waits for every page handed over to be read: the records, the first
+    /// record as the source sent it, and the milliseconds spent reading.
+    pub async fn finish(mut self) -> Result<(RecordArena, Option<Value>, u64), FetchError> {
         self.queue = None;
         match self.thread.await {
             Ok(result) => result,

@@ -90,6 +90,9 @@ pub struct RunReport {
     /// A dry run's plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// Where the time went, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Stages>,
     /// A push: its requests by kind (and, for a dry run, every create, update and remove).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<PushReport>,
@@ -119,6 +122,7 @@ impl RunReport {
             sample: None,
             skips: Vec::new(),
             plan: None,
+            stages: None,
             push: None,
             redactor: Redactor::default(),
         }
@@ -144,6 +148,19 @@ impl RunReport {
     pub fn succeeded(&self) -> bool {
         self.status.succeeded()
     }
+}
+
+/// Where a run's time went, in milliseconds: `fetch` every page (the
+/// reader maps pages meanwhile: `read` is its busy time, overlapping the
+/// fetch), `check` the mapping, `plan` the decisions and their SQL writes
+/// (streamed into the one transaction), `commit` it.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Stages {
+    pub fetch_ms: u64,
+    pub read_ms: u64,
+    pub check_ms: u64,
+    pub plan_ms: u64,
+    pub commit_ms: u64,
 }
 
 /// Why a run did not apply. Its text is not redacted: `run` redacts it once,
@@ -263,10 +280,14 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     let requests: Vec<RequestRow> = fetched.trace.iter().map(|a| request_row(a, &redactor)).collect();
     report.counts.pages = i64::from(fetched.pages);
     report.counts.fetched = fetched.records as i64;
+    let mut stages = Stages { fetch_ms, ..Stages::default() };
+    let checking = Instant::now();
     let checked = fetched.result.and_then(|f| {
+        stages.read_ms = f.read_ms;
         let found = Mapping::check(m, &f, opts.dry_run, &redactor)?;
         Ok((f.records, found))
     });
+    stages.check_ms = checking.elapsed().as_millis() as u64;
     let records = match checked {
         Ok((records, found)) => {
             report.warnings = found.warnings;
@@ -298,10 +319,11 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     let applied = apply_phase(store, m, config, opts, &deadline, &report, records, requests, limit, started)
         .instrument(span.clone())
         .await;
-    let (plan, end) = match applied {
+    let (plan, end, (plan_ms, commit_ms)) = match applied {
         Ok(done) => done,
         Err(error) => return Ok(fail_after_fetch(config, report, deadline.explain(error), started)),
     };
+    report.stages = Some(Stages { plan_ms, commit_ms, ..stages });
     report.status = end.status;
     report.counts = end.counts;
     report.unchanged = plan.unchanged;
@@ -413,7 +435,7 @@ async fn apply_phase(
     requests: Vec<RequestRow>,
     limit: crate::config::Limit,
     started: Instant,
-) -> Result<(Plan, RunEnd), RunError> {
+) -> Result<(Plan, RunEnd, (u64, u64)), RunError> {
     let integration = m.name.clone();
     let limit_secs = deadline.limit.as_secs();
     // A full name fills first and last name: those are what an update compares.
@@ -446,7 +468,9 @@ async fn apply_phase(
             ignored_emails: &ignored,
             auto_clear_email,
         };
+        let planning = Instant::now();
         let (pending, plan) = store.plan_run(run_id, &records, &opts_plan)?;
+        let plan_ms = planning.elapsed().as_millis() as u64;
         let stopped = cancel.is_cancelled().then(|| match timed_out.load(Ordering::SeqCst) {
             true => RunError::TimedOut(limit_secs),
             false => RunError::Cancelled,
@@ -471,8 +495,9 @@ async fn apply_phase(
             .collect();
         let duration_ms = Some(started.elapsed().as_millis() as i64);
         let end = RunEnd { status, duration_ms, warnings, counts, error, skips, requests };
+        let committing = Instant::now();
         pending.finish(&end)?;
-        Ok::<_, StoreError>((plan, end))
+        Ok::<_, StoreError>((plan, end, (plan_ms, committing.elapsed().as_millis() as u64)))
     })
     .await;
     match applied {
