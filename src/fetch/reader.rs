@@ -27,9 +27,12 @@ pub(super) enum Page {
     Items(Vec<Value>),
 }
 
+/// What reading gave: the records, the first record as sent, and the milliseconds it took.
+type Read = (RecordArena, Option<Value>, u64);
+
 pub(super) struct Reader {
     queue: Option<mpsc::Sender<Page>>,
-    thread: JoinHandle<Result<(RecordArena, Option<Value>, u64), FetchError>>,
+    thread: JoinHandle<Result<Read, FetchError>>,
 }
 
 impl Reader {
@@ -89,7 +92,7 @@ impl Reader {
 
     /// Waits for every page handed over to be read: the records, the first
     /// record as the source sent it, and the milliseconds spent reading.
-    pub async fn finish(mut self) -> Result<(RecordArena, Option<Value>, u64), FetchError> {
+    pub async fn finish(mut self) -> Result<Read, FetchError> {
         self.queue = None;
         match self.thread.await {
             Ok(result) => result,
