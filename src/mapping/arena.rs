@@ -10,7 +10,7 @@
 use hashbrown::HashTable;
 use serde_json::{Map, Value};
 
-use super::{Extra, Mapped, Record, put_str, put_varint, sorted_extras, take_str, take_varint};
+use super::{Extra, Mapped, Record, presence_mask, put_str, put_varint, sorted_extras, take_str, take_varint};
 use crate::user::{Field, TEXT_COLUMNS};
 
 /// Mapped records, packed. Chunks never move once written, so growing never
@@ -147,22 +147,7 @@ impl RecordArena {
     /// dictionary number), the extra fields (key number and value) in content
     /// order, and the problem.
     fn pack(&mut self, m: &Mapped<'_>, out: &mut Vec<u8>) {
-        let mut mask = 0u16;
-        for (bit, text) in m.texts.iter().enumerate() {
-            if text.is_some() {
-                mask |= 1 << bit;
-            }
-        }
-        if let Some(a) = m.active {
-            mask |= HAS_ACTIVE | if a { ACTIVE } else { 0 };
-        }
-        if !m.extra.is_empty() {
-            mask |= HAS_EXTRA;
-        }
-        if m.problem.is_some() {
-            mask |= HAS_PROBLEM;
-        }
-        out.extend_from_slice(&mask.to_le_bytes());
+        out.extend_from_slice(&presence_mask(m).to_le_bytes());
         for (slot, text) in m.texts.iter().enumerate() {
             if let Some(text) = text {
                 match self.dict.id(slot, text) {

@@ -43,7 +43,10 @@ fn encode(r: &Record, bytes: &mut Vec<u8>) {
     encode_mapped(&Mapped::from_record(r), bytes);
 }
 
-fn encode_mapped(m: &Mapped<'_>, bytes: &mut Vec<u8>) {
+/// What a record has: a bit per present text (in `TEXT_COLUMNS` order), then
+/// `active` and its value, extra fields, a problem. The packed and the content
+/// form both start with it.
+fn presence_mask(m: &Mapped<'_>) -> u16 {
     let mut mask = 0u16;
     for (bit, text) in m.texts.iter().enumerate() {
         if text.is_some() {
@@ -59,7 +62,11 @@ fn encode_mapped(m: &Mapped<'_>, bytes: &mut Vec<u8>) {
     if m.problem.is_some() {
         mask |= HAS_PROBLEM;
     }
-    bytes.extend_from_slice(&mask.to_le_bytes());
+    mask
+}
+
+fn encode_mapped(m: &Mapped<'_>, bytes: &mut Vec<u8>) {
+    bytes.extend_from_slice(&presence_mask(m).to_le_bytes());
     for text in m.texts.iter().flatten() {
         put_str(bytes, text);
     }

@@ -146,7 +146,7 @@ impl Checker<'_> {
         };
         let record = match obj.get("record") {
             Some(r @ Value::Object(_)) => {
-                self.push_templates(r, &format!("{at}/record"), ids);
+                self.data_templates(r, &format!("{at}/record"), &self.push_scope(ids, false));
                 Some(r.clone())
             }
             Some(other) => {
@@ -163,23 +163,6 @@ impl Checker<'_> {
             }
         };
         Some(PushMode::Bulk { request: request?, batch: batch? as usize, list_key: list_key?, record: record? })
-    }
-
-    fn push_templates(&mut self, v: &Value, at: &str, ids: &BTreeSet<String>) {
-        match v {
-            Value::String(s) => self.template(s, at, &self.push_scope(ids, false)),
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    self.push_templates(item, &format!("{at}/{i}"), ids);
-                }
-            }
-            Value::Object(map) => {
-                for (k, item) in map {
-                    self.push_templates(item, &format!("{at}/{}", pointer_token(k)), ids);
-                }
-            }
-            _ => {}
-        }
     }
 
     fn push_select(&mut self, v: Option<&Value>) -> PushSelect {

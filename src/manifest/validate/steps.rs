@@ -157,7 +157,7 @@ impl Checker<'_> {
         Some(Polling { interval, amount })
     }
 
-    fn data_templates(&mut self, v: &Value, at: &str, scope: &Scope) {
+    pub(super) fn data_templates(&mut self, v: &Value, at: &str, scope: &Scope) {
         match v {
             Value::String(s) => self.template(s, at, scope),
             Value::Array(items) => {
