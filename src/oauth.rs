@@ -216,7 +216,7 @@ impl Callback {
 pub async fn complete(m: &Manifest, config: &Config, callback: &Callback) -> Result<StoredToken, CallbackError> {
     let store = Store::open(&config.database).map_err(OAuthError::from)?;
     let Some(state) = &callback.state else { return Err(CallbackError::State) };
-    let Some(pending) = store.take_state(state, &m.name).map_err(OAuthError::from)? else {
+    let Some(redirect_url) = store.take_state(state, &m.name).map_err(OAuthError::from)? else {
         return Err(CallbackError::State);
     };
     if let Some(e) = &callback.error {
@@ -226,7 +226,7 @@ pub async fn complete(m: &Manifest, config: &Config, callback: &Callback) -> Res
     if callback.code.is_none() && !o.without_code {
         return Err(CallbackError::NoCode);
     }
-    Ok(exchange(m, config, &pending.redirect_url, callback.code.as_deref()).await?)
+    Ok(exchange(m, config, &redirect_url, callback.code.as_deref()).await?)
 }
 
 /// Why a callback did not end in a stored token.

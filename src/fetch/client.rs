@@ -24,6 +24,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const EXCERPT_BYTES: usize = 500;
 
 /// A request ready to send; the URL and headers are rendered, not yet redacted.
+#[derive(Clone)]
 pub struct Request {
     /// What the trace and errors call it: `step 0`, `page 3`.
     pub label: String,

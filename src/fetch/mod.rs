@@ -3,7 +3,9 @@
 //! page is skimmed here for its next link and record count, then read
 //! straight into the arena on the reader's thread (`reader`, `project`; a
 //! page is parsed whole only when a manifest needs it) while the next page
-//! is fetched; a body is dropped once read.
+//! is fetched; a body is dropped once read. A source's 401 gets one token
+//! renewal and one retry (`token`, which also sends OAuth token requests);
+//! `Composer` renders a push's requests with the same rules.
 //! Nothing here touches the store; a failure anywhere returns an error and
 //! the run applies nothing.
 

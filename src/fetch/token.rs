@@ -126,14 +126,7 @@ impl Fetch<'_> {
             self.client.redactor().add(&label, &value);
         }
         tracing::info!("the source answered 401: renewed the OAuth token and retrying the request once");
-        let mut retry = Request {
-            label: req.label.clone(),
-            method: req.method.clone(),
-            url: req.url.clone(),
-            headers: req.headers.clone(),
-            body: req.body.clone(),
-            allowed: req.allowed.clone(),
-        };
+        let mut retry = req.clone();
         for (field, old_value) in old.as_object().into_iter().flatten() {
             let (Some(old_value), Some(new_value)) = (old_value.as_str(), merged.get(field).and_then(Value::as_str))
             else {

@@ -77,8 +77,6 @@ pub struct Difference {
 pub struct PlannedUpdate {
     #[serde(skip)]
     pub user_id: i64,
-    #[serde(skip)]
-    pub record: u32,
     pub external_id: String,
     pub target_id: Option<String>,
     pub changes: Vec<Difference>,
@@ -115,7 +113,6 @@ pub fn consider(plan: &mut PushPlan, listing: &mut Listing, rules: &[Rule], user
     }
     plan.updates.push(PlannedUpdate {
         user_id: user.id,
-        record: i,
         external_id: external_id.to_string(),
         target_id: listing.target_id(i),
         changes,

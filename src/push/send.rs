@@ -108,11 +108,6 @@ impl Sender {
         std::mem::take(&mut self.done)
     }
 
-    /// Requests that ended so far.
-    pub fn ended(&self) -> u64 {
-        self.sent - self.tasks.len() as u64
-    }
-
     /// Waits for every request in flight; their outcomes and those not taken yet.
     pub async fn finish(&mut self) -> Vec<PushRow> {
         while let Some(joined) = self.tasks.join_next().await {

@@ -1,7 +1,8 @@
 //! One run of one integration: take its lock, record the run, fetch every
 //! page (its progress shown in its row), check the mapping, let the rules
 //! plan in the store's transaction, decide how the run ends (`RunStatus`) and
-//! have the store commit or roll back. The only module that uses both
+//! have the store commit or roll back; a push manifest goes to `push` after
+//! the lock and the row. With `oauth` and `push`, the only modules that use both
 //! `fetch` and `store`, and the one place a run's errors are redacted. A run
 //! that fails anywhere changes no user and leaves a `failed` row with a
 //! one-line, redacted cause and its counts so far.

@@ -260,15 +260,11 @@ impl PushRun<'_> {
                     }
                     let record = listing.record(*i);
                     let target_id = listing.target_id(*i);
-                    composer.set("user", removed_user_context(&record, &names));
+                    // `{{ user.* }}` for a remove: the target's own record (the local user may be gone).
+                    let stand_in =
+                        StoredUser { id: 0, fields: record.fields, active: false, extra: Map::new(), owner: None };
+                    composer.set("user", user_context(&stand_in, &names));
                     composer.set("target", json!({"id": target_id}));
-                    let stand_in = StoredUser {
-                        id: 0,
-                        fields: record.fields.clone(),
-                        active: false,
-                        extra: Map::new(),
-                        owner: None,
-                    };
                     let job = job(&composer, step, Kind::Remove, &stand_in, target_id, &redactor);
                     sender.send(job).await;
                     progress.tick(&mut store, &mut sender)?;
@@ -610,13 +606,6 @@ fn job(
     let request =
         composer.request(step, &format!("push.{}", kind.as_str())).map_err(|e| redactor.redact(&e.to_string()));
     Job { kind, external_id, target_id, request }
-}
-
-/// `{{ user.* }}` for a remove: the target record's own mapped fields (the
-/// local user may be gone or deactivated).
-fn removed_user_context(record: &crate::mapping::Record, names: &[String]) -> Value {
-    let stand_in = StoredUser { id: 0, fields: record.fields.clone(), active: false, extra: Map::new(), owner: None };
-    user_context(&stand_in, names)
 }
 
 /// The extra field names a push manifest's templates use (`user.extra.<name>`).

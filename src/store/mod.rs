@@ -1,6 +1,7 @@
 //! The SQLite store: opening (WAL, busy timeout, migrations), the `runs`
-//! bookkeeping, and the queries commands print. Only this module speaks SQL;
-//! users change only in a run's transaction (`apply`) or an import's (`bulk`).
+//! bookkeeping, and the queries commands print; OAuth tokens and states
+//! (`oauth`); what a push reads and records (`push`). Only this module speaks
+//! SQL; users change only in a run's transaction (`apply`) or an import's (`bulk`).
 
 mod apply;
 mod bulk;
@@ -18,7 +19,7 @@ use serde_json::{Map, Value};
 
 pub use apply::Pending;
 pub use bulk::Metrics;
-pub use oauth::{PendingState, StoredToken};
+pub use oauth::StoredToken;
 pub use push::PushRow;
 
 use crate::outcome::{Counts, RunStatus};

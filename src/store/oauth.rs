@@ -16,13 +16,6 @@ pub struct StoredToken {
     pub updated_at: String,
 }
 
-/// An authorize link's state, taken back by its callback.
-#[derive(Debug, Clone)]
-pub struct PendingState {
-    pub integration: String,
-    pub redirect_url: String,
-}
-
 impl Store {
     pub fn token(&self, integration: &str) -> Result<Option<StoredToken>, StoreError> {
         let row = self
@@ -67,9 +60,10 @@ impl Store {
         Ok(())
     }
 
-    /// Takes `state` back for `integration`: `None` when it was never handed
-    /// out, was used already, belongs to another integration or has expired.
-    pub fn take_state(&self, state: &str, integration: &str) -> Result<Option<PendingState>, StoreError> {
+    /// Takes `state` back for `integration`, with the redirect URL its link
+    /// carried: `None` when it was never handed out, was used already, belongs
+    /// to another integration or has expired.
+    pub fn take_state(&self, state: &str, integration: &str) -> Result<Option<String>, StoreError> {
         let now_secs = chrono::Utc::now().timestamp();
         let row = self
             .conn
@@ -80,7 +74,7 @@ impl Store {
             )
             .optional()?;
         Ok(row.and_then(|(owner, redirect_url, expires_at)| {
-            (owner == integration && expires_at > now_secs).then_some(PendingState { integration: owner, redirect_url })
+            (owner == integration && expires_at > now_secs).then_some(redirect_url)
         }))
     }
 
