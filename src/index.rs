@@ -174,6 +174,11 @@ impl Carriers {
         Some(Carriers { slots })
     }
 
+    /// `n` records no user carries (the store holds no fingerprint at all).
+    pub fn nobody(n: usize) -> Carriers {
+        Carriers { slots: vec![0; n] }
+    }
+
     /// How many records no single user carries (each will need the full path).
     pub fn uncarried(&self) -> usize {
         self.slots.iter().filter(|&&s| s == 0 || s == AMBIGUOUS).count()

@@ -86,11 +86,11 @@ impl Directory for MemoryDirectory {
         Ok(if self.forgetful { None } else { self.fingerprints.get(&id).copied() })
     }
 
-    fn carriers(&mut self, fps: &[u128]) -> Result<Option<Carriers>, String> {
+    fn carriers(&mut self, fps: impl FnOnce() -> Vec<u128>) -> Result<Option<Carriers>, String> {
         if self.forgetful {
             return Ok(None);
         }
-        Ok(Carriers::build(fps, self.fingerprints.iter().map(|(id, fp)| (*id, *fp))))
+        Ok(Carriers::build(&fps(), self.fingerprints.iter().map(|(id, fp)| (*id, *fp))))
     }
 
     fn set_fingerprint(&mut self, id: i64, fp: u128) -> Result<(), String> {
@@ -99,7 +99,7 @@ impl Directory for MemoryDirectory {
         Ok(())
     }
 
-    fn create(&mut self, user: &NewUser, owner: &str) -> Result<i64, String> {
+    fn create(&mut self, user: &NewUser, owner: &str, fp: Option<u128>) -> Result<i64, String> {
         self.check_free(&user.fields, None)?;
         let id = self.max_id + 1;
         self.users.push(StoredUser {
@@ -110,6 +110,9 @@ impl Directory for MemoryDirectory {
             owner: Some(owner.to_string()),
         });
         self.index(self.users.len() - 1);
+        if let Some(fp) = fp {
+            self.fingerprints.insert(id, fp);
+        }
         Ok(id)
     }
 

@@ -30,6 +30,11 @@ pub trait Directory {
     type Error;
     /// The user holding `value` in `key` (`Field::Email`, case-insensitive, or `Field::ExternalId`).
     fn find(&mut self, key: Field, value: &str) -> Result<Option<StoredUser>, Self::Error>;
+    /// `find` for a caller that never reads the owner: `owner` may be `None`
+    /// though an integration owns the user (a directory may save the search).
+    fn find_without_owner(&mut self, key: Field, value: &str) -> Result<Option<StoredUser>, Self::Error> {
+        self.find(key, value)
+    }
     /// Whether any user holds `value` in `key`: `find` without reading the user.
     fn holds(&mut self, key: Field, value: &str) -> Result<bool, Self::Error> {
         Ok(self.find_id(key, value)?.is_some())
@@ -43,10 +48,11 @@ pub trait Directory {
     fn holder_of_record(&mut self, _i: usize, _key: Field) -> Result<Holder, Self::Error> {
         Ok(Holder::Unknown)
     }
-    /// For each fingerprint in `fps` (one per record), the user carrying it
-    /// now, when the directory can answer for all of them at once (one pass
-    /// instead of a lookup per record); `None` when it cannot.
-    fn carriers(&mut self, _fps: &[u128]) -> Result<Option<Carriers>, Self::Error> {
+    /// For each record's fingerprint (`fps` computes them, one per record,
+    /// when the directory needs them), the user carrying it now, when the
+    /// directory can answer for all of them at once (one pass instead of a
+    /// lookup per record); `None` when it cannot.
+    fn carriers(&mut self, _fps: impl FnOnce() -> Vec<u128>) -> Result<Option<Carriers>, Self::Error> {
         Ok(None)
     }
     /// The fingerprint `set_fingerprint` left on user `id`, unless the user
@@ -54,8 +60,8 @@ pub trait Directory {
     fn fingerprint(&mut self, id: i64) -> Result<Option<u128>, Self::Error>;
     /// Notes that user `id` holds exactly what the record with fingerprint `fp` wrote.
     fn set_fingerprint(&mut self, id: i64, fp: u128) -> Result<(), Self::Error>;
-    /// Adds a user owned by `owner`; returns its id.
-    fn create(&mut self, user: &NewUser, owner: &str) -> Result<i64, Self::Error>;
+    /// Adds a user owned by `owner` (with `fp`, carrying that fingerprint); returns its id.
+    fn create(&mut self, user: &NewUser, owner: &str, fp: Option<u128>) -> Result<i64, Self::Error>;
     /// Writes a user's fields, `active` and `extra_fields`; with `adopt`, `owner` takes it.
     fn update(&mut self, update: &Update, owner: &str) -> Result<(), Self::Error>;
     fn clear_email(&mut self, id: i64) -> Result<(), Self::Error>;
@@ -201,8 +207,7 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
     // A create never reads or writes fingerprints.
     let fp_of = |i: usize| if opts.action == Action::Create { 0 } else { records.fingerprint(i, context.as_bytes()) };
     if opts.action != Action::Create {
-        let fps: Vec<u128> = (0..records.count()).map(fp_of).collect();
-        planner.carriers = planner.dir.carriers(&fps)?;
+        planner.carriers = planner.dir.carriers(|| (0..records.count()).map(fp_of).collect())?;
     }
     let mut waiting: Vec<(Record, String, u128)> = Vec::new();
     for i in 0..records.count() {
@@ -455,6 +460,17 @@ impl<'a, D: Directory> Planner<'a, D> {
         }
     }
 
+    /// The user holding `value`, record `r`'s own value in `key` (with its
+    /// owner when `owner`): "nobody" comes from the directory's record index
+    /// when it has one, without a search.
+    fn find_own(&mut self, r: &Record, key: Field, value: &str, owner: bool) -> Result<Option<StoredUser>, D::Error> {
+        match self.dir.holder_of_record(r.index, key)? {
+            Holder::Nobody => Ok(None),
+            Holder::User(_) | Holder::Unknown if owner => self.dir.find(key, value),
+            Holder::User(_) | Holder::Unknown => self.dir.find_without_owner(key, value),
+        }
+    }
+
     /// Creates the record's user; with `fp`, notes the fingerprint on it.
     fn add_new_user(&mut self, r: &Record, fp: Option<u128>) -> Step<D::Error> {
         if let Some(email) = &r.fields.email
@@ -474,11 +490,8 @@ impl<'a, D: Directory> Planner<'a, D> {
             active: r.active.unwrap_or(true),
             extra: r.extra.clone(),
         };
-        let id = self.dir.create(&user, self.opts.integration)?;
+        let id = self.dir.create(&user, self.opts.integration, fp)?;
         self.touched.insert(id);
-        if let Some(fp) = fp {
-            self.dir.set_fingerprint(id, fp)?;
-        }
         self.matched.insert(id);
         self.plan.n_created += 1;
         keep(&mut self.plan.creates, user);
@@ -487,7 +500,8 @@ impl<'a, D: Directory> Planner<'a, D> {
 
     fn update(&mut self, r: &Record, fp: u128) -> Step<D::Error> {
         let email = r.fields.email.as_deref().unwrap_or_default();
-        let Some(user) = self.dir.find(Field::Email, email)? else {
+        // An update never reads or changes who owns a user.
+        let Some(user) = self.find_own(r, Field::Email, email, false)? else {
             return Ok(Err("no user with this email".into()));
         };
         let mut extra = user.extra.clone();
@@ -543,7 +557,7 @@ impl<'a, D: Directory> Planner<'a, D> {
 
     fn sync(&mut self, r: &Record, key: &str, fp: u128) -> Step<D::Error> {
         let key_field = if self.opts.match_on == MatchOn::Email { Field::Email } else { Field::ExternalId };
-        let Some(user) = self.dir.find(key_field, key)? else {
+        let Some(user) = self.find_own(r, key_field, key, true)? else {
             if let Err(refusal) = self.claim_email(r, None)? {
                 return Ok(Err(refusal));
             }
@@ -604,7 +618,7 @@ impl<'a, D: Directory> Planner<'a, D> {
     /// clears another user's email with `auto_clear_email`, or refuses.
     fn claim_email(&mut self, r: &Record, me: Option<i64>) -> Step<D::Error> {
         let Some(email) = &r.fields.email else { return Ok(Ok(())) };
-        if !self.dir.holds(Field::Email, email)? {
+        if !self.held(r, Field::Email)? {
             return Ok(Ok(()));
         }
         let Some(holder) = self.dir.find(Field::Email, email)?.filter(|h| Some(h.id) != me) else {

@@ -213,23 +213,55 @@ impl<'t> SqlDirectory<'t> {
             .optional()
     }
 
-    fn user_by_id(&mut self, id: i64) -> rusqlite::Result<Option<StoredUser>> {
-        self.tx.prepare_cached(&const_format(SELECT_USER, " WHERE u.id = ?1"))?.query_row([id], stored_user).optional()
+    fn user_by_id(&mut self, id: i64, owner: bool) -> rusqlite::Result<Option<StoredUser>> {
+        let sql = if owner { select_user!(OWNER, "u.id = ?1") } else { select_user!("NULL", "u.id = ?1") };
+        self.tx.prepare_cached(sql)?.query_row([id], stored_user).optional()
+    }
+
+    /// `find`, reading the user's owner only when asked (a second B-tree search per user).
+    fn find_user(&mut self, key: Field, value: &str, owner: bool) -> rusqlite::Result<Option<StoredUser>> {
+        match self.cached_holder(key, value)? {
+            Holder::Nobody => return Ok(None),
+            Holder::User(id) => return self.user_by_id(id, owner),
+            Holder::Unknown => {}
+        }
+        // `email` is COLLATE NOCASE, so this uses its unique index case-insensitively.
+        let sql = match (key, owner) {
+            (Field::Email, true) => select_user!(OWNER, "u.email = ?1"),
+            (Field::Email, false) => select_user!("NULL", "u.email = ?1"),
+            (_, true) => select_user!(OWNER, "u.external_id = ?1"),
+            (_, false) => select_user!("NULL", "u.external_id = ?1"),
+        };
+        self.tx.prepare_cached(sql)?.query_row([value], stored_user).optional()
     }
 }
 
-// The owner comes from a scalar subquery, not a LEFT JOIN: SQLite re-prepares
-// this LEFT JOIN on every execution once the table has changed (measured with
-// SQLITE_STMTSTATUS_REPREPARE), which tripled the time of a large run.
-const SELECT_USER: &str = "SELECT u.id, u.email, u.first_name, u.last_name, u.external_id, u.username, u.phone, u.job,
-        u.department, u.extra_fields, u.active, (SELECT o.integration FROM ownership o WHERE o.user_id = u.id)
-     FROM users u";
+/// A user row as `stored_user_columns` reads it, filtered by `$filter`, with
+/// `$owner` as its owner column: the owning integration (`OWNER`) or NULL.
+macro_rules! select_user {
+    (OWNER, $filter:literal) => {
+        // A scalar subquery, not a LEFT JOIN: SQLite re-prepares this LEFT JOIN
+        // on every execution once the table has changed (measured with
+        // SQLITE_STMTSTATUS_REPREPARE), which tripled the time of a large run.
+        select_user!("(SELECT o.integration FROM ownership o WHERE o.user_id = u.id)", $filter)
+    };
+    ($owner:literal, $filter:literal) => {
+        concat!(
+            "SELECT u.id, u.email, u.first_name, u.last_name, u.external_id, u.username, u.phone, u.job,
+                    u.department, u.extra_fields, u.active, ",
+            $owner,
+            " FROM users u WHERE ",
+            $filter
+        )
+    };
+}
+use select_user;
 
 fn stored_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
     stored_user_columns(r)
 }
 
-/// A user from the first 12 columns of a row shaped like `SELECT_USER`.
+/// A user from the first 12 columns of a row shaped like `select_user!`.
 pub(super) fn stored_user_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
     let extra: String = r.get(9)?;
     Ok(StoredUser {
@@ -258,17 +290,11 @@ impl Directory for SqlDirectory<'_> {
     type Error = rusqlite::Error;
 
     fn find(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<StoredUser>> {
-        match self.cached_holder(key, value)? {
-            Holder::Nobody => return Ok(None),
-            Holder::User(id) => return self.user_by_id(id),
-            Holder::Unknown => {}
-        }
-        let sql = match key {
-            // `email` is COLLATE NOCASE, so this uses its unique index case-insensitively.
-            Field::Email => const_format(SELECT_USER, " WHERE u.email = ?1"),
-            _ => const_format(SELECT_USER, " WHERE u.external_id = ?1"),
-        };
-        self.tx.prepare_cached(&sql)?.query_row([value], stored_user).optional()
+        self.find_user(key, value, true)
+    }
+
+    fn find_without_owner(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<StoredUser>> {
+        self.find_user(key, value, false)
     }
 
     fn holder_of_record(&mut self, i: usize, key: Field) -> rusqlite::Result<Holder> {
@@ -278,11 +304,18 @@ impl Directory for SqlDirectory<'_> {
         Ok(self.keys(key, eager)?.map_or(Holder::Unknown, |c| c.holder_of(i)))
     }
 
-    fn carriers(&mut self, fps: &[u128]) -> rusqlite::Result<Option<Carriers>> {
+    fn carriers(&mut self, fps: impl FnOnce() -> Vec<u128>) -> rusqlite::Result<Option<Carriers>> {
         self.eager = false;
         if !self.prefetch {
             return Ok(None);
         }
+        // No user carries a fingerprint (a first sync or update): no record
+        // is settled by one, nor worth digesting before it is written.
+        if !self.tx.query_row("SELECT EXISTS (SELECT 1 FROM applied)", [], |r| r.get::<_, bool>(0))? {
+            self.load_after = 0;
+            return Ok(Some(Carriers::nobody(self.records.len())));
+        }
+        let fps = fps();
         let mut stmt = self.tx.prepare("SELECT user_id, fingerprint FROM applied")?;
         let mut rows = stmt.query([])?;
         let mut failed = None;
@@ -304,7 +337,7 @@ impl Directory for SqlDirectory<'_> {
                 return None;
             }
         });
-        let carriers = Carriers::build(fps, pairs);
+        let carriers = Carriers::build(&fps, pairs);
         // Every record no user carries will be looked up: when that is more
         // than a scan is worth, scan at the first lookup instead of after `load_after`.
         if let Some(c) = &carriers
@@ -350,7 +383,7 @@ impl Directory for SqlDirectory<'_> {
         Ok(self.find_id(key, value)?.is_some())
     }
 
-    fn create(&mut self, user: &NewUser, owner: &str) -> rusqlite::Result<i64> {
+    fn create(&mut self, user: &NewUser, owner: &str, fp: Option<u128>) -> rusqlite::Result<i64> {
         let [email, first, last, ext, username, phone, job, dept] = text_values(&user.fields);
         let extra = Value::Object(user.extra.clone()).to_string();
         self.tx
@@ -378,6 +411,12 @@ impl Directory for SqlDirectory<'_> {
         self.tx
             .prepare_cached("INSERT INTO ownership (user_id, integration) VALUES (?1, ?2)")?
             .execute(params![id, owner])?;
+        // Nor an `applied` row (a user's row goes with it): a plain INSERT too.
+        if let Some(fp) = fp {
+            self.tx
+                .prepare_cached("INSERT INTO applied (user_id, fingerprint) VALUES (?1, ?2)")?
+                .execute(params![id, fp.to_le_bytes().as_slice()])?;
+        }
         self.note_created(Field::Email, user.record, email, id);
         self.note_created(Field::ExternalId, user.record, ext, id);
         Ok(id)
@@ -505,10 +544,6 @@ impl Directory for SqlDirectory<'_> {
 
 fn deactivation_label(id: i64, email: Option<String>, ext: Option<String>) -> String {
     email.or_else(|| ext.map(|x| format!("external_id {x}"))).unwrap_or_else(|| format!("user #{id}"))
-}
-
-fn const_format(a: &str, b: &str) -> String {
-    format!("{a}{b}")
 }
 
 pub(super) fn write_run_end(tx: &Connection, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
