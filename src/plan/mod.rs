@@ -193,7 +193,7 @@ pub(crate) fn label(user: &StoredUser) -> String {
 /// tried again after the others, and again while retries make progress: a
 /// later record may free the value (emails that move between people in one
 /// export), and the outcome must not depend on record order.
-pub fn plan<D: Directory, R: Records + ?Sized>(
+pub fn plan<D: Directory, R: Records + Sync + ?Sized>(
     records: &R,
     dir: &mut D,
     opts: &PlanOptions<'_>,
@@ -207,7 +207,7 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
     // A create never reads or writes fingerprints.
     let fp_of = |i: usize| if opts.action == Action::Create { 0 } else { records.fingerprint(i, context.as_bytes()) };
     if opts.action != Action::Create {
-        planner.carriers = planner.dir.carriers(|| (0..records.count()).map(fp_of).collect())?;
+        planner.carriers = planner.dir.carriers(|| fingerprints(records, context.as_bytes()))?;
     }
     let mut waiting: Vec<(Record, String, u128)> = Vec::new();
     for i in 0..records.count() {
@@ -254,6 +254,30 @@ pub fn plan<D: Directory, R: Records + ?Sized>(
         planner.plan.deactivations = sample;
     }
     Ok(planner.plan)
+}
+
+/// Every record's fingerprint, for `Directory::carriers`. A large run splits
+/// the work across the machine's cores (at most 4): nothing else runs while
+/// a plan starts, and on one core it took 0.36 s of a 10% update of a million.
+fn fingerprints<R: Records + Sync + ?Sized>(records: &R, context: &[u8]) -> Vec<u128> {
+    let n = records.count();
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(4);
+    let mut fps = vec![0u128; n];
+    if n < 50_000 || threads < 2 {
+        fps.iter_mut().enumerate().for_each(|(i, fp)| *fp = records.fingerprint(i, context));
+        return fps;
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (k, part) in fps.chunks_mut(chunk).enumerate() {
+            s.spawn(move || {
+                for (j, fp) in part.iter_mut().enumerate() {
+                    *fp = records.fingerprint(k * chunk + j, context);
+                }
+            });
+        }
+    });
+    fps
 }
 
 /// Records whose match key an earlier record already used, with that earlier

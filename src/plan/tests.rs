@@ -278,3 +278,16 @@ fn sync_email_conflicts_need_auto_clear() {
     assert_eq!(p.cleared_emails[0].user_id, 2);
     assert_eq!(p.updates[0].fields.email.as_deref(), Some("taken@x.io"));
 }
+
+/// A large run's fingerprints, computed in parts on several threads, are
+/// each record's own, in record order.
+#[test]
+fn fingerprints_split_across_threads_stay_in_record_order() {
+    let records: Vec<Record> = (0..60_001).map(|i| record(i, &format!("u{i}@acme.example"), "F", "L")).collect();
+    let fps = fingerprints(&records[..], b"ctx");
+    assert_eq!(fps.len(), records.len());
+    for (i, fp) in fps.iter().enumerate() {
+        assert_eq!(*fp, records[..].fingerprint(i, b"ctx"), "record {i}");
+    }
+    assert_eq!(fps.iter().collect::<HashSet<_>>().len(), records.len(), "all distinct");
+}

@@ -374,7 +374,13 @@ impl Directory for SqlDirectory<'_> {
 
     fn set_fingerprint(&mut self, id: i64, fp: u128) -> rusqlite::Result<()> {
         self.tx
-            .prepare_cached("INSERT OR REPLACE INTO applied (user_id, fingerprint) VALUES (?1, ?2)")?
+            // An upsert, not INSERT OR REPLACE: the row written is usually gone
+            // (a trigger drops it when the user changes), and REPLACE's delete
+            // path costs even when there is nothing to delete.
+            .prepare_cached(
+                "INSERT INTO applied (user_id, fingerprint) VALUES (?1, ?2)
+                 ON CONFLICT (user_id) DO UPDATE SET fingerprint = excluded.fingerprint",
+            )?
             .execute(params![id, fp.to_le_bytes().as_slice()])?;
         Ok(())
     }

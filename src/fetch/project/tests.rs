@@ -141,6 +141,26 @@ fn bad_json_is_an_error() {
     assert!(p.skim(br#"{"employees": [{"e": "a@b.io",}]}"#, &m).is_err(), "structure is checked");
 }
 
+/// A read takes a page that is UTF-8 throughout as text, and any other page
+/// as bytes, where every string it walks (kept or skipped) is checked as it
+/// was before: the same records, the same errors. A skim checks structure only.
+#[test]
+fn a_page_reads_alike_as_text_or_as_bytes() {
+    let m = manifest("employees", None, json!({"email": "e"}));
+    let p = Projection::new(&m).unwrap();
+    let page = |e: &[u8], other: &[u8]| [br#"{"employees": [{"e": ""#, e, br#"", "o": ""#, other, br#""}]}"#].concat();
+    let read = |body: &[u8]| {
+        let mut arena = RecordArena::default();
+        p.read(body, &m, &mut arena).map(|_| arena.iter().map(|r| r.fields.email).collect::<Vec<_>>())
+    };
+    let ok = vec![Some("a@b.io".to_string())];
+    assert_eq!(read(&page(b"a@b.io", "\u{e9}t\u{e9}".as_bytes())).unwrap(), ok, "a UTF-8 page");
+    let bad = read(&page(b"a@b.io", b"x\xffy")).unwrap_err().to_string();
+    assert!(bad.contains("invalid unicode code point"), "a bad byte in a skipped string: {bad}");
+    assert!(read(&page(b"a\xff@b.io", b"x")).is_err(), "a bad byte in a read string");
+    assert!(p.skim(&page(b"a\xff@b.io", b"x"), &m).is_ok(), "a skim checks structure only");
+}
+
 mod fuzz {
     use proptest::prelude::*;
 
