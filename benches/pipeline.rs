@@ -667,6 +667,22 @@ fn main() {
         let rss = if rss > 0.0 { format!("{rss:.0}") } else { "".into() };
         println!("| {} | {} | {secs:.2} | {:.0} | {rss} | {} | {ratio} |", r.n, r.what, r.n as f64 / secs, r.written);
     }
+    if runs > 1 {
+        // The spread behind each median: a VM's neighbours move single runs by 10% and more.
+        println!("\neach run's own x floor (its floor in the first row):");
+        println!("\n| N | what |{}", (1..=runs).map(|k| format!(" run {k} |")).collect::<String>());
+        println!("|---:|---|{}", "---:|".repeat(runs));
+        for (i, r) in all[0].iter().enumerate() {
+            let cells: String = if r.what.contains("floor: fetch + typed parse + insert") {
+                all.iter().map(|rows| format!(" {:.2} s |", rows[i].secs)).collect()
+            } else if r.floor > 0.0 && !r.what.contains("floor") {
+                all.iter().map(|rows| format!(" {:.2} |", rows[i].secs / rows[i].floor)).collect()
+            } else {
+                continue;
+            };
+            println!("| {} | {} |{cells}", r.n, r.what);
+        }
+    }
     println!("\nwhere the time goes (seconds; read is the reader's mapping, overlapping fetch):");
     println!("\n| N | what | wall | fetch | read | check | plan + writes | commit |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");

@@ -284,24 +284,28 @@ impl RecordArena {
         }
         if mask & HAS_EXTRA != 0 {
             let n = take_varint(&mut cur);
-            let mut json = Vec::with_capacity(32 * n as usize + 2);
-            json.push(b'{');
+            // The object is written in place and its length then rotated in
+            // before it: the same bytes as writing it apart, with no buffer.
+            let start = out.len();
+            out.push(b'{');
             for k in 0..n {
                 if k > 0 {
-                    json.push(b',');
+                    out.push(b',');
                 }
                 let key = take_varint(&mut cur) as usize;
-                json.extend_from_slice(self.keys.get(key).map_or("\"\"", |(_, j)| j).as_bytes());
-                json.push(b':');
+                out.extend_from_slice(self.keys.get(key).map_or("\"\"", |(_, j)| j).as_bytes());
+                out.push(b':');
                 match self.take_value(&mut cur) {
-                    (text, true) => json.extend_from_slice(text.as_bytes()),
+                    (text, true) => out.extend_from_slice(text.as_bytes()),
                     // A string always serializes.
-                    (text, false) => drop(serde_json::to_writer(&mut json, text)),
+                    (text, false) => drop(serde_json::to_writer(&mut *out, text)),
                 }
             }
-            json.push(b'}');
-            put_varint(out, json.len() as u64);
-            out.extend_from_slice(&json);
+            out.push(b'}');
+            let end = out.len();
+            put_varint(out, (end - start) as u64);
+            let len_bytes = out.len() - end;
+            out[start..].rotate_right(len_bytes);
         }
         if mask & HAS_PROBLEM != 0 {
             put_str(out, take_str(&mut cur));

@@ -130,7 +130,12 @@ pub trait Records {
     /// Field `c` of record `i`, or `None` when it is absent or the record has a problem.
     fn key(&self, i: usize, c: Field) -> Option<&str>;
     /// `digest(context, content of record i)`.
-    fn fingerprint(&self, i: usize, context: &[u8]) -> u128;
+    fn fingerprint(&self, i: usize, context: &[u8]) -> u128 {
+        self.fingerprint_with(i, context, &mut Vec::with_capacity(256))
+    }
+    /// `fingerprint`, building the content in `scratch` (cleared first): a
+    /// caller digesting many records allocates once.
+    fn fingerprint_with(&self, i: usize, context: &[u8], scratch: &mut Vec<u8>) -> u128;
 }
 
 impl Records for RecordArena {
@@ -143,10 +148,10 @@ impl Records for RecordArena {
     fn key(&self, i: usize, c: Field) -> Option<&str> {
         self.field(i, c)
     }
-    fn fingerprint(&self, i: usize, context: &[u8]) -> u128 {
-        let mut bytes = Vec::with_capacity(256);
-        self.content(i, &mut bytes);
-        digest(context, &bytes)
+    fn fingerprint_with(&self, i: usize, context: &[u8], scratch: &mut Vec<u8>) -> u128 {
+        scratch.clear();
+        self.content(i, scratch);
+        digest(context, scratch)
     }
 }
 
@@ -161,10 +166,10 @@ impl Records for [Record] {
         let r = &self[i];
         if r.problem.is_some() { None } else { r.fields.get(c) }
     }
-    fn fingerprint(&self, i: usize, context: &[u8]) -> u128 {
-        let mut bytes = Vec::new();
-        encode(&self[i], &mut bytes);
-        digest(context, &bytes)
+    fn fingerprint_with(&self, i: usize, context: &[u8], scratch: &mut Vec<u8>) -> u128 {
+        scratch.clear();
+        encode(&self[i], scratch);
+        digest(context, scratch)
     }
 }
 
