@@ -141,7 +141,8 @@ impl Projection {
         // A read checks the whole page's UTF-8 at once (fast on ASCII) so
         // that no string is checked again as it is read: a sixth of a read's
         // time went to checking strings one by one. A page that is not UTF-8
-        // throughout is read from bytes, where only the strings read must be.
+        // throughout is read from bytes as before, each string it walks
+        // (kept or skipped) checked then: the same records and errors.
         match (!skim).then(|| std::str::from_utf8(body)) {
             Some(Ok(text)) => {
                 let mut de = serde_json::Deserializer::from_str(text);
