@@ -2,7 +2,8 @@
 //! `SqlDirectory` over that transaction: a user is looked up by index when a
 //! record needs it (or, in a large run, found in one scan: fingerprints in
 //! `applied`, the records' own keys in `prefetch`), and each decision is
-//! written as it is made, so a run never loads every user. The transaction
+//! written as it is made (new users' ownership and fingerprint rows 64 at a
+//! time, before anything reads them), so a run never loads every user. The transaction
 //! then waits as a `Pending` until the caller (`run`) has decided how the run
 //! ends: an `ok` run commits its changes together with its `runs` row; any
 //! other status rolls back every change and records only its `runs` row.
