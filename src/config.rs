@@ -39,7 +39,7 @@ struct RawConfig {
     #[serde(default)]
     oauth: OAuthConfig,
     #[serde(default)]
-    push: PushConfig,
+    push: RawPush,
 }
 
 /// `[oauth]`: where an authorization sends the browser back.
@@ -51,18 +51,45 @@ pub struct OAuthConfig {
     pub redirect_url: Option<String>,
 }
 
-/// `[push]`: how a push sends its requests.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawPush {
+    concurrency: usize,
+    max_remove: Option<toml::Value>,
+}
+
+impl Default for RawPush {
+    fn default() -> Self {
+        Self { concurrency: 4, max_remove: None }
+    }
+}
+
+/// `[push]`: how a push sends its requests, and how many removes it makes without `--force`.
+#[derive(Debug, Clone, Copy)]
 pub struct PushConfig {
     /// Push requests in flight at once.
     pub concurrency: usize,
+    /// Removes a push applies without `--force`; a manifest's own `max_remove` wins.
+    pub max_remove: Limit,
 }
 
 impl Default for PushConfig {
     fn default() -> Self {
-        Self { concurrency: 4 }
+        Self { concurrency: 4, max_remove: DEFAULT_LIMIT }
     }
+}
+
+/// `max_deactivate` and `max_remove` when neither config nor manifest sets one.
+const DEFAULT_LIMIT: Limit = Limit::Percent(10.0);
+
+/// A limit from the config, or `DEFAULT_LIMIT` with a problem at `pointer` when it is not one.
+fn config_limit(value: Option<&toml::Value>, pointer: &str, problem: &mut impl FnMut(&str, String)) -> Limit {
+    let Some(value) = value else { return DEFAULT_LIMIT };
+    let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    Limit::parse(&json).unwrap_or_else(|reason| {
+        problem(pointer, reason);
+        DEFAULT_LIMIT
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +229,32 @@ impl Limit {
     }
 }
 
+/// What a run would do past its limit: `n` of `of`, where the limit allows `allowed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Over {
+    pub n: u64,
+    pub of: u64,
+    pub allowed: u64,
+    pub limit: Limit,
+}
+
+impl Limit {
+    /// Whether `n` of `of` (deactivations of owned active users, removes of
+    /// target users, revokes of accounts) is over this limit: the one check
+    /// behind `max_deactivate`, `max_remove` and `max_revoke`.
+    pub fn check(self, n: u64, of: u64) -> Option<Over> {
+        let allowed = self.allowed(of);
+        (n > allowed).then_some(Over { n, of, allowed, limit: self })
+    }
+}
+
+impl Over {
+    /// "`verb` N of M `what`, over `key` L (A)": why a run is held.
+    pub fn describe(&self, verb: &str, what: &str, key: &str) -> String {
+        format!("{verb} {} of {} {what}, over {key} {} ({})", self.n, self.of, self.limit, self.allowed)
+    }
+}
+
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -317,16 +370,8 @@ impl Config {
                 Tz::UTC
             }),
         };
-        let max_deactivate = match &raw.sync.max_deactivate {
-            None => Limit::Percent(10.0),
-            Some(value) => {
-                let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-                Limit::parse(&json).unwrap_or_else(|reason| {
-                    problem("/sync/max_deactivate", reason);
-                    Limit::Percent(10.0)
-                })
-            }
-        };
+        let max_deactivate = config_limit(raw.sync.max_deactivate.as_ref(), "/sync/max_deactivate", &mut problem);
+        let max_remove = config_limit(raw.push.max_remove.as_ref(), "/push/max_remove", &mut problem);
         if raw.max_concurrent_runs == Some(0) {
             problem("/max_concurrent_runs", "must be at least 1".into());
         }
@@ -407,7 +452,7 @@ impl Config {
             },
             csv_escape_formulas: raw.export.csv_escape_formulas,
             oauth: raw.oauth,
-            push: raw.push,
+            push: PushConfig { concurrency: raw.push.concurrency, max_remove },
             secrets,
         })
     }

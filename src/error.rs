@@ -14,7 +14,7 @@ pub enum Error {
     Usage(String),
     /// The store could not be opened, or is locked, read-only or from a newer rosterd.
     #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::port::StoreError),
     /// A run was attempted and did not succeed (failed, held or skipped).
     #[error("{0}")]
     RunFailed(String),

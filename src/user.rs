@@ -122,6 +122,15 @@ pub struct StoredUser {
     pub owner: Option<String>,
 }
 
+/// `first last`, or just `first`.
+pub fn full_name(first: Option<&str>, last: Option<&str>) -> String {
+    match (first.unwrap_or(""), last.unwrap_or("")) {
+        (f, "") => f.to_string(),
+        ("", l) => l.to_string(),
+        (f, l) => format!("{f} {l}"),
+    }
+}
+
 /// Splits a full name at its first space into first and last name (as
 /// import and a `name` mapping both do).
 pub fn split_name(name: &str) -> (String, Option<String>) {

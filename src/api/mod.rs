@@ -25,9 +25,6 @@ use tokio::sync::Semaphore;
 
 mod status;
 
-pub use status::escape as html_escape;
-
-use crate::bulk;
 use crate::config::Config;
 use crate::error::Error;
 use crate::export::ExportWriter;
@@ -136,7 +133,7 @@ async fn oauth_callback(
 ) -> Response {
     use crate::oauth::{Callback, CallbackError};
     let page = |status: StatusCode, text: &str| {
-        let body = format!("<!doctype html><title>rosterd</title><p>{}</p>\n", html_escape(text));
+        let body = crate::html::message_page(text);
         (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
     };
     let Some(m) = service.manifest(&name) else {
@@ -236,13 +233,13 @@ async fn import(
     };
     let csv =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/csv"));
-    let parsed = if csv { bulk::parse_csv(&body) } else { bulk::parse_json(&body) };
+    let parsed = if csv { crate::import::parse_csv(&body) } else { crate::import::parse_json(&body) };
     let records = match parsed {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
     };
     let database = service.config().database.clone();
-    match blocking(move || Store::open(&database).and_then(|mut s| s.import(&records))).await {
+    match blocking(move || Store::open(&database).and_then(|mut s| crate::run::import(&mut s, &records))).await {
         Ok(reply) => Json(reply).into_response(),
         Err(r) => r,
     }

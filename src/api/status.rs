@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{blocking, error};
 use crate::config::Config;
+use crate::html::escape;
 use crate::outcome::RunStatus;
 use crate::service::Service;
 use crate::store::{RunRow, Store, StoreError};
@@ -164,23 +165,6 @@ fn runs_cell(runs: &[RunRow]) -> String {
         );
     }
     cell
-}
-
-/// Text safe inside HTML elements and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() && c != '\n' => out.push_str(&format!("&#{};", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -373,9 +373,9 @@ fn import(config: &Config, file: &Path, format: Option<BulkFormat>) -> Result<()
         Some(f) => f == BulkFormat::Csv,
         None => file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")),
     };
-    let records = if csv { crate::bulk::parse_csv(&body) } else { crate::bulk::parse_json(&body) }
+    let records = if csv { crate::import::parse_csv(&body) } else { crate::import::parse_json(&body) }
         .map_err(|e| Error::Usage(format!("{}: {e}; nothing was imported", file.display())))?;
-    let reply = Store::open(&config.database)?.import(&records)?;
+    let reply = crate::run::import(&mut Store::open(&config.database)?, &records)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, &reply).map_err(std::io::Error::from)?;
     writeln!(out)?;

@@ -207,7 +207,7 @@ async fn respond(conn: &mut tokio::net::TcpStream, status: u16, text: &str) -> s
         404 => "Not Found",
         _ => "Bad Gateway",
     };
-    let body = format!("<!doctype html><title>rosterd</title><p>{}</p>\n", crate::api::html_escape(text));
+    let body = crate::html::message_page(text);
     let head = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n",

@@ -1,6 +1,7 @@
 //! The mapping rules: one source record (a parsed `Value`, or the slots
 //! `fetch::project` read from a page) becomes fields, `active` and extras
-//! through the manifest's `data_structure`; a run's records are packed into a
+//! through the manifest's `data_structure` (its rules, `rule`: paths,
+//! targets, value maps); a run's records are packed into a
 //! `RecordArena`, whose packed bytes also give each record's fingerprint
 //! (`digest`). Pure: no I/O, no async. A value that cannot be used makes the
 //! whole record carry a `problem`, which the plan records as its skip reason.
@@ -9,14 +10,16 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use crate::manifest::{Rule, Target, ValueMap};
 use crate::problem::kind;
 use crate::user::{Field, Fields, parse_email, parse_email_cow};
 
 mod arena;
+mod rule;
 
 pub use arena::RecordArena;
 use arena::{ACTIVE, HAS_ACTIVE, HAS_EXTRA, HAS_PROBLEM};
+pub(crate) use rule::dot_get;
+pub use rule::{FieldPath, Rule, Target, ValueMap};
 
 /// One mapped record. `index` is its 0-based position in the whole fetch.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]

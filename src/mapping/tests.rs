@@ -2,7 +2,7 @@ use super::*;
 use serde_json::json;
 
 fn structure(pairs: &[(&str, &str)]) -> Vec<Rule> {
-    pairs.iter().map(|(t, p)| Rule::new(Target::from_name(t), crate::manifest::FieldPath::parse(p).unwrap())).collect()
+    pairs.iter().map(|(t, p)| Rule::new(Target::from_name(t), super::FieldPath::parse(p).unwrap())).collect()
 }
 
 #[test]

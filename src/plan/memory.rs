@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::{Carriers, Deactivation, Directory, IdSet, NewUser, Update, label};
+use super::label;
+use crate::index::{Carriers, IdSet};
+use crate::port::{Deactivation, Directory, NewUser, Update};
 use crate::user::{Field, Fields, StoredUser};
 
 /// Users held in memory, with the uniqueness rules the store enforces
@@ -151,24 +153,24 @@ impl Directory for MemoryDirectory {
         Ok(self.users.iter().filter(|u| u.active && u.owner.as_deref() == Some(owner)).count() as u64)
     }
 
-    fn deactivate_others(
-        &mut self,
-        owner: &str,
-        keep: &IdSet,
-        sample: usize,
-    ) -> Result<(u64, Vec<Deactivation>), String> {
-        let mut n = 0;
+    fn vanished(&mut self, owner: &str, keep: &IdSet, sample: usize) -> Result<(Vec<i64>, Vec<Deactivation>), String> {
+        let mut ids = Vec::new();
         let mut shown = Vec::new();
-        for u in &mut self.users {
-            if u.active && u.owner.as_deref() == Some(owner) && !keep.contains(u.id) {
-                u.active = false;
-                self.fingerprints.remove(&u.id);
-                n += 1;
-                if shown.len() < sample {
-                    shown.push(Deactivation { user_id: u.id, label: label(u) });
-                }
+        for u in self.users.iter().filter(|u| u.active && u.owner.as_deref() == Some(owner) && !keep.contains(u.id)) {
+            ids.push(u.id);
+            if shown.len() < sample {
+                shown.push(Deactivation { user_id: u.id, label: label(u) });
             }
         }
-        Ok((n, shown))
+        Ok((ids, shown))
+    }
+
+    fn deactivate(&mut self, ids: &[i64]) -> Result<(), String> {
+        for &id in ids {
+            let i = self.position(id)?;
+            self.users[i].active = false;
+            self.fingerprints.remove(&id);
+        }
+        Ok(())
     }
 }

@@ -18,72 +18,13 @@ use serde_json::{Map, Value};
 use crate::index::{Carriers, Holder, IdSet};
 use crate::manifest::{Action, MatchOn, Target};
 use crate::mapping::{Record, Records};
+use crate::port::{Change, Deactivation, Directory, NewUser, Skip, Update};
 use crate::user::{Field, Fields, StoredUser, TEXT_COLUMNS};
 
 /// How many of each kind of change a plan keeps to show; the counts are always exact.
 pub const SAMPLE: usize = 1000;
 /// How many skip reasons a plan keeps; `n_skipped` is always exact.
 pub const MAX_SKIPS: usize = 10_000;
-
-/// The users a plan reads and changes. Lookups see the changes already made.
-pub trait Directory {
-    type Error;
-    /// The user holding `value` in `key` (`Field::Email`, case-insensitive, or `Field::ExternalId`).
-    fn find(&mut self, key: Field, value: &str) -> Result<Option<StoredUser>, Self::Error>;
-    /// `find` for a caller that never reads the owner: `owner` may be `None`
-    /// though an integration owns the user (a directory may save the search).
-    fn find_without_owner(&mut self, key: Field, value: &str) -> Result<Option<StoredUser>, Self::Error> {
-        self.find(key, value)
-    }
-    /// Whether any user holds `value` in `key`: `find` without reading the user.
-    fn holds(&mut self, key: Field, value: &str) -> Result<bool, Self::Error> {
-        Ok(self.find_id(key, value)?.is_some())
-    }
-    /// The id of the user holding `value` in `key`: `find` without reading the user.
-    fn find_id(&mut self, key: Field, value: &str) -> Result<Option<i64>, Self::Error> {
-        Ok(self.find(key, value)?.map(|u| u.id))
-    }
-    /// `find_id` for the value record `i` (of the records being planned) has in
-    /// `key`, when the directory knows it without a search; `Unknown` otherwise.
-    fn holder_of_record(&mut self, _i: usize, _key: Field) -> Result<Holder, Self::Error> {
-        Ok(Holder::Unknown)
-    }
-    /// For each record's fingerprint (`fps` computes them, one per record,
-    /// when the directory needs them), the user carrying it now, when the
-    /// directory can answer for all of them at once (one pass instead of a
-    /// lookup per record); `None` when it cannot.
-    fn carriers(&mut self, _fps: impl FnOnce() -> Vec<u128>) -> Result<Option<Carriers>, Self::Error> {
-        Ok(None)
-    }
-    /// The fingerprint `set_fingerprint` left on user `id`, unless the user
-    /// changed in any other way since (`None` then, or when there is none).
-    fn fingerprint(&mut self, id: i64) -> Result<Option<u128>, Self::Error>;
-    /// Notes that user `id` holds exactly what the record with fingerprint `fp` wrote.
-    fn set_fingerprint(&mut self, id: i64, fp: u128) -> Result<(), Self::Error>;
-    /// Adds a user owned by `owner` (with `fp`, carrying that fingerprint); returns its id.
-    fn create(&mut self, user: &NewUser, owner: &str, fp: Option<u128>) -> Result<i64, Self::Error>;
-    /// Writes a user's fields, `active` and `extra_fields`; with `adopt`, `owner` takes it.
-    fn update(&mut self, update: &Update, owner: &str) -> Result<(), Self::Error>;
-    fn clear_email(&mut self, id: i64) -> Result<(), Self::Error>;
-    fn adopt(&mut self, id: i64, owner: &str) -> Result<(), Self::Error>;
-    /// How many active users `owner` owns.
-    fn owned_active(&mut self, owner: &str) -> Result<u64, Self::Error>;
-    /// Deactivates `owner`'s active users except `keep`; returns how many, and the first `sample`.
-    fn deactivate_others(
-        &mut self,
-        owner: &str,
-        keep: &IdSet,
-        sample: usize,
-    ) -> Result<(u64, Vec<Deactivation>), Self::Error>;
-}
-
-/// A record the plan did not use, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Skip {
-    pub record: usize,
-    pub key: Option<String>,
-    pub reason: String,
-}
 
 /// What the plan needs besides records and users.
 #[derive(Debug, Clone)]
@@ -120,41 +61,10 @@ pub struct Plan {
     /// Unchanged users this integration took ownership of.
     pub adoptions: Vec<i64>,
     pub skips: Vec<Skip>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NewUser {
-    pub record: usize,
-    pub fields: Fields,
-    pub active: bool,
-    pub extra: Map<String, Value>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Update {
-    pub user_id: i64,
-    pub record: usize,
-    /// The user's email before the change, for display.
-    pub label: String,
-    pub changes: Vec<Change>,
-    pub fields: Fields,
-    pub active: bool,
-    pub extra: Map<String, Value>,
-    /// The integration takes ownership with this update.
-    pub adopt: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Change {
-    pub field: String,
-    pub old: Option<String>,
-    pub new: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Deactivation {
-    pub user_id: i64,
-    pub label: String,
+    /// Every user the plan deactivates (`deactivations` shows the first few):
+    /// decided by `plan`, written by `deactivate`.
+    #[serde(skip)]
+    pub vanished: Vec<i64>,
 }
 
 impl Plan {
@@ -249,11 +159,19 @@ pub fn plan<D: Directory, R: Records + Sync + ?Sized>(
     }
     planner.plan.skips.sort_by_key(|s| s.record);
     if opts.action == Action::Sync {
-        let (n, sample) = planner.dir.deactivate_others(opts.integration, &planner.matched, SAMPLE)?;
-        planner.plan.n_deactivated = n;
+        let (ids, sample) = planner.dir.vanished(opts.integration, &planner.matched, SAMPLE)?;
+        planner.plan.n_deactivated = ids.len() as u64;
         planner.plan.deactivations = sample;
+        planner.plan.vanished = ids;
     }
     Ok(planner.plan)
+}
+
+/// Writes the deactivations `plan` decided (a sync's vanished users). The
+/// run calls it once it has judged them against `max_deactivate`, so a held
+/// run never writes one.
+pub fn deactivate<D: Directory>(dir: &mut D, plan: &Plan) -> Result<(), D::Error> {
+    dir.deactivate(&plan.vanished)
 }
 
 /// Every record's fingerprint, for `Directory::carriers`. A large run splits

@@ -3,6 +3,17 @@ use std::collections::HashSet;
 use super::*;
 use serde_json::json;
 
+/// Plans `records` and writes its deactivations, as a run within its limit does.
+fn apply<D: Directory, R: Records + Sync + ?Sized>(
+    records: &R,
+    dir: &mut D,
+    o: &PlanOptions<'_>,
+) -> Result<Plan, D::Error> {
+    let p = super::plan(records, dir, o)?;
+    deactivate(dir, &p)?;
+    Ok(p)
+}
+
 fn record(index: usize, email: &str, first: &str, last: &str) -> Record {
     let mut r = Record { index, ..Record::default() };
     r.fields.email = Some(email.into());
@@ -41,7 +52,7 @@ const NAMES: &[Target] = &[Target::Core(Field::Email), Target::Core(Field::First
 
 /// Plans against a `MemoryDirectory` holding `current`; panics if a store rule would break.
 fn plan(records: &[Record], current: &[StoredUser], o: &PlanOptions<'_>) -> Plan {
-    super::plan(records, &mut MemoryDirectory::new(current.to_vec()), o).unwrap()
+    apply(records, &mut MemoryDirectory::new(current.to_vec()), o).unwrap()
 }
 
 #[test]
@@ -56,8 +67,8 @@ fn a_user_written_earlier_in_the_run_is_not_taken_as_settled() {
     let mut plans = Vec::new();
     for forgetful in [false, true] {
         let mut dir = MemoryDirectory { forgetful, ..MemoryDirectory::default() };
-        super::plan(&[Record { index: 0, ..a.clone() }][..], &mut dir, &o).unwrap();
-        let second = super::plan(&[j.clone(), a.clone()][..], &mut dir, &o).unwrap();
+        apply(&[Record { index: 0, ..a.clone() }][..], &mut dir, &o).unwrap();
+        let second = apply(&[j.clone(), a.clone()][..], &mut dir, &o).unwrap();
         plans.push((format!("{second:?}"), format!("{:?}", dir.users)));
     }
     assert_eq!(plans[0], plans[1]);
@@ -138,10 +149,10 @@ pub(crate) mod generated {
             let match_on = if by_external { MatchOn::ExternalId } else { MatchOn::Email };
             let o = PlanOptions { match_on, auto_clear_email, ..opts(action, ALL) };
             let mut dir = MemoryDirectory::new(users.clone());
-            let first = super::super::plan(&records[..], &mut dir, &o);
+            let first = super::apply(&records[..], &mut dir, &o);
             prop_assert!(first.is_ok(), "a store rule broke: {first:?}");
             let first = first.unwrap();
-            let second = super::super::plan(&records[..], &mut dir, &o).unwrap();
+            let second = super::apply(&records[..], &mut dir, &o).unwrap();
             prop_assert!(second.is_empty(), "first: {first:?}\nsecond: {second:?}");
             for u in users.iter().filter(|u| u.owner.as_deref() != Some("hr") ) {
                 prop_assert!(!first.deactivations.iter().any(|d| d.user_id == u.id), "deactivated a user it does not own");
@@ -169,18 +180,18 @@ pub(crate) mod generated {
             let mut forgetful = MemoryDirectory { forgetful: true, ..MemoryDirectory::new(users) };
             // Two runs of one integration, with or without another's run between them.
             for dir in [&mut remembering, &mut forgetful] {
-                super::super::plan(&first[..], dir, &o).unwrap();
+                super::apply(&first[..], dir, &o).unwrap();
                 if other_first {
-                    super::super::plan(&second[..], dir, &other).unwrap();
+                    super::apply(&second[..], dir, &other).unwrap();
                 }
             }
-            let a = super::super::plan(&first[..], &mut remembering, &o).unwrap();
-            let b = super::super::plan(&first[..], &mut forgetful, &o).unwrap();
+            let a = super::apply(&first[..], &mut remembering, &o).unwrap();
+            let b = super::apply(&first[..], &mut forgetful, &o).unwrap();
             prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
             // Then the other records, then the first again (users that vanished come back).
             for records in [&second, &first] {
-                let a = super::super::plan(&records[..], &mut remembering, &o).unwrap();
-                let b = super::super::plan(&records[..], &mut forgetful, &o).unwrap();
+                let a = super::apply(&records[..], &mut remembering, &o).unwrap();
+                let b = super::apply(&records[..], &mut forgetful, &o).unwrap();
                 prop_assert_eq!(format!("{a:?}"), format!("{b:?}"));
             }
             prop_assert_eq!(format!("{:?}", remembering.users), format!("{:?}", forgetful.users));

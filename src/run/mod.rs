@@ -31,7 +31,8 @@ use crate::config::Config;
 use crate::fetch::{self, Attempt, Client, FetchError};
 use crate::manifest::{Manifest, Target};
 use crate::outcome::{Counts, RunStatus};
-use crate::plan::{Plan, PlanOptions, Skip};
+use crate::plan::{Plan, PlanOptions};
+use crate::port::Skip;
 use crate::redact::Redactor;
 use crate::store::{RequestRow, RunEnd, Store, StoreError};
 
@@ -470,13 +471,18 @@ async fn apply_phase(
             auto_clear_email,
         };
         let planning = Instant::now();
-        let (pending, plan) = store.plan_run(run_id, &records, &opts_plan)?;
-        let plan_ms = planning.elapsed().as_millis() as u64;
+        let mut tx = store.begin_apply(run_id, &records)?;
+        let plan = crate::plan::plan(&records, &mut tx, &opts_plan)?;
         let stopped = cancel.is_cancelled().then(|| match timed_out.load(Ordering::SeqCst) {
             true => RunError::TimedOut(limit_secs),
             false => RunError::Cancelled,
         });
+        // Judged on the decisions, before a single deactivation is written.
         let (status, error) = decide(&plan, limit, opts, stopped);
+        if status.commits() {
+            crate::plan::deactivate(&mut tx, &plan)?;
+        }
+        let plan_ms = planning.elapsed().as_millis() as u64;
         let counts = Counts {
             fetched: fetched.fetched,
             pages: fetched.pages,
@@ -497,7 +503,7 @@ async fn apply_phase(
         let duration_ms = Some(started.elapsed().as_millis() as i64);
         let end = RunEnd { status, duration_ms, warnings, counts, error, skips, requests };
         let committing = Instant::now();
-        pending.finish(&end)?;
+        tx.finish(&end)?;
         Ok::<_, StoreError>((plan, end, (plan_ms, committing.elapsed().as_millis() as u64)))
     })
     .await;
@@ -527,14 +533,9 @@ fn decide(
 
 /// Why a plan deactivates more than `limit` allows, or `None` when it is within it.
 fn over_limit(plan: &Plan, limit: crate::config::Limit) -> Option<String> {
-    let allowed = limit.allowed(plan.owned_active);
-    let n = plan.n_deactivated;
-    (n > allowed).then(|| {
-        format!(
-            "would deactivate {n} of {} owned active users, over max_deactivate {limit} ({allowed})",
-            plan.owned_active
-        )
-    })
+    limit
+        .check(plan.n_deactivated, plan.owned_active)
+        .map(|over| over.describe("would deactivate", "owned active users", "max_deactivate"))
 }
 
 /// The apply transaction failed (and rolled back): record the run as failed.
@@ -552,6 +553,19 @@ fn fail_after_fetch(config: &Config, mut report: RunReport, error: RunError, sta
     report.error = Some(error);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report
+}
+
+/// Applies one bulk import in one transaction: the import rules decide
+/// against the store's users (asked by index, so the cost follows the
+/// request's size), the store writes what they decided, all or nothing.
+pub fn import(
+    store: &mut Store,
+    records: &[crate::import::ImportRecord],
+) -> Result<crate::import::ImportReply, StoreError> {
+    let mut tx = store.begin_import()?;
+    let (writes, reply) = crate::import::plan_import(records, &mut tx)?;
+    tx.commit(&writes)?;
+    Ok(reply)
 }
 
 /// A request of the run as its `runs` trace keeps it: URL and error redacted.

@@ -191,7 +191,7 @@ impl PushRun<'_> {
         }
         report.unchanged = plan.unchanged;
         let removes = if steps.remove.is_some() { plan.removes.len() as u64 } else { 0 };
-        let limit = self.push.max_remove.unwrap_or(Limit::Percent(10.0));
+        let limit = self.push.max_remove.unwrap_or(self.config.push.max_remove);
         let over = over_limit(removes, summary.target_users, limit);
 
         if self.opts.dry_run {
@@ -647,6 +647,5 @@ fn extra_names(m: &Manifest) -> Vec<String> {
 
 /// Why removing `n` of `of` target users is over `limit`, if it is.
 fn over_limit(n: u64, of: u64, limit: Limit) -> Option<String> {
-    let allowed = limit.allowed(of);
-    (n > allowed).then(|| format!("it would remove {n} of {of} target users, over max_remove {limit} ({allowed})"))
+    limit.check(n, of).map(|over| over.describe("it would remove", "target users", "max_remove"))
 }

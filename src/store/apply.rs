@@ -1,12 +1,13 @@
-//! The one transaction of a run. `plan` walks the records against a
-//! `SqlDirectory` over that transaction: a user is looked up by index when a
-//! record needs it (or, in a large run, found in one scan: fingerprints in
-//! `applied`, the records' own keys in `prefetch`), and each decision is
-//! written as it is made (new users' ownership and fingerprint rows 64 at a
-//! time, before anything reads them), so a run never loads every user. The transaction
-//! then waits as a `Pending` until the caller (`run`) has decided how the run
-//! ends: an `ok` run commits its changes together with its `runs` row; any
-//! other status rolls back every change and records only its `runs` row.
+//! The one transaction of a run, as a `RunTx`: the `Directory` the rules
+//! (`plan`, which `run` calls) walk the records against. A user is looked up
+//! by index when a record needs it (or, in a large run, found in one scan:
+//! fingerprints in `applied`, the records' own keys in `prefetch`), and each
+//! decision is written as it is made (new users' ownership and fingerprint
+//! rows 64 at a time, before anything reads them), so a run never loads every
+//! user. The transaction then waits until the caller (`run`) has decided how
+//! the run ends: an `ok` run commits its changes together with its `runs`
+//! row; any other status rolls back every change and records only its `runs`
+//! row. The store never sees the rules: it answers the port.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -16,80 +17,76 @@ use super::{Prefetch, RunEnd, Store, StoreError, now};
 use crate::index::{Carriers, Holder, IdSet};
 use crate::mapping::RecordArena;
 use crate::outcome::Counts;
-use crate::plan::{self, Deactivation, Directory, NewUser, Plan, PlanOptions, Update};
+use crate::port::{Deactivation, Directory, NewUser, Update};
 use crate::user::Field;
 use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
 
 /// At most this many skip reasons are kept per run; the count is always exact.
 const MAX_SKIP_ROWS: usize = 10_000;
 
-/// A run's write transaction after the rules have made their decisions in
-/// it: nothing is visible to others until the caller says how the run ends.
-/// Dropped unfinished, it rolls back.
-pub struct Pending<'s> {
-    conn: &'s mut Connection,
-    run_id: i64,
-    open: bool,
-}
-
 impl Store {
-    /// Opens run `run_id`'s one write transaction and lets the rules decide
-    /// `records` against the users inside it (each decision is written as it
-    /// is made, so memory stays flat). The caller then `finish`es it.
-    pub fn plan_run(
-        &mut self,
-        run_id: i64,
-        records: &RecordArena,
-        opts: &PlanOptions<'_>,
-    ) -> Result<(Pending<'_>, Plan), StoreError> {
-        let prefetch = self.prefetch;
+    /// Opens run `run_id`'s one write transaction over the users, for the
+    /// rules to decide `records` in (each decision is written as it is made,
+    /// so memory stays flat). The caller then `finish`es it; dropped
+    /// unfinished, it rolls back.
+    pub fn begin_apply<'t>(&'t mut self, run_id: i64, records: &'t RecordArena) -> Result<RunTx<'t>, StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let pending = Pending { conn: &mut self.conn, run_id, open: true };
-        let plan = {
-            let mut dir = SqlDirectory::new(&*pending.conn, records, prefetch)?;
-            let plan = plan::plan(records, &mut dir, opts)?;
-            dir.flush_new()?;
-            plan
-        };
-        Ok((pending, plan))
+        let mut tx = RunTx::new(&self.conn, records, self.prefetch, run_id);
+        if let Err(e) = tx.count_users() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            tx.open = false;
+            return Err(e);
+        }
+        Ok(tx)
     }
 }
 
-impl Pending<'_> {
+impl RunTx<'_> {
     /// Ends the run as `end` says: a status that commits (`ok`) keeps the
     /// users' changes together with the `runs` row; any other rolls every
     /// change back and records only the `runs` row.
     pub fn finish(mut self, end: &RunEnd) -> Result<(), StoreError> {
         self.open = false;
+        self.flush_new()?;
+        let conn = self.tx;
         if end.status.commits() {
-            if let Err(e) = write_run_end(self.conn, self.run_id, end) {
-                let _ = self.conn.execute_batch("ROLLBACK");
+            if let Err(e) = write_run_end(conn, self.run_id, end) {
+                let _ = conn.execute_batch("ROLLBACK");
                 return Err(e);
             }
-            self.conn.execute_batch("COMMIT")?;
+            conn.execute_batch("COMMIT")?;
             return Ok(());
         }
-        self.conn.execute_batch("ROLLBACK")?;
-        let tx = self.conn.transaction()?;
-        write_run_end(&tx, self.run_id, end)?;
-        tx.commit()?;
+        conn.execute_batch("ROLLBACK")?;
+        conn.execute_batch("BEGIN")?;
+        if let Err(e) = write_run_end(conn, self.run_id, end) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        conn.execute_batch("COMMIT")?;
         Ok(())
     }
 }
 
-impl Drop for Pending<'_> {
+impl Drop for RunTx<'_> {
     fn drop(&mut self) {
-        if self.open && !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+        if self.open && !self.tx.is_autocommit() {
+            let _ = self.tx.execute_batch("ROLLBACK");
         }
     }
 }
 
-/// The users of the store, inside a run's transaction.
-struct SqlDirectory<'t> {
+/// A run's write transaction over the users: the `Directory` the rules
+/// decide in. Nothing is visible to others until `finish` says how the run ends.
+pub struct RunTx<'t> {
     tx: &'t Connection,
+    run_id: i64,
+    /// Not finished yet: dropped so, it rolls back.
+    open: bool,
     at: String,
     records: &'t RecordArena,
+    /// How the run looks its users up in bulk (see `count_users`).
+    mode: Prefetch,
     /// Large runs answer many lookups from one scan; small ones ask SQLite per record.
     prefetch: bool,
     emails: Cached<KeyCache>,
@@ -138,23 +135,17 @@ impl<T> Cached<T> {
 /// A run with fewer records than this never scans; nor one with under 1/16 as many records as users.
 const PREFETCH_MIN: usize = 1000;
 
-impl<'t> SqlDirectory<'t> {
-    fn new(tx: &'t Connection, records: &'t RecordArena, mode: Prefetch) -> rusqlite::Result<Self> {
-        let users: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM users", [], |r| r.get(0))?;
-        let n = records.len();
-        let prefetch = match mode {
-            Prefetch::Auto => n >= PREFETCH_MIN && (n as i64).saturating_mul(16) >= users,
-            Prefetch::Always => true,
-            Prefetch::Never => false,
-        };
-        // Forced on (tests), every cache loads at its first use.
-        let load_after = if mode == Prefetch::Always { 0 } else { (n / 8).max(PREFETCH_MIN) };
-        Ok(SqlDirectory {
+impl<'t> RunTx<'t> {
+    fn new(tx: &'t Connection, records: &'t RecordArena, mode: Prefetch, run_id: i64) -> Self {
+        RunTx {
             tx,
+            run_id,
+            open: true,
             at: now(),
             records,
-            prefetch,
-            load_after,
+            mode,
+            prefetch: false,
+            load_after: 0,
             emails: Cached::Untried,
             externals: Cached::Untried,
             asked: [0, 0],
@@ -162,7 +153,22 @@ impl<'t> SqlDirectory<'t> {
             eager: true,
             new_rows: Vec::with_capacity(NEW_ROWS),
             new_owner: String::new(),
-        })
+        }
+    }
+
+    /// Decides, from the records against the users there are, whether the
+    /// run scans for its users up front.
+    fn count_users(&mut self) -> Result<(), StoreError> {
+        let users: i64 = self.tx.query_row("SELECT COALESCE(MAX(id), 0) FROM users", [], |r| r.get(0))?;
+        let n = self.records.len();
+        self.prefetch = match self.mode {
+            Prefetch::Auto => n >= PREFETCH_MIN && (n as i64).saturating_mul(16) >= users,
+            Prefetch::Always => true,
+            Prefetch::Never => false,
+        };
+        // Forced on (tests), every cache loads at its first use.
+        self.load_after = if self.mode == Prefetch::Always { 0 } else { (n / 8).max(PREFETCH_MIN) };
+        Ok(())
     }
 
     fn slot(&mut self, key: Field) -> &mut Cached<KeyCache> {
@@ -352,25 +358,25 @@ fn text_values(f: &Fields) -> [Option<&str>; 8] {
     TEXT_COLUMNS.map(|c| f.get(c))
 }
 
-impl Directory for SqlDirectory<'_> {
-    type Error = rusqlite::Error;
+impl Directory for RunTx<'_> {
+    type Error = StoreError;
 
-    fn find(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<StoredUser>> {
-        self.find_user(key, value, true)
+    fn find(&mut self, key: Field, value: &str) -> Result<Option<StoredUser>, StoreError> {
+        Ok(self.find_user(key, value, true)?)
     }
 
-    fn find_without_owner(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<StoredUser>> {
-        self.find_user(key, value, false)
+    fn find_without_owner(&mut self, key: Field, value: &str) -> Result<Option<StoredUser>, StoreError> {
+        Ok(self.find_user(key, value, false)?)
     }
 
-    fn holder_of_record(&mut self, i: usize, key: Field) -> rusqlite::Result<Holder> {
+    fn holder_of_record(&mut self, i: usize, key: Field) -> Result<Holder, StoreError> {
         // Only a create's own email is worth a scan from the first lookup; other
         // kinds load once SQLite has answered enough of them (`cached_holder`).
         let eager = self.eager && key == Field::Email;
         Ok(self.keys(key, eager)?.map_or(Holder::Unknown, |c| c.holder_of(i)))
     }
 
-    fn carriers(&mut self, fps: impl FnOnce() -> Vec<u128>) -> rusqlite::Result<Option<Carriers>> {
+    fn carriers(&mut self, fps: impl FnOnce() -> Vec<u128>) -> Result<Option<Carriers>, StoreError> {
         self.flush_new()?;
         self.eager = false;
         if !self.prefetch {
@@ -413,12 +419,12 @@ impl Directory for SqlDirectory<'_> {
             self.load_after = 0;
         }
         match failed {
-            Some(e) => Err(e),
+            Some(e) => Err(e.into()),
             None => Ok(carriers),
         }
     }
 
-    fn find_id(&mut self, key: Field, value: &str) -> rusqlite::Result<Option<i64>> {
+    fn find_id(&mut self, key: Field, value: &str) -> Result<Option<i64>, StoreError> {
         if let Some(holder) = self.cached_holder(key, value)?.known() {
             return Ok(holder);
         }
@@ -427,10 +433,10 @@ impl Directory for SqlDirectory<'_> {
             Field::Email => "SELECT id FROM users WHERE email = ?1",
             _ => "SELECT id FROM users WHERE external_id = ?1",
         };
-        self.tx.prepare_cached(sql)?.query_row([value], |r| r.get(0)).optional()
+        Ok(self.tx.prepare_cached(sql)?.query_row([value], |r| r.get(0)).optional()?)
     }
 
-    fn fingerprint(&mut self, id: i64) -> rusqlite::Result<Option<u128>> {
+    fn fingerprint(&mut self, id: i64) -> Result<Option<u128>, StoreError> {
         self.flush_new()?;
         let blob: Option<Vec<u8>> = self
             .tx
@@ -440,7 +446,7 @@ impl Directory for SqlDirectory<'_> {
         Ok(blob.and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok()).map(u128::from_le_bytes))
     }
 
-    fn set_fingerprint(&mut self, id: i64, fp: u128) -> rusqlite::Result<()> {
+    fn set_fingerprint(&mut self, id: i64, fp: u128) -> Result<(), StoreError> {
         self.flush_new()?;
         self.tx
             // An upsert, not INSERT OR REPLACE: the row written is usually gone
@@ -454,11 +460,11 @@ impl Directory for SqlDirectory<'_> {
         Ok(())
     }
 
-    fn holds(&mut self, key: Field, value: &str) -> rusqlite::Result<bool> {
+    fn holds(&mut self, key: Field, value: &str) -> Result<bool, StoreError> {
         Ok(self.find_id(key, value)?.is_some())
     }
 
-    fn create(&mut self, user: &NewUser, owner: &str, fp: Option<u128>) -> rusqlite::Result<i64> {
+    fn create(&mut self, user: &NewUser, owner: &str, fp: Option<u128>) -> Result<i64, StoreError> {
         let [email, first, last, ext, username, phone, job, dept] = text_values(&user.fields);
         let extra = Value::Object(user.extra.clone()).to_string();
         self.tx
@@ -499,7 +505,7 @@ impl Directory for SqlDirectory<'_> {
 
     /// Writes only the columns `u.changes` names: an unchanged email or
     /// external id keeps its index entries as they are.
-    fn update(&mut self, u: &Update, owner: &str) -> rusqlite::Result<()> {
+    fn update(&mut self, u: &Update, owner: &str) -> Result<(), StoreError> {
         // Its triggers drop the user's `applied` row (and `adopt` replaces an owner).
         self.flush_new()?;
         let changed = |name: &str| u.changes.iter().any(|c| c.field == name);
@@ -534,7 +540,7 @@ impl Directory for SqlDirectory<'_> {
         Ok(())
     }
 
-    fn clear_email(&mut self, id: i64) -> rusqlite::Result<()> {
+    fn clear_email(&mut self, id: i64) -> Result<(), StoreError> {
         self.flush_new()?;
         let old = self.keys_of(id)?;
         self.tx
@@ -546,7 +552,7 @@ impl Directory for SqlDirectory<'_> {
         Ok(())
     }
 
-    fn adopt(&mut self, id: i64, owner: &str) -> rusqlite::Result<()> {
+    fn adopt(&mut self, id: i64, owner: &str) -> Result<(), StoreError> {
         self.flush_new()?;
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO ownership (user_id, integration) VALUES (?1, ?2)")?
@@ -554,15 +560,15 @@ impl Directory for SqlDirectory<'_> {
         Ok(())
     }
 
-    fn owned_active(&mut self, owner: &str) -> rusqlite::Result<u64> {
+    fn owned_active(&mut self, owner: &str) -> Result<u64, StoreError> {
         self.flush_new()?;
         if !self.prefetch {
-            return self.tx.query_row(
+            return Ok(self.tx.query_row(
                 "SELECT COUNT(*) FROM users u JOIN ownership o ON o.user_id = u.id
                  WHERE o.integration = ?1 AND u.active = 1",
                 [owner],
                 |r| r.get::<_, i64>(0).map(|n| n as u64),
-            );
+            )?);
         }
         // Kept for `deactivate_others`: the users it may deactivate are exactly
         // these minus the ones the run matched (any user that becomes owned and
@@ -581,12 +587,12 @@ impl Directory for SqlDirectory<'_> {
         Ok(n)
     }
 
-    fn deactivate_others(
+    fn vanished(
         &mut self,
         owner: &str,
         keep: &IdSet,
         sample: usize,
-    ) -> rusqlite::Result<(u64, Vec<Deactivation>)> {
+    ) -> Result<(Vec<i64>, Vec<Deactivation>), StoreError> {
         self.flush_new()?;
         let mut gone = Vec::new();
         let mut shown = Vec::new();
@@ -615,11 +621,16 @@ impl Directory for SqlDirectory<'_> {
                 }
             }
         }
+        Ok((gone, shown))
+    }
+
+    fn deactivate(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        self.flush_new()?;
         let mut deactivate = self.tx.prepare_cached("UPDATE users SET active = 0, updated_at = ?2 WHERE id = ?1")?;
-        for id in &gone {
+        for id in ids {
             deactivate.execute(params![id, self.at])?;
         }
-        Ok((gone.len() as u64, shown))
+        Ok(())
     }
 }
 
@@ -673,6 +684,7 @@ mod tests {
     use crate::manifest::{Action, MatchOn, Target};
     use crate::mapping::Record;
     use crate::outcome::RunStatus;
+    use crate::plan::PlanOptions;
     use crate::plan::tests::generated::{cases, email, external};
 
     fn record() -> impl Strategy<Value = Record> {
@@ -708,6 +720,15 @@ mod tests {
         })
     }
 
+    /// Plans `records` in run `run`'s transaction, writes every decision and commits, as an `ok` run does.
+    fn apply_all(store: &mut Store, run: i64, records: &RecordArena, o: &PlanOptions<'_>) -> crate::plan::Plan {
+        let mut tx = store.begin_apply(run, records).unwrap();
+        let plan = crate::plan::plan(records, &mut tx, o).unwrap();
+        crate::plan::deactivate(&mut tx, &plan).unwrap();
+        tx.finish(&RunEnd { status: RunStatus::Ok, ..RunEnd::default() }).unwrap();
+        plan
+    }
+
     fn arena(records: &[Record]) -> RecordArena {
         let mut arena = RecordArena::default();
         for (i, r) in records.iter().enumerate() {
@@ -739,8 +760,7 @@ mod tests {
         for (integration, records) in runs {
             let opts = PlanOptions { integration, ..o.clone() };
             let run = store.begin_run(integration, "sync", "manual", RunStatus::Running).unwrap();
-            let (pending, plan) = store.plan_run(run, records, &opts).unwrap();
-            pending.finish(&RunEnd { status: RunStatus::Ok, ..RunEnd::default() }).unwrap();
+            let plan = apply_all(&mut store, run, records, &opts);
             out.push(format!("{plan:?}"));
         }
         let mut dump = store
@@ -804,8 +824,7 @@ mod tests {
             let mut store = Store::open(&dir.path().join("t.db")).unwrap();
             for round in 0..2 {
                 let run = store.begin_run("hr", action.as_str(), "manual", RunStatus::Running).unwrap();
-                let (pending, plan) = store.plan_run(run, &records, &o).unwrap();
-                pending.finish(&RunEnd { status: RunStatus::Ok, ..RunEnd::default() }).unwrap();
+                let plan = apply_all(&mut store, run, &records, &o);
                 let created = if round == 0 { n as u64 } else { 0 };
                 assert_eq!((plan.n_created, plan.n_updated, plan.n_skipped), (created, 0, 1), "{action:?} {n} {round}");
                 let count = |sql: &str| store.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();

@@ -4,26 +4,29 @@
 //! SQL; users change only in a run's transaction (`apply`) or an import's (`bulk`).
 
 mod apply;
-mod bulk;
+mod import;
+mod metrics;
 mod migrate;
 mod oauth;
 mod prefetch;
 mod push;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use apply::Pending;
-pub use bulk::Metrics;
+pub use apply::RunTx;
+pub use import::ImportTx;
+pub use metrics::Metrics;
 pub use oauth::StoredToken;
 pub use push::PushRow;
 
 use crate::outcome::{Counts, RunStatus};
-use crate::plan::Skip;
+use crate::port::Skip;
+pub use crate::port::{RequestRow, RunEnd, StoreError};
 
 /// Why a run whose process is gone did not finish.
 const INTERRUPTED: &str = "interrupted: the process running it stopped before it finished; nothing was applied";
@@ -31,24 +34,10 @@ const INTERRUPTED: &str = "interrupted: the process running it stopped before it
 /// How long a statement waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the database {}: {reason}", path.display())]
-    Open { path: PathBuf, reason: String },
-    #[error(
-        "the database {} has schema version {found}, newer than this rosterd understands ({known}); \
-         upgrade rosterd (the file was left untouched)",
-        path.display()
-    )]
-    Newer { path: PathBuf, found: i64, known: i64 },
-    #[error(
-        "there is no database at {}: nothing has run with this config yet, or `database` points \
-         elsewhere (run from the folder holding rosterd.toml, or pass --config)",
-        path.display()
-    )]
-    Missing { path: PathBuf },
-    #[error("database error: {}", explain(.0))]
-    Sql(#[from] rusqlite::Error),
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Engine(explain(&e))
+    }
 }
 
 pub struct Store {
@@ -305,20 +294,6 @@ fn explain(e: &rusqlite::Error) -> String {
     }
 }
 
-/// How a run ended, for its `runs` row.
-#[derive(Debug, Clone, Default)]
-pub struct RunEnd {
-    pub status: RunStatus,
-    /// How long the run took, when it ran at all.
-    pub duration_ms: Option<i64>,
-    /// What an admin should know about a run that went through, one line each.
-    pub warnings: Vec<String>,
-    pub counts: Counts,
-    pub error: Option<String>,
-    pub skips: Vec<Skip>,
-    pub requests: Vec<RequestRow>,
-}
-
 /// One row of `users`, as `users --format json` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct UserRow {
@@ -415,17 +390,4 @@ impl RunRow {
 fn process_alive(pid: u32) -> bool {
     let proc = Path::new("/proc");
     !proc.is_dir() || pid == std::process::id() || proc.join(pid.to_string()).exists()
-}
-
-/// One HTTP request of a run, URL already redacted.
-#[derive(Debug, Clone, Serialize)]
-pub struct RequestRow {
-    pub step: String,
-    pub method: String,
-    pub url: String,
-    pub status: Option<u16>,
-    pub bytes: Option<i64>,
-    pub millis: i64,
-    pub attempt: u32,
-    pub error: Option<String>,
 }

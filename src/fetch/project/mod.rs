@@ -18,7 +18,8 @@ use serde::Deserialize as _;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::manifest::{FieldPath, Manifest, Pagination, dot_get};
+use crate::manifest::{FieldPath, Manifest, Pagination};
+use crate::mapping::dot_get;
 use crate::mapping::{RecordArena, Slot, map_record, push_slots};
 
 /// How a manifest's pages are read without a whole-page `Value`.

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::export::unescape_formula;
 use crate::mapping::text;
+use crate::port::{ImportLookup, Write};
 use crate::user::parse_email;
 
 /// Columns import ignores: they describe the row, not the person.
@@ -143,45 +144,7 @@ impl ImportRecord {
     }
 }
 
-/// A user as import sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Existing {
-    pub id: i64,
-    pub external_id: Option<String>,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub username: Option<String>,
-    pub phone: Option<String>,
-    pub job: Option<String>,
-    pub extra: Map<String, Value>,
-}
-
-/// The fields an import writes for one user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Write {
-    /// `None` creates a user.
-    pub id: Option<i64>,
-    pub external_id: String,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub username: Option<String>,
-    pub phone: Option<String>,
-    pub job: Option<String>,
-    pub extra: Map<String, Value>,
-}
-
-/// `first last`, or just `first`.
-pub fn full_name(first: Option<&str>, last: Option<&str>) -> String {
-    match (first.unwrap_or(""), last.unwrap_or("")) {
-        (f, "") => f.to_string(),
-        ("", l) => l.to_string(),
-        (f, l) => format!("{f} {l}"),
-    }
-}
-
-pub use crate::user::split_name;
+pub use crate::user::{full_name, split_name};
 
 /// `first.last` folded to lower-case ASCII letters and digits.
 pub fn username_base(first: &str, last: Option<&str>) -> String {
@@ -195,18 +158,6 @@ pub fn username_base(first: &str, last: Option<&str>) -> String {
         None if first.is_empty() => "user".into(),
         None => first,
     }
-}
-
-/// What planning an import asks the store, record by record, so importing a
-/// few users into a large directory never reads every user.
-pub trait ImportLookup {
-    type Error;
-    /// The user with this `external_id`.
-    fn by_external_id(&mut self, ext: &str) -> Result<Option<Existing>, Self::Error>;
-    /// Who holds this email (compared as the store compares emails).
-    fn email_holder(&mut self, email: &str) -> Result<Option<i64>, Self::Error>;
-    /// Whether a user other than `except` has this username, ignoring ASCII case.
-    fn username_taken(&mut self, username: &str, except: Option<i64>) -> Result<bool, Self::Error>;
 }
 
 /// What the request's own earlier writes claimed: emails and (ASCII-lower-cased) usernames.
@@ -346,10 +297,10 @@ fn plan_record<L: ImportLookup>(
 
 /// Users held in memory, answering as the store would (for the unit tests).
 #[cfg(test)]
-impl ImportLookup for &[Existing] {
+impl ImportLookup for &[crate::port::Existing] {
     type Error = std::convert::Infallible;
 
-    fn by_external_id(&mut self, ext: &str) -> Result<Option<Existing>, Self::Error> {
+    fn by_external_id(&mut self, ext: &str) -> Result<Option<crate::port::Existing>, Self::Error> {
         Ok(self.iter().find(|u| u.external_id.as_deref() == Some(ext)).cloned())
     }
 
@@ -367,6 +318,7 @@ impl ImportLookup for &[Existing] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::port::Existing;
     use serde_json::json;
 
     #[test]

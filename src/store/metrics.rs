@@ -1,0 +1,95 @@
+//! The figures `/metrics` reports, read from the store in one go (the API
+//! formats them).
+
+use super::{Store, StoreError};
+use crate::outcome::RunStatus;
+
+impl Store {
+    /// What `/metrics` reports, read from the store (the API formats it).
+    pub fn metrics(&self) -> Result<Metrics, StoreError> {
+        let mut m = Metrics::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT integration, status, COUNT(*) FROM runs WHERE status != ?1 GROUP BY 1, 2 ORDER BY 1, 2")?;
+        let rows = stmt.query_map([RunStatus::Running.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        for row in rows {
+            let (i, s, n) = row?;
+            if let Some(s) = RunStatus::parse(&s) {
+                m.runs.push((i, s, n));
+            }
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT integration, CAST(strftime('%s', MAX(finished_at)) AS INTEGER) FROM runs
+             WHERE status = ?1 GROUP BY 1 ORDER BY 1",
+        )?;
+        let rows =
+            stmt.query_map([RunStatus::Ok.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?;
+        for row in rows {
+            if let (i, Some(t)) = row? {
+                m.last_success.push((i, t));
+            }
+        }
+        // Milliseconds where the run recorded them; older rows have whole seconds only.
+        let mut stmt = self.conn.prepare(
+            "SELECT integration, COALESCE(duration_ms / 1000.0, (julianday(finished_at) - julianday(started_at)) * 86400.0)
+             FROM runs WHERE finished_at IS NOT NULL AND status IN ('ok', 'failed', 'held', 'dry-run') ORDER BY 1",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))? {
+            let (i, d) = row?;
+            m.durations.entry(i).or_default().push(d.max(0.0));
+        }
+        // Counters: records every finished run fetched; users changed by runs that applied.
+        let mut stmt = self.conn.prepare(
+            "SELECT integration, SUM(fetched), SUM(CASE WHEN status = 'ok' THEN created ELSE 0 END),
+                    SUM(CASE WHEN status = 'ok' THEN updated ELSE 0 END),
+                    SUM(CASE WHEN status = 'ok' THEN deactivated ELSE 0 END)
+             FROM runs WHERE finished_at IS NOT NULL GROUP BY 1 ORDER BY 1",
+        )?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, [r.get::<_, i64>(1)?, r.get(2)?, r.get(3)?, r.get(4)?])))?
+        {
+            m.totals.push(row?);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT r.integration, CASE WHEN q.status IS NULL THEN 'error' ELSE (q.status / 100) || 'xx' END, COUNT(*)
+             FROM run_requests q JOIN runs r ON r.id = q.run_id GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))? {
+            m.responses.push(row?);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT r.integration, p.kind, CASE WHEN p.error IS NULL THEN 'ok' ELSE 'failed' END, COUNT(*)
+             FROM push_requests p JOIN runs r ON r.id = p.run_id GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))? {
+            m.push.push(row?);
+        }
+        (m.users_active, m.users_inactive) = self.conn.query_row(
+            "SELECT COALESCE(SUM(active = 1), 0), COALESCE(SUM(active = 0), 0) FROM users",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(m)
+    }
+}
+
+/// The figures behind `/metrics`, by integration name.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Finished runs: (integration, status, how many).
+    pub runs: Vec<(String, RunStatus, i64)>,
+    /// (integration, Unix time of its last `ok` run).
+    pub last_success: Vec<(String, i64)>,
+    /// Seconds each finished run took.
+    pub durations: std::collections::BTreeMap<String, Vec<f64>>,
+    pub users_active: i64,
+    pub users_inactive: i64,
+    /// (integration, [records fetched, users created, updated, deactivated]).
+    pub totals: Vec<(String, [i64; 4])>,
+    /// (integration, status class `2xx`… or `error`, responses): what sources answered.
+    pub responses: Vec<(String, String, i64)>,
+    /// (integration, kind, `ok` or `failed`, requests): what pushes sent.
+    pub push: Vec<(String, String, String, i64)>,
+}
