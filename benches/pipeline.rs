@@ -11,6 +11,9 @@
 //! cargo bench --bench pipeline -- --wide       # also BambooHR-wide records (15 fields, 12 mapped)
 //! cargo bench --bench pipeline -- --wide-only  # only those
 
+// A benchmark stops at the first surprise: unwrap is its way of saying so.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -9,6 +9,9 @@
 //! cargo bench --bench soak                          # 20 integrations, 60 s
 //! cargo bench --bench soak -- --secs 300 --integrations 50
 
+// A benchmark stops at the first surprise: unwrap is its way of saying so.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

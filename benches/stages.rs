@@ -2,6 +2,9 @@
 //! planning 100,000 records against 100,000 users. Prints the median of
 //! several runs. `cargo bench --features bench --bench stages`
 
+// A benchmark stops at the first surprise: unwrap is its way of saying so.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

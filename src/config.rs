@@ -82,6 +82,78 @@ impl Default for PushConfig {
 /// `max_deactivate` and `max_remove` when neither config nor manifest sets one.
 const DEFAULT_LIMIT: Limit = Limit::Percent(10.0);
 
+/// The counts that must be at least 1, and `[oauth] redirect_url`'s scheme.
+fn check_counts(raw: &RawConfig, problem: &mut impl FnMut(&str, String)) {
+    let at_least_one = [
+        ("/max_concurrent_runs", raw.max_concurrent_runs.unwrap_or(1) as u64),
+        ("/http/max_pages", u64::from(raw.http.max_pages)),
+        ("/http/run_timeout_secs", raw.http.run_timeout_secs),
+        ("/push/concurrency", raw.push.concurrency as u64),
+        ("/api/max_connections", raw.api.max_connections as u64),
+    ];
+    for (pointer, n) in at_least_one {
+        if n == 0 {
+            problem(pointer, "must be at least 1".into());
+        }
+    }
+    if let Some(url) = &raw.oauth.redirect_url
+        && reqwest::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+    {
+        problem(
+            "/oauth/redirect_url",
+            format!("\"{url}\" is not an http(s) URL; write the full address the provider sends the browser back to"),
+        );
+    }
+}
+
+/// `[secrets.NAME]` tables as secrets (a number is taken as its digits).
+fn secret_tables(
+    raw: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    problem: &mut impl FnMut(&str, String),
+) -> BTreeMap<String, BTreeMap<String, Secret>> {
+    let mut secrets = BTreeMap::new();
+    for (name, values) in raw {
+        let mut table = BTreeMap::new();
+        for (id, value) in values {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                _ => {
+                    problem(
+                        &format!("/secrets/{name}/{id}"),
+                        "a secret must be a string; put the value in quotes".into(),
+                    );
+                    continue;
+                }
+            };
+            table.insert(id, Secret::new(text));
+        }
+        secrets.insert(name, table);
+    }
+    secrets
+}
+
+/// `[api] tokens` and the lines of `token_file` (blank lines and `#` comments skipped).
+fn api_tokens(
+    listed: Vec<String>,
+    token_file: Option<&Path>,
+    base: &Path,
+    problem: &mut impl FnMut(&str, String),
+) -> Vec<Secret> {
+    let mut tokens: Vec<Secret> = listed.into_iter().map(Secret::new).collect();
+    if let Some(token_file) = token_file {
+        let token_file = resolve(base, token_file);
+        match std::fs::read_to_string(&token_file) {
+            Ok(text) => tokens
+                .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(Secret::new)),
+            Err(e) => {
+                problem("/api/token_file", format!("cannot read {}: {}", token_file.display(), crate::describe_io(&e)))
+            }
+        }
+    }
+    tokens
+}
+
 /// A limit from the config, or `DEFAULT_LIMIT` with a problem at `pointer` when it is not one.
 fn config_limit(value: Option<&toml::Value>, pointer: &str, problem: &mut impl FnMut(&str, String)) -> Limit {
     let Some(value) = value else { return DEFAULT_LIMIT };
@@ -372,63 +444,9 @@ impl Config {
         };
         let max_deactivate = config_limit(raw.sync.max_deactivate.as_ref(), "/sync/max_deactivate", &mut problem);
         let max_remove = config_limit(raw.push.max_remove.as_ref(), "/push/max_remove", &mut problem);
-        if raw.max_concurrent_runs == Some(0) {
-            problem("/max_concurrent_runs", "must be at least 1".into());
-        }
-        if raw.http.max_pages == 0 {
-            problem("/http/max_pages", "must be at least 1".into());
-        }
-        if raw.http.run_timeout_secs == 0 {
-            problem("/http/run_timeout_secs", "must be at least 1".into());
-        }
-        if raw.push.concurrency == 0 {
-            problem("/push/concurrency", "must be at least 1".into());
-        }
-        if let Some(url) = &raw.oauth.redirect_url
-            && reqwest::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
-        {
-            problem(
-                "/oauth/redirect_url",
-                format!(
-                    "\"{url}\" is not an http(s) URL; write the full address the provider sends the browser back to"
-                ),
-            );
-        }
-        if raw.api.max_connections == 0 {
-            problem("/api/max_connections", "must be at least 1".into());
-        }
-        let mut secrets = BTreeMap::new();
-        for (name, values) in raw.secrets {
-            let mut table = BTreeMap::new();
-            for (id, value) in values {
-                let text = match value {
-                    toml::Value::String(s) => s,
-                    toml::Value::Integer(i) => i.to_string(),
-                    _ => {
-                        problem(
-                            &format!("/secrets/{name}/{id}"),
-                            "a secret must be a string; put the value in quotes".into(),
-                        );
-                        continue;
-                    }
-                };
-                table.insert(id, Secret::new(text));
-            }
-            secrets.insert(name, table);
-        }
-        let mut tokens: Vec<Secret> = raw.api.tokens.into_iter().map(Secret::new).collect();
-        if let Some(token_file) = raw.api.token_file {
-            let token_file = resolve(base, &token_file);
-            match std::fs::read_to_string(&token_file) {
-                Ok(text) => tokens.extend(
-                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(Secret::new),
-                ),
-                Err(e) => problem(
-                    "/api/token_file",
-                    format!("cannot read {}: {}", token_file.display(), crate::describe_io(&e)),
-                ),
-            }
-        }
+        check_counts(&raw, &mut problem);
+        let secrets = secret_tables(raw.secrets, &mut problem);
+        let tokens = api_tokens(raw.api.tokens, raw.api.token_file.as_deref(), base, &mut problem);
         if !problems.is_empty() {
             return Err(problems);
         }

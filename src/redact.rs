@@ -31,6 +31,21 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A JSON value shown by its shape alone: an object's keys, every other
+/// value as `***` (a token response, whose values are secrets).
+pub struct Masked<'a>(pub &'a serde_json::Value);
+
+impl fmt::Debug for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            serde_json::Value::Object(m) => {
+                f.debug_map().entries(m.keys().map(|k| (k, Secret(String::new())))).finish()
+            }
+            _ => f.write_str("***"),
+        }
+    }
+}
+
 /// Replaces secret values in text. Cheap to clone; clones share the list, so a
 /// form learned while building a request (a Basic credential) is redacted everywhere.
 #[derive(Clone, Default)]
@@ -154,6 +169,14 @@ pub fn wire_forms(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_json_shows_keys_never_values() {
+        let token = serde_json::json!({"access_token": "s3cr3t-value", "expires_in": 3600});
+        let shown = format!("{:?}", Masked(&token));
+        assert!(shown.contains("access_token") && shown.contains("expires_in"), "{shown}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("3600"), "{shown}");
+    }
 
     #[test]
     fn every_form_of_a_secret_is_replaced() {

@@ -114,7 +114,7 @@ impl Service {
             busy
         };
         if let Some(busy) = busy {
-            run::record_skipped(&config, &m, trigger, None, busy)?;
+            run::record_skipped(&mut Store::open(&config.database)?, &m, trigger, None, busy)?;
             return Ok(None);
         }
         let begun = Store::open(&config.database)

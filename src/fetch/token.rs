@@ -11,10 +11,20 @@ use super::{Fetch, FetchError, Request, Response, excerpt};
 use crate::manifest::{Manifest, Step};
 
 /// A token response and when it came (unix seconds).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Token {
     pub response: Value,
     pub received: i64,
+}
+
+/// Masked: a token's values are secrets, so `{:?}` shows only its field names.
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("response", &crate::redact::Masked(&self.response))
+            .field("received", &self.received)
+            .finish()
+    }
 }
 
 impl Token {

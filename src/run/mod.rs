@@ -191,13 +191,12 @@ pub enum RunError {
 /// integration is `busy` (queued or running), in the row `run_id` when one
 /// was made already.
 pub fn record_skipped(
-    config: &Config,
+    store: &mut Store,
     m: &Manifest,
     trigger: Trigger,
     run_id: Option<i64>,
     busy: RunStatus,
 ) -> Result<i64, StoreError> {
-    let mut store = Store::open(&config.database)?;
     let run_id = match run_id {
         Some(id) => id,
         None => store.begin_run(&m.name, m.action.as_str(), trigger.as_str(), RunStatus::Running)?,
@@ -241,15 +240,14 @@ pub fn try_lock(database: &Path, integration: &str) -> std::io::Result<Option<Ru
 /// store cannot be opened); a run that fails is an `Ok` report with status `failed`.
 pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cancel) -> Result<RunReport, StoreError> {
     let started = Instant::now();
-    let store = Store::open(&config.database)?;
+    let mut store = Store::open(&config.database)?;
     let mut report = RunReport::new(m, opts.trigger);
     let lock = try_lock(&config.database, &m.name).map_err(|e| StoreError::Open {
         path: config.database.clone(),
         reason: format!("cannot take the run lock next to it: {}", crate::describe_io(&e)),
     })?;
     let Some(_lock) = lock else {
-        drop(store);
-        report.run_id = record_skipped(config, m, opts.trigger, opts.run_id, RunStatus::Running)?;
+        report.run_id = record_skipped(&mut store, m, opts.trigger, opts.run_id, RunStatus::Running)?;
         report.status = RunStatus::Skipped;
         report.error = Some(skip_reason(&m.name, RunStatus::Running));
         return Ok(report);
@@ -267,41 +265,20 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     report.redactor = redactor.clone();
 
     // This run's own stop: rosterd stopping, or `[http] run_timeout_secs` passing.
-    let deadline = Deadline::start(cancel, Duration::from_secs(config.http.run_timeout_secs));
+    let deadline = Deadline::start(cancel, Duration::from_secs(config.http.run_timeout_secs), started);
     if let Some(p) = &m.push {
         let push = push::PushRun { m, push: p, config, opts, deadline: &deadline, started };
         let report = push.run(report, store, values).instrument(span.clone()).await?;
         span.in_scope(|| report.log_finished(0));
         return Ok(report);
     }
-    let cancel = &deadline.cancel;
-    let shown = Shown::start(&config.database, report.run_id);
-    let fetched = fetch_phase(m, config, opts, cancel, values, &redactor, &shown).instrument(span.clone()).await;
-    drop(shown);
-    let fetch_ms = started.elapsed().as_millis() as u64;
-    let requests: Vec<RequestRow> = fetched.trace.iter().map(|a| request_row(a, &redactor)).collect();
-    report.counts.pages = i64::from(fetched.pages);
-    report.counts.fetched = fetched.records as i64;
-    let mut stages = Stages { fetch_ms, ..Stages::default() };
-    let checking = Instant::now();
-    let checked = fetched.result.and_then(|f| {
-        stages.read_ms = f.read_ms;
-        let found = Mapping::check(m, &f, opts.dry_run, &redactor)?;
-        Ok((f.records, found))
-    });
-    stages.check_ms = checking.elapsed().as_millis() as u64;
-    let records = match checked {
-        Ok((records, found)) => {
-            report.warnings = found.warnings;
-            report.fields = found.fields;
-            report.sample = found.sample;
-            records
-        }
-        Err(e) => {
-            let error = redactor.redact(&deadline.explain(e).to_string());
+    let fetched = fetch_and_check(m, config, opts, &deadline, values, &mut report).instrument(span.clone()).await;
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err((error, requests)) => {
+            let error = redactor.redact(&deadline.explain(error).to_string());
             // The caller says it once: the daemon's log line, or the command's `error:`.
             span.in_scope(|| tracing::debug!("run failed: {error}"));
-            let mut store = store;
             let duration_ms = Some(started.elapsed().as_millis() as i64);
             let end = RunEnd {
                 error: Some(error.clone()),
@@ -316,14 +293,12 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
             return Ok(report);
         }
     };
-
     let limit = m.max_deactivate.unwrap_or(config.max_deactivate);
-    let applied = apply_phase(store, m, config, opts, &deadline, &report, records, requests, limit, started)
-        .instrument(span.clone())
-        .await;
+    let stages = fetched.stages;
+    let applied = apply_phase(store, m, config, opts, &deadline, &report, fetched).instrument(span.clone()).await;
     let (plan, end, (plan_ms, commit_ms)) = match applied {
         Ok(done) => done,
-        Err(error) => return Ok(fail_after_fetch(config, report, deadline.explain(error), started)),
+        Err((error, store)) => return Ok(fail_after_fetch(config, store, report, deadline.explain(error), started)),
     };
     report.stages = Some(Stages { plan_ms, commit_ms, ..stages });
     report.status = end.status;
@@ -336,8 +311,53 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
         report.plan = Some(redacted_plan(plan, &redactor));
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
-    span.in_scope(|| report.log_finished(fetch_ms));
+    span.in_scope(|| report.log_finished(stages.fetch_ms));
     Ok(report)
+}
+
+/// What a fetch that passed the mapping's checks brings to the apply.
+struct Fetched {
+    records: crate::mapping::RecordArena,
+    requests: Vec<RequestRow>,
+    stages: Stages,
+}
+
+/// Fetches every page (its progress shown in the run's row) and checks the
+/// mapping; `report` gains the counts, warnings and a dry run's sample. A
+/// failure comes back with the requests made so far.
+async fn fetch_and_check(
+    m: &Manifest,
+    config: &Config,
+    opts: RunOptions,
+    deadline: &Deadline,
+    values: Map<String, Value>,
+    report: &mut RunReport,
+) -> Result<Fetched, (RunError, Vec<RequestRow>)> {
+    let started = Instant::now();
+    let redactor = report.redactor.clone();
+    let shown = Shown::start(&config.database, report.run_id);
+    let fetched = fetch_phase(m, config, opts, &deadline.cancel, values, &redactor, &shown).await;
+    drop(shown);
+    let mut stages = Stages { fetch_ms: started.elapsed().as_millis() as u64, ..Stages::default() };
+    let requests: Vec<RequestRow> = fetched.trace.iter().map(|a| request_row(a, &redactor)).collect();
+    report.counts.pages = i64::from(fetched.pages);
+    report.counts.fetched = fetched.records as i64;
+    let checking = Instant::now();
+    let checked = fetched.result.and_then(|f| {
+        stages.read_ms = f.read_ms;
+        let found = Mapping::check(m, &f, opts.dry_run, &redactor)?;
+        Ok((f.records, found))
+    });
+    stages.check_ms = checking.elapsed().as_millis() as u64;
+    match checked {
+        Ok((records, found)) => {
+            report.warnings = found.warnings;
+            report.fields = found.fields;
+            report.sample = found.sample;
+            Ok(Fetched { records, requests, stages })
+        }
+        Err(e) => Err((e, requests)),
+    }
 }
 
 /// What a run over `max_deactivate` (`why`) means for a run that ended `status`.
@@ -422,10 +442,31 @@ async fn fetch_phase(
     FetchPhase { result, trace: std::mem::take(&mut client.trace), pages, records, values: kept }
 }
 
+/// What the apply needs, owned, to move onto its blocking thread.
+struct ApplyJob {
+    integration: String,
+    action: crate::manifest::Action,
+    match_on: crate::manifest::MatchOn,
+    auto_clear_email: bool,
+    /// The targets the manifest maps, a full name as the first and last name it fills.
+    mapped: Vec<Target>,
+    ignored: Vec<String>,
+    limit: crate::config::Limit,
+    opts: RunOptions,
+    run_id: i64,
+    fetched: Counts,
+    warnings: Vec<String>,
+    redactor: Redactor,
+    started: Instant,
+}
+
+/// What an applied run brings back: its plan, how it ended, and the plan and commit times.
+type Applied = (Plan, RunEnd, (u64, u64));
+
 /// Plans the records in the store's one transaction, on a blocking thread;
 /// decides how the run ends (ok, dry-run, held, cancelled) and only then
-/// tells the store to commit or roll back.
-#[allow(clippy::too_many_arguments)]
+/// tells the store to commit or roll back. A failure hands the store back
+/// (unless the thread died) so the run's row can say so.
 async fn apply_phase(
     mut store: Store,
     m: &Manifest,
@@ -433,13 +474,8 @@ async fn apply_phase(
     opts: RunOptions,
     deadline: &Deadline,
     report: &RunReport,
-    records: crate::mapping::RecordArena,
-    requests: Vec<RequestRow>,
-    limit: crate::config::Limit,
-    started: Instant,
-) -> Result<(Plan, RunEnd, (u64, u64)), RunError> {
-    let integration = m.name.clone();
-    let limit_secs = deadline.limit.as_secs();
+    fetched: Fetched,
+) -> Result<Applied, (RunError, Option<Store>)> {
     // A full name fills first and last name: those are what an update compares.
     let mapped: Vec<Target> = m
         .data_structure
@@ -455,63 +491,91 @@ async fn apply_phase(
             ref t => vec![t.clone()],
         })
         .collect();
-    let ignored = config.ignored_emails.clone();
-    let (action, match_on, auto_clear_email) = (m.action, m.match_on, m.auto_clear_email);
-    let (run_id, fetched, warnings) = (report.run_id, report.counts, report.warnings.clone());
-    let cancel = deadline.cancel.clone();
-    let timed_out = deadline.timed_out.clone();
-    let redactor = report.redactor.clone();
+    let job = ApplyJob {
+        integration: m.name.clone(),
+        action: m.action,
+        match_on: m.match_on,
+        auto_clear_email: m.auto_clear_email,
+        mapped,
+        ignored: config.ignored_emails.clone(),
+        limit: m.max_deactivate.unwrap_or(config.max_deactivate),
+        opts,
+        run_id: report.run_id,
+        fetched: report.counts,
+        warnings: report.warnings.clone(),
+        redactor: report.redactor.clone(),
+        started: deadline.started,
+    };
+    let (cancel, timed_out, limit_secs) =
+        (deadline.cancel.clone(), deadline.timed_out.clone(), deadline.limit.as_secs());
     let applied = tokio::task::spawn_blocking(move || {
-        let opts_plan = PlanOptions {
-            integration: &integration,
-            action,
-            match_on,
-            mapped: &mapped,
-            ignored_emails: &ignored,
-            auto_clear_email,
-        };
-        let planning = Instant::now();
-        let mut tx = store.begin_apply(run_id, &records)?;
-        let plan = crate::plan::plan(&records, &mut tx, &opts_plan)?;
-        let stopped = cancel.is_cancelled().then(|| match timed_out.load(Ordering::SeqCst) {
-            true => RunError::TimedOut(limit_secs),
-            false => RunError::Cancelled,
-        });
-        // Judged on the decisions, before a single deactivation is written.
-        let (status, error) = decide(&plan, limit, opts, stopped);
-        if status.commits() {
-            crate::plan::deactivate(&mut tx, &plan)?;
-        }
-        let plan_ms = planning.elapsed().as_millis() as u64;
-        let counts = Counts {
-            fetched: fetched.fetched,
-            pages: fetched.pages,
-            created: plan.n_created as i64,
-            updated: plan.n_changed() as i64,
-            deactivated: plan.n_deactivated as i64,
-            skipped: plan.n_skipped as i64,
-        };
-        let skips = plan
-            .skips
-            .iter()
-            .map(|s| Skip {
-                record: s.record,
-                key: s.key.as_deref().map(|k| redactor.redact(k)),
-                reason: redactor.redact(&s.reason),
+        let stopped = move || {
+            cancel.is_cancelled().then(|| match timed_out.load(Ordering::SeqCst) {
+                true => RunError::TimedOut(limit_secs),
+                false => RunError::Cancelled,
             })
-            .collect();
-        let duration_ms = Some(started.elapsed().as_millis() as i64);
-        let end = RunEnd { status, duration_ms, warnings, counts, error, skips, requests };
-        let committing = Instant::now();
-        tx.finish(&end)?;
-        Ok::<_, StoreError>((plan, end, (plan_ms, committing.elapsed().as_millis() as u64)))
+        };
+        let result = apply(&mut store, job, fetched, stopped);
+        (result, store)
     })
     .await;
     match applied {
-        Ok(Ok(done)) => Ok(done),
-        Ok(Err(e)) => Err(RunError::Apply(e)),
-        Err(join) => Err(RunError::Stopped(join.to_string())),
+        Ok((Ok(done), _)) => Ok(done),
+        Ok((Err(e), store)) => Err((RunError::Apply(e), Some(store))),
+        Err(join) => Err((RunError::Stopped(join.to_string()), None)),
     }
+}
+
+/// The apply itself, on its blocking thread: plan in the run's transaction,
+/// decide how the run ends (`stopped`: whether it was cancelled meanwhile),
+/// write the deactivations only when it commits, finish.
+fn apply(
+    store: &mut Store,
+    job: ApplyJob,
+    fetched: Fetched,
+    stopped: impl FnOnce() -> Option<RunError>,
+) -> Result<Applied, StoreError> {
+    let opts_plan = PlanOptions {
+        integration: &job.integration,
+        action: job.action,
+        match_on: job.match_on,
+        mapped: &job.mapped,
+        ignored_emails: &job.ignored,
+        auto_clear_email: job.auto_clear_email,
+    };
+    let planning = Instant::now();
+    let records = fetched.records;
+    let mut tx = store.begin_apply(job.run_id, &records)?;
+    let plan = crate::plan::plan(&records, &mut tx, &opts_plan)?;
+    // Judged on the decisions, before a single deactivation is written.
+    let (status, error) = decide(&plan, job.limit, job.opts, stopped());
+    if status.commits() {
+        crate::plan::deactivate(&mut tx, &plan)?;
+    }
+    let plan_ms = planning.elapsed().as_millis() as u64;
+    let counts = Counts {
+        fetched: job.fetched.fetched,
+        pages: job.fetched.pages,
+        created: plan.n_created as i64,
+        updated: plan.n_changed() as i64,
+        deactivated: plan.n_deactivated as i64,
+        skipped: plan.n_skipped as i64,
+    };
+    let redactor = &job.redactor;
+    let skips = plan
+        .skips
+        .iter()
+        .map(|s| Skip {
+            record: s.record,
+            key: s.key.as_deref().map(|k| redactor.redact(k)),
+            reason: redactor.redact(&s.reason),
+        })
+        .collect();
+    let duration_ms = Some(job.started.elapsed().as_millis() as i64);
+    let end = RunEnd { status, duration_ms, warnings: job.warnings, counts, error, skips, requests: fetched.requests };
+    let committing = Instant::now();
+    tx.finish(&end)?;
+    Ok((plan, end, (plan_ms, committing.elapsed().as_millis() as u64)))
 }
 
 /// How a planned run ends, before anything is committed.
@@ -538,11 +602,18 @@ fn over_limit(plan: &Plan, limit: crate::config::Limit) -> Option<String> {
         .map(|over| over.describe("would deactivate", "owned active users", "max_deactivate"))
 }
 
-/// The apply transaction failed (and rolled back): record the run as failed.
-fn fail_after_fetch(config: &Config, mut report: RunReport, error: RunError, started: Instant) -> RunReport {
+/// The apply transaction failed (and rolled back): record the run as failed,
+/// through the run's store when the apply handed it back.
+fn fail_after_fetch(
+    config: &Config,
+    store: Option<Store>,
+    mut report: RunReport,
+    error: RunError,
+    started: Instant,
+) -> RunReport {
     let error = report.redactor.redact(&error.to_string());
     tracing::debug!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
-    if let Ok(mut store) = Store::open(&config.database) {
+    if let Some(mut store) = store.map_or_else(|| Store::open(&config.database).ok(), Some) {
         let duration_ms = Some(started.elapsed().as_millis() as i64);
         let end = RunEnd { error: Some(error.clone()), counts: report.counts, duration_ms, ..RunEnd::default() };
         if let Err(e) = store.finish_run(report.run_id, &end) {

@@ -90,11 +90,13 @@ pub(super) struct Deadline {
     pub(super) cancel: Cancel,
     pub(super) timed_out: Arc<AtomicBool>,
     pub(super) limit: Duration,
+    /// When the run began (what its `duration_ms` counts from).
+    pub(super) started: std::time::Instant,
     watch: tokio::task::JoinHandle<()>,
 }
 
 impl Deadline {
-    pub(super) fn start(outer: &Cancel, limit: Duration) -> Deadline {
+    pub(super) fn start(outer: &Cancel, limit: Duration, started: std::time::Instant) -> Deadline {
         let (cancel, timed_out) = (Cancel::default(), Arc::new(AtomicBool::new(false)));
         let (outer, inner, flag) = (outer.clone(), cancel.clone(), timed_out.clone());
         let watch = tokio::spawn(async move {
@@ -104,7 +106,7 @@ impl Deadline {
             }
             inner.cancel();
         });
-        Deadline { cancel, timed_out, limit, watch }
+        Deadline { cancel, timed_out, limit, watch, started }
     }
 
     /// A cancellation said as what caused it.

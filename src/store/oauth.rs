@@ -6,14 +6,25 @@ use serde_json::Value;
 
 use super::{Store, StoreError, now};
 
-/// An integration's latest token response.
-#[derive(Debug, Clone)]
+/// An integration's latest token response. Its `Debug` shows the
+/// response's field names, never their values.
+#[derive(Clone)]
 pub struct StoredToken {
     /// The provider's JSON object; every string in it but `token_type` and `scope` is a secret.
     pub response: Value,
     /// Unix seconds; `None`: the provider gave no `expires_in`.
     pub expires_at: Option<i64>,
     pub updated_at: String,
+}
+
+impl std::fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("response", &crate::redact::Masked(&self.response))
+            .field("expires_at", &self.expires_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 impl Store {

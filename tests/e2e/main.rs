@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `rosterd` binary, a real SQLite file in a temp
 //! folder, and real HTTP over loopback. One test binary, a module per command.
 
+// Helpers shared by the tests stop at the first surprise, as the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod api;
 mod field;
 mod hardening;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    Action, ContinueIf, FieldPath, FormValue, Manifest, MatchOn, OAuth, Pagination, Polling, Rule, Step, Target,
-    ValueMap, origin,
+    Action, ContinueIf, FieldPath, FormValue, Manifest, MatchOn, Pagination, Polling, Rule, Step, Target, ValueMap,
+    origin,
 };
 use crate::config::{Config, Limit, secret_env_name};
 use crate::problem::{Problem, kind, pointer_token};
@@ -18,6 +18,7 @@ use crate::schedule::Schedule;
 use crate::user::Field;
 
 mod mapping;
+mod oauth;
 mod push;
 mod steps;
 
@@ -331,56 +332,6 @@ impl Checker<'_> {
             oauth,
             push,
         })
-    }
-
-    /// The `oauth` block: `access_token` required, `authenticate_url` for the
-    /// authorization-code flow (without it: client credentials).
-    fn oauth_block(&mut self, v: &Value, ids: &BTreeSet<String>) -> Option<OAuth> {
-        let obj = self.object(v, "/oauth")?;
-        self.unknown_keys(obj, OAUTH_KEYS, "/oauth");
-        let scope = Scope {
-            ids,
-            responses_below: 0,
-            next_page_token: false,
-            paging: false,
-            oauth: true,
-            redirect_url: true,
-            user: false,
-            target: false,
-        };
-        let authenticate_url = match obj.get("authenticate_url") {
-            None | Some(Value::Null) => None,
-            Some(v) => self.string(v, "/oauth/authenticate_url").map(str::to_string),
-        };
-        if let Some(url) = &authenticate_url {
-            self.template(url, "/oauth/authenticate_url", &scope);
-        }
-        let access_token = match obj.get("access_token") {
-            Some(v) => self.step(v, "/oauth/access_token", &scope),
-            None => {
-                self.problem(
-                    "/oauth/access_token",
-                    "required: the request that gets a token, e.g. {\"url\": \"https://oauth2.googleapis.com/token\",                      \"method\": \"POST\", \"data\": {...}}",
-                );
-                None
-            }
-        };
-        let refresh = obj.get("refresh").and_then(|v| self.step(v, "/oauth/refresh", &scope));
-        let without_code = match obj.get("without_code") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                self.problem("/oauth/without_code", format!("expected true or false, found {}", kind(other)));
-                false
-            }
-        };
-        if authenticate_url.is_none() {
-            self.notes.push(
-                "/oauth: no authenticate_url, so client credentials: rosterd requests a token itself before a run"
-                    .into(),
-            );
-        }
-        Some(OAuth { authenticate_url, access_token: access_token?, refresh, without_code })
     }
 
     /// Refuses a manifest of another kind (a webhook integration) or with a
