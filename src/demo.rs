@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::config;
 use crate::error::Error;
 use crate::manifest;
+use crate::port::Outbound;
 use crate::run::{RunOptions, Trigger};
 
 /// The manifests the demo runs, in order, as shipped in `integrations/`.

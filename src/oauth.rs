@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::fetch::{self, Client, FetchError, Token};
 use crate::manifest::{Manifest, OAuth};
+use crate::port::Tokens;
 use crate::redact::Redactor;
 use crate::store::{Store, StoreError, StoredToken};
 

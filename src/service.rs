@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::config::Config;
 use crate::manifest::Manifest;
 use crate::outcome::RunStatus;
+use crate::port::Runs;
 use crate::run::{self, Cancel, RunOptions, Trigger};
 use crate::store::{RunEnd, Store, StoreError};
 

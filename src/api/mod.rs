@@ -28,6 +28,7 @@ mod status;
 use crate::config::Config;
 use crate::error::Error;
 use crate::export::ExportWriter;
+use crate::port::Runs;
 use crate::problem::Problem;
 use crate::run::Trigger;
 use crate::service::Service;

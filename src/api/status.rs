@@ -15,6 +15,7 @@ use super::{blocking, error};
 use crate::config::Config;
 use crate::html::escape;
 use crate::outcome::RunStatus;
+use crate::port::Runs;
 use crate::service::Service;
 use crate::store::{RunRow, Store, StoreError};
 

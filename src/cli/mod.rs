@@ -14,6 +14,7 @@ use output::{Printable, Table, USER_COLUMNS, csv_cells, table_cells, write_repor
 use crate::config::{self, Config, LogFormat};
 use crate::error::Error;
 use crate::manifest;
+use crate::port::{Runs, Users};
 use crate::problem::Problem;
 use crate::run::{Cancel, RunOptions, RunReport, Trigger};
 use crate::store::Store;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use crate::config::Config;
 use crate::error::Error;
 use crate::oauth::{self, Callback, CallbackError};
+use crate::port::Tokens;
 use crate::store::Store;
 
 /// `--timeout`: `90s`, `10m`, `1h` or plain seconds.

@@ -10,6 +10,7 @@ use crate::run::RunReport;
 use crate::store::{RunRow, Store, UserRow};
 
 use super::SHOWN_SKIPS;
+use crate::port::{Outbound, Runs};
 
 pub(super) fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Error> {
     let secs = r.duration_ms as f64 / 1000.0;

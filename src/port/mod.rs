@@ -9,13 +9,17 @@
 
 mod directory;
 mod import;
+mod outbound;
 mod runs;
+mod tokens;
 
 use std::path::PathBuf;
 
 pub use directory::{Change, Deactivation, Directory, NewUser, Skip, Update};
 pub use import::{Existing, ImportLookup, Write};
-pub use runs::{RequestRow, RunEnd};
+pub use outbound::Outbound;
+pub use runs::{PushRow, RequestRow, RunDetail, RunEnd, RunRow, Runs, UserRow, Users};
+pub use tokens::{StoredToken, Tokens};
 
 /// Why the store could not do what was asked; every engine's errors end here.
 #[derive(Debug, thiserror::Error)]

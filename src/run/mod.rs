@@ -32,6 +32,7 @@ use crate::fetch::{self, Attempt, Client, FetchError};
 use crate::manifest::{Manifest, Target};
 use crate::outcome::{Counts, RunStatus};
 use crate::plan::{Plan, PlanOptions};
+use crate::port::Runs;
 use crate::port::Skip;
 use crate::redact::Redactor;
 use crate::store::{RequestRow, RunEnd, Store, StoreError};

@@ -16,6 +16,7 @@ use crate::config::{Config, Limit};
 use crate::fetch::{Client, Composer};
 use crate::manifest::{Manifest, Push, PushMode, Rule, Step, Target};
 use crate::outcome::RunStatus;
+use crate::port::{Outbound, Runs};
 use crate::push::send::{Job, Kind, Sender};
 use crate::push::{Listing, PlannedUpdate, PushPlan, TARGET_ID, user_context};
 use crate::redact::Redactor;

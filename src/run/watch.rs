@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::RunError;
+use crate::port::Runs;
 use crate::store::Store;
 
 /// Asks running runs to stop. A run that sees it before its transaction

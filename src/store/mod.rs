@@ -15,18 +15,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use apply::RunTx;
 pub use import::ImportTx;
 pub use metrics::Metrics;
-pub use oauth::StoredToken;
-pub use push::PushRow;
 
 use crate::outcome::{Counts, RunStatus};
 use crate::port::Skip;
-pub use crate::port::{RequestRow, RunEnd, StoreError};
+use crate::port::{Outbound, Runs, Users};
+pub use crate::port::{PushRow, RequestRow, RunDetail, RunEnd, RunRow, StoreError, StoredToken, UserRow};
 
 /// Why a run whose process is gone did not finish.
 const INTERRUPTED: &str = "interrupted: the process running it stopped before it finished; nothing was applied";
@@ -117,15 +115,11 @@ impl Store {
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
+}
 
+impl Runs for Store {
     /// Records a run as begun (`status` queued or running) by this process and returns its id.
-    pub fn begin_run(
-        &self,
-        integration: &str,
-        action: &str,
-        trigger: &str,
-        status: RunStatus,
-    ) -> Result<i64, StoreError> {
+    fn begin_run(&self, integration: &str, action: &str, trigger: &str, status: RunStatus) -> Result<i64, StoreError> {
         self.conn.execute(
             "INSERT INTO runs (integration, action, trigger, status, started_at, pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![integration, action, trigger, status.as_str(), now(), std::process::id()],
@@ -134,7 +128,7 @@ impl Store {
     }
 
     /// A running run's progress so far: pages and records fetched.
-    pub fn progress(&self, run_id: i64, pages: i64, fetched: i64) -> Result<(), StoreError> {
+    fn progress(&self, run_id: i64, pages: i64, fetched: i64) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE runs SET pages = ?2, fetched = ?3 WHERE id = ?1 AND status = ?4",
             params![run_id, pages, fetched, RunStatus::Running.as_str()],
@@ -143,7 +137,7 @@ impl Store {
     }
 
     /// A queued run got its slot and starts.
-    pub fn mark_running(&self, run_id: i64) -> Result<(), StoreError> {
+    fn mark_running(&self, run_id: i64) -> Result<(), StoreError> {
         self.conn.execute(
             "UPDATE runs SET status = ?2, pid = ?3 WHERE id = ?1 AND status = ?4",
             params![run_id, RunStatus::Running.as_str(), std::process::id(), RunStatus::Queued.as_str()],
@@ -153,7 +147,7 @@ impl Store {
 
     /// Marks runs of `integration` left open by a process that is gone as failed
     /// (all but `current`). Call only while holding that integration's run lock.
-    pub fn close_abandoned_runs(&self, integration: &str, current: i64) -> Result<usize, StoreError> {
+    fn close_abandoned_runs(&self, integration: &str, current: i64) -> Result<usize, StoreError> {
         Ok(self.conn.execute(
             "UPDATE runs SET status = 'failed', finished_at = ?2, error = ?4
              WHERE integration = ?1 AND status IN ('running', 'queued') AND id != ?3",
@@ -162,16 +156,83 @@ impl Store {
     }
 
     /// Writes a run's end when it applied nothing (failed, skipped, held, dry-run).
-    pub fn finish_run(&mut self, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
+    fn finish_run(&mut self, run_id: i64, end: &RunEnd) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         apply::write_run_end(&tx, run_id, end)?;
         tx.commit()?;
         Ok(())
     }
 
+    /// The latest runs, newest first.
+    fn runs(&self, integration: Option<&str>, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, integration, action, trigger, status, started_at, finished_at,
+                    fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms, pushed
+             FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![integration, limit], RunRow::from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn run(&self, run_id: i64) -> Result<Option<RunRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, integration, action, trigger, status, started_at, finished_at,
+                        fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms, pushed
+                 FROM runs WHERE id = ?1",
+                [run_id],
+                RunRow::from_row,
+            )
+            .optional()?)
+    }
+
+    /// One run whole: its row, requests, skipped records and push requests
+    /// (what `history --run ID --json` and `GET /api/v1/runs/ID` show).
+    fn run_detail(&self, run_id: i64) -> Result<Option<RunDetail>, StoreError> {
+        let Some(run) = self.run(run_id)? else { return Ok(None) };
+        Ok(Some(RunDetail {
+            run,
+            requests: self.run_requests(run_id)?,
+            skips: self.run_skips(run_id, u32::MAX)?,
+            push: self.push_rows(run_id)?,
+        }))
+    }
+
+    fn run_skips(&self, run_id: i64, limit: u32) -> Result<Vec<Skip>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT record, key, reason FROM run_skips WHERE run_id = ?1 ORDER BY rowid LIMIT ?2")?;
+        let rows = stmt.query_map(params![run_id, limit], |r| {
+            Ok(Skip { record: r.get::<_, i64>(0)? as usize, key: r.get(1)?, reason: r.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn run_requests(&self, run_id: i64) -> Result<Vec<RequestRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT step, method, url, status, bytes, millis, attempt, error FROM run_requests
+             WHERE run_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok(RequestRow {
+                step: r.get(0)?,
+                method: r.get(1)?,
+                url: r.get(2)?,
+                status: r.get(3)?,
+                bytes: r.get(4)?,
+                millis: r.get(5)?,
+                attempt: r.get(6)?,
+                error: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Users for Store {
     /// Calls `f` with every user in id order, from one statement, without
     /// holding them all; `f` returns false to stop.
-    pub fn users_each(&self, mut f: impl FnMut(UserRow) -> bool) -> Result<(), StoreError> {
+    fn users_each(&self, mut f: impl FnMut(UserRow) -> bool) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, email, first_name, last_name, external_id, username, phone, job, department,
                     extra_fields, active, source, created_at, updated_at FROM users ORDER BY id",
@@ -201,71 +262,6 @@ impl Store {
         }
         Ok(())
     }
-
-    /// The latest runs, newest first.
-    pub fn runs(&self, integration: Option<&str>, limit: u32) -> Result<Vec<RunRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                    fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms, pushed
-             FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![integration, limit], RunRow::from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn run(&self, run_id: i64) -> Result<Option<RunRow>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                        fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms, pushed
-                 FROM runs WHERE id = ?1",
-                [run_id],
-                RunRow::from_row,
-            )
-            .optional()?)
-    }
-
-    /// One run whole: its row, requests, skipped records and push requests
-    /// (what `history --run ID --json` and `GET /api/v1/runs/ID` show).
-    pub fn run_detail(&self, run_id: i64) -> Result<Option<RunDetail>, StoreError> {
-        let Some(run) = self.run(run_id)? else { return Ok(None) };
-        Ok(Some(RunDetail {
-            run,
-            requests: self.run_requests(run_id)?,
-            skips: self.run_skips(run_id, u32::MAX)?,
-            push: self.push_rows(run_id)?,
-        }))
-    }
-
-    pub fn run_skips(&self, run_id: i64, limit: u32) -> Result<Vec<Skip>, StoreError> {
-        let mut stmt =
-            self.conn.prepare("SELECT record, key, reason FROM run_skips WHERE run_id = ?1 ORDER BY rowid LIMIT ?2")?;
-        let rows = stmt.query_map(params![run_id, limit], |r| {
-            Ok(Skip { record: r.get::<_, i64>(0)? as usize, key: r.get(1)?, reason: r.get(2)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    pub fn run_requests(&self, run_id: i64) -> Result<Vec<RequestRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT step, method, url, status, bytes, millis, attempt, error FROM run_requests
-             WHERE run_id = ?1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([run_id], |r| {
-            Ok(RequestRow {
-                step: r.get(0)?,
-                method: r.get(1)?,
-                url: r.get(2)?,
-                status: r.get(3)?,
-                bytes: r.get(4)?,
-                millis: r.get(5)?,
-                attempt: r.get(6)?,
-                error: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }
 
 /// The `extra_fields` column as a map (`{}` when it is not a JSON object).
@@ -292,58 +288,6 @@ fn explain(e: &rusqlite::Error) -> String {
     } else {
         text
     }
-}
-
-/// One row of `users`, as `users --format json` prints it.
-#[derive(Debug, Clone, Serialize)]
-pub struct UserRow {
-    pub id: i64,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub external_id: Option<String>,
-    pub username: Option<String>,
-    pub phone: Option<String>,
-    pub job: Option<String>,
-    pub department: Option<String>,
-    pub extra_fields: Value,
-    pub active: i64,
-    pub source: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// One run whole, as `history --run ID --json` prints it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunDetail {
-    pub run: RunRow,
-    pub requests: Vec<RequestRow>,
-    pub skips: Vec<Skip>,
-    /// A push's requests and their outcomes.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub push: Vec<push::PushRow>,
-}
-
-/// One row of `runs`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRow {
-    pub id: i64,
-    pub integration: String,
-    pub action: String,
-    pub trigger: String,
-    pub status: RunStatus,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    #[serde(flatten)]
-    pub counts: Counts,
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// How long it took; `None` for runs from before rosterd measured it, or that never ran.
-    pub duration_ms: Option<i64>,
-    /// A push: requests sent so far (while it runs) or in all.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pushed: Option<i64>,
 }
 
 impl RunRow {

@@ -5,30 +5,10 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use super::{Store, StoreError, now};
+use crate::port::{StoredToken, Tokens};
 
-/// An integration's latest token response. Its `Debug` shows the
-/// response's field names, never their values.
-#[derive(Clone)]
-pub struct StoredToken {
-    /// The provider's JSON object; every string in it but `token_type` and `scope` is a secret.
-    pub response: Value,
-    /// Unix seconds; `None`: the provider gave no `expires_in`.
-    pub expires_at: Option<i64>,
-    pub updated_at: String,
-}
-
-impl std::fmt::Debug for StoredToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredToken")
-            .field("response", &crate::redact::Masked(&self.response))
-            .field("expires_at", &self.expires_at)
-            .field("updated_at", &self.updated_at)
-            .finish()
-    }
-}
-
-impl Store {
-    pub fn token(&self, integration: &str) -> Result<Option<StoredToken>, StoreError> {
+impl Tokens for Store {
+    fn token(&self, integration: &str) -> Result<Option<StoredToken>, StoreError> {
         let row = self
             .conn
             .query_row(
@@ -44,7 +24,7 @@ impl Store {
         }))
     }
 
-    pub fn save_token(&self, integration: &str, response: &Value, expires_at: Option<i64>) -> Result<(), StoreError> {
+    fn save_token(&self, integration: &str, response: &Value, expires_at: Option<i64>) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO oauth_tokens (integration, response, expires_at, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (integration) DO UPDATE SET response = excluded.response,
@@ -55,13 +35,7 @@ impl Store {
     }
 
     /// Remembers an authorize link's `state` until `expires_at` (unix seconds).
-    pub fn put_state(
-        &self,
-        state: &str,
-        integration: &str,
-        redirect_url: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    fn put_state(&self, state: &str, integration: &str, redirect_url: &str, expires_at: i64) -> Result<(), StoreError> {
         let now_secs = chrono::Utc::now().timestamp();
         self.conn.execute("DELETE FROM oauth_states WHERE expires_at <= ?1", params![now_secs])?;
         self.conn.execute(
@@ -74,7 +48,7 @@ impl Store {
     /// Takes `state` back for `integration`, with the redirect URL its link
     /// carried: `None` when it was never handed out, was used already, belongs
     /// to another integration or has expired.
-    pub fn take_state(&self, state: &str, integration: &str) -> Result<Option<String>, StoreError> {
+    fn take_state(&self, state: &str, integration: &str) -> Result<Option<String>, StoreError> {
         let now_secs = chrono::Utc::now().timestamp();
         let row = self
             .conn
@@ -90,7 +64,7 @@ impl Store {
     }
 
     /// Whether `state` is still waiting for its callback.
-    pub fn state_pending(&self, state: &str) -> Result<bool, StoreError> {
+    fn state_pending(&self, state: &str) -> Result<bool, StoreError> {
         let n: i64 =
             self.conn.query_row("SELECT COUNT(*) FROM oauth_states WHERE state = ?1", params![state], |r| r.get(0))?;
         Ok(n > 0)

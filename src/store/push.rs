@@ -3,39 +3,22 @@
 //! push request's outcome per run.
 
 use rusqlite::params;
-use serde::Serialize;
 
 use super::{Store, StoreError, apply::stored_user_columns};
 use crate::manifest::PushSelect;
+use crate::port::{Outbound, PushRow};
 use crate::user::StoredUser;
-
-/// One push request as recorded: what it did to which user, and how it ended.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PushRow {
-    /// `create`, `update`, `remove` or `bulk`.
-    pub kind: String,
-    pub external_id: Option<String>,
-    pub target_id: Option<String>,
-    /// The target's HTTP status, when it answered.
-    pub status: Option<u16>,
-    /// Why it failed, redacted; `None`: it succeeded.
-    pub error: Option<String>,
-}
 
 const SELECTED: &str = "SELECT u.id, u.email, u.first_name, u.last_name, u.external_id, u.username, u.phone, u.job,
         u.department, u.extra_fields, u.active, (SELECT o.integration FROM ownership o WHERE o.user_id = u.id), u.source
      FROM users u WHERE u.external_id IS NOT NULL AND u.external_id != '' AND (?1 = 0 OR u.active = 1) ORDER BY u.id";
 
-impl Store {
+impl Outbound for Store {
     /// Calls `f` with every local user `select` picks that has an external id,
     /// in id order, from one statement; `f` returns false to stop. A user
     /// matches `select.source` by its owner or by the integration (or
     /// `import`) that made it.
-    pub fn push_users_each(
-        &self,
-        select: &PushSelect,
-        mut f: impl FnMut(StoredUser) -> bool,
-    ) -> Result<(), StoreError> {
+    fn push_users_each(&self, select: &PushSelect, mut f: impl FnMut(StoredUser) -> bool) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare(SELECTED)?;
         let mut rows = stmt.query([select.active])?;
         while let Some(r) = rows.next()? {
@@ -55,7 +38,7 @@ impl Store {
     }
 
     /// The users with these ids (those that still exist), in the order asked.
-    pub fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredUser>, StoreError> {
+    fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredUser>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         let mut stmt = self.conn.prepare_cached(
             "SELECT u.id, u.email, u.first_name, u.last_name, u.external_id, u.username, u.phone, u.job,
@@ -71,13 +54,13 @@ impl Store {
     }
 
     /// A running push's progress: requests sent so far.
-    pub fn push_progress(&self, run_id: i64, sent: i64) -> Result<(), StoreError> {
+    fn push_progress(&self, run_id: i64, sent: i64) -> Result<(), StoreError> {
         self.conn.execute("UPDATE runs SET pushed = ?2 WHERE id = ?1 AND status = 'running'", params![run_id, sent])?;
         Ok(())
     }
 
     /// Appends push request outcomes to a run, after those recorded already.
-    pub fn record_push(&mut self, run_id: i64, rows: &[PushRow]) -> Result<(), StoreError> {
+    fn record_push(&mut self, run_id: i64, rows: &[PushRow]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let start: i64 = tx.query_row(
@@ -106,7 +89,7 @@ impl Store {
     }
 
     /// A run's push requests by kind: (kind, sent, failed).
-    pub fn push_counts(&self, run_id: i64) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    fn push_counts(&self, run_id: i64) -> Result<Vec<(String, u64, u64)>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT kind, COUNT(*), SUM(error IS NOT NULL) FROM push_requests WHERE run_id = ?1 GROUP BY kind",
         )?;
@@ -116,7 +99,7 @@ impl Store {
     }
 
     /// A run's push requests, in the order they ended.
-    pub fn push_rows(&self, run_id: i64) -> Result<Vec<PushRow>, StoreError> {
+    fn push_rows(&self, run_id: i64) -> Result<Vec<PushRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT kind, external_id, target_id, status, error FROM push_requests WHERE run_id = ?1 ORDER BY seq",
         )?;

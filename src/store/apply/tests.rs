@@ -7,6 +7,7 @@ use crate::mapping::Record;
 use crate::outcome::RunStatus;
 use crate::plan::PlanOptions;
 use crate::plan::tests::generated::{cases, email, external};
+use crate::port::Runs;
 
 fn record() -> impl Strategy<Value = Record> {
     (email(), external(), proptest::option::of(0..2u8), any::<bool>(), proptest::option::of(0..3u8)).prop_map(
