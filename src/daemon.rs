@@ -28,7 +28,6 @@ use crate::error::Error;
 use crate::manifest::{self, Manifest};
 use crate::run::Trigger;
 use crate::service::Service;
-use crate::store::Store;
 
 const POLL: Duration = Duration::from_secs(1);
 
@@ -66,7 +65,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     // Opening the store first makes a bad database path a start-up error, not a failed run later.
-    Store::open(&service.config().database)?;
+    service.database()?;
     let mut daemon = Daemon { service: service.clone(), flag, entries: HashMap::new(), broken: HashMap::new() };
     daemon.rescan(false, true);
     let stop_api = Arc::new(Notify::new());
@@ -114,7 +113,7 @@ pub async fn once(service: Arc<Service>, flag: Option<PathBuf>) -> Result<(), Er
             crate::describe_io(&e)
         )));
     }
-    Store::open(&service.config().database)?;
+    service.database()?;
     let mut daemon = Daemon { service, flag, entries: HashMap::new(), broken: HashMap::new() };
     daemon.rescan(false, false);
     daemon.once().await

@@ -62,9 +62,8 @@ pub fn employees() -> Vec<Value> {
 }
 
 /// Prints what a push sent: each request's kind, user and status.
-fn show_pushed(config: &config::Config, run_id: i64) -> Result<(), Error> {
-    let store = crate::store::Store::open(&config.database)?;
-    for p in store.push_rows(run_id)? {
+fn show_pushed(db: &crate::store::Database, run_id: i64) -> Result<(), Error> {
+    for p in db.connect()?.push_rows(run_id)? {
         let sign = match p.kind.as_str() {
             "create" => "+",
             "update" => "~",
@@ -259,13 +258,14 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
         ));
     }
     let config = config::parse_str(&toml, &dir.join("rosterd-demo.toml")).map_err(Error::Invalid)?;
+    let store = crate::store::Database::open(&config.database)?;
     let mut failed = Vec::new();
     for (name, text) in MANIFESTS {
         let text = text.replace(REAL_HOST, &base).replace(REAL_TARGET, &target_base);
         let file = PathBuf::from(format!("integrations/{name}.json"));
         let manifest = manifest::parse(name, &file, &text, &config).map_err(Error::Invalid)?;
         let opts = RunOptions { trigger: Trigger::Manual, dry_run: false, force: false, progress: false, run_id: None };
-        let report = crate::run::run(&manifest, &config, opts, &crate::run::Cancel::default()).await?;
+        let report = crate::run::run(&manifest, &config, &store, opts, &crate::run::Cancel::default()).await?;
         if manifest.push.is_some() {
             writeln!(
                 std::io::stdout(),
@@ -277,7 +277,7 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
                 report.counts.deactivated,
                 report.unchanged
             )?;
-            show_pushed(&config, report.run_id)?;
+            show_pushed(&store, report.run_id)?;
             let after = locked(&target_state).clone();
             let mut line = Vec::new();
             for u in &after {

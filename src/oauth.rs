@@ -13,7 +13,7 @@ use crate::fetch::{self, Client, FetchError, Token};
 use crate::manifest::{Manifest, OAuth};
 use crate::port::Tokens;
 use crate::redact::Redactor;
-use crate::store::{Store, StoreError, StoredToken};
+use crate::store::{Database, Store, StoreError, StoredToken};
 
 /// A token is renewed when it expires within this many seconds.
 pub const RENEW_EARLY_SECS: i64 = 60;
@@ -59,12 +59,13 @@ pub fn hide(redactor: &Redactor, response: &Value) {
 pub async fn prepare(
     m: &Manifest,
     config: &Config,
+    db: &Database,
     values: &mut Map<String, Value>,
     client: &mut Client,
 ) -> Result<(), OAuthError> {
     let Some(o) = &m.oauth else { return Ok(()) };
     values.insert("redirect_url".into(), Value::String(redirect_url(config, DEFAULT_PORT)));
-    let store = Store::open(&config.database)?;
+    let store = db.connect()?;
     let stored = store.token(&m.name)?;
     if let Some(t) = &stored {
         hide(client.redactor(), &t.response);
@@ -103,8 +104,8 @@ pub async fn prepare(
 }
 
 /// Stores a token a fetch renewed (a source answered 401).
-pub fn save_renewed(config: &Config, name: &str, token: &Token) -> Result<(), OAuthError> {
-    Store::open(&config.database)?.save_token(name, &token.response, token.expires_at())?;
+pub fn save_renewed(db: &Database, name: &str, token: &Token) -> Result<(), OAuthError> {
+    db.connect()?.save_token(name, &token.response, token.expires_at())?;
     Ok(())
 }
 
@@ -150,6 +151,7 @@ pub fn authorize(
 pub async fn exchange(
     m: &Manifest,
     config: &Config,
+    db: &Database,
     redirect_url: &str,
     code: Option<&str>,
 ) -> Result<StoredToken, OAuthError> {
@@ -165,7 +167,7 @@ pub async fn exchange(
     let answer = fetch::token_request(m, &o.access_token, values, code, &mut client, "oauth access_token")
         .await
         .map_err(|e| OAuthError::Token(redacted(e, &redactor)))?;
-    let store = Store::open(&config.database)?;
+    let store = db.connect()?;
     keep(&store, &m.name, &redactor, Token::new(answer))?;
     store.token(&m.name)?.ok_or_else(|| OAuthError::NoToken(m.name.clone()))
 }
@@ -214,8 +216,13 @@ impl Callback {
 
 /// Takes a callback for `m` whose `state` the store handed out: checks the
 /// state (single use, unexpired, this integration's), then exchanges the code.
-pub async fn complete(m: &Manifest, config: &Config, callback: &Callback) -> Result<StoredToken, CallbackError> {
-    let store = Store::open(&config.database).map_err(OAuthError::from)?;
+pub async fn complete(
+    m: &Manifest,
+    config: &Config,
+    db: &Database,
+    callback: &Callback,
+) -> Result<StoredToken, CallbackError> {
+    let store = db.connect().map_err(OAuthError::from)?;
     let Some(state) = &callback.state else { return Err(CallbackError::State) };
     let Some(redirect_url) = store.take_state(state, &m.name).map_err(OAuthError::from)? else {
         return Err(CallbackError::State);
@@ -227,7 +234,8 @@ pub async fn complete(m: &Manifest, config: &Config, callback: &Callback) -> Res
     if callback.code.is_none() && !o.without_code {
         return Err(CallbackError::NoCode);
     }
-    Ok(exchange(m, config, &redirect_url, callback.code.as_deref()).await?)
+    drop(store);
+    Ok(exchange(m, config, db, &redirect_url, callback.code.as_deref()).await?)
 }
 
 /// Why a callback did not end in a stored token.

@@ -15,7 +15,7 @@ use crate::manifest::Manifest;
 use crate::outcome::RunStatus;
 use crate::port::Runs;
 use crate::run::{self, Cancel, RunOptions, Trigger};
-use crate::store::{RunEnd, Store, StoreError};
+use crate::store::{Database, RunEnd, StoreError};
 
 /// State shared by the daemon's tasks and the API's handlers.
 pub struct Service {
@@ -33,6 +33,8 @@ pub struct Service {
     manifests: RwLock<HashMap<String, Arc<Manifest>>>,
     /// True while the scheduling loop runs (for `/healthz`).
     ticking: AtomicBool,
+    /// The process's store, opened at first use (see `database`).
+    db: Mutex<Option<Database>>,
 }
 
 impl Service {
@@ -47,7 +49,21 @@ impl Service {
             results: Mutex::new(HashMap::new()),
             manifests: RwLock::new(HashMap::new()),
             ticking: AtomicBool::new(false),
+            db: Mutex::new(None),
         })
+    }
+
+    /// The process's one handle on the store, opened (and migrated) at first
+    /// use; a reloaded config whose `database` moved opens the new one.
+    pub fn database(&self) -> Result<Database, StoreError> {
+        let path = self.config().database.clone();
+        let mut db = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = db.as_ref().filter(|d| d.path() == path) {
+            return Ok(open.clone());
+        }
+        let open = Database::open(&path)?;
+        *db = Some(open.clone());
+        Ok(open)
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -105,7 +121,6 @@ impl Service {
     /// Starts a run of `m` and returns its run id, unless one is going: then a
     /// `skipped` run is recorded and `Ok(None)` returned.
     pub fn trigger(self: &Arc<Self>, m: Arc<Manifest>, trigger: Trigger) -> Result<Option<i64>, StoreError> {
-        let config = self.config();
         let busy = {
             let mut running = self.running();
             let busy = running.get(&m.name).copied();
@@ -115,10 +130,12 @@ impl Service {
             busy
         };
         if let Some(busy) = busy {
-            run::record_skipped(&mut Store::open(&config.database)?, &m, trigger, None, busy)?;
+            run::record_skipped(&mut *self.database()?.connect()?, &m, trigger, None, busy)?;
             return Ok(None);
         }
-        let begun = Store::open(&config.database)
+        let begun = self
+            .database()
+            .and_then(|db| db.connect())
             .and_then(|s| s.begin_run(&m.name, m.action.as_str(), trigger.as_str(), RunStatus::Queued));
         let run_id = match begun {
             Ok(id) => id,
@@ -156,13 +173,20 @@ impl Service {
         let Some(_permit) = permit else {
             let reason = "cancelled: rosterd was stopping before the run started".to_string();
             let end = RunEnd { status: RunStatus::Failed, error: Some(reason), ..Default::default() };
-            if let Err(e) = Store::open(&config.database).and_then(|mut s| s.finish_run(run_id, &end)) {
+            if let Err(e) = self.database().and_then(|db| db.connect()).and_then(|mut s| s.finish_run(run_id, &end)) {
                 tracing::error!(integration = %m.name, "cannot record a cancelled run: {e}");
             }
             return RunStatus::Failed;
         };
         let opts = RunOptions { trigger, dry_run: false, force: false, progress: false, run_id: Some(run_id) };
-        match run::run(m, &config, opts, &self.cancel).await {
+        let db = match self.database() {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::error!(integration = %m.name, run_id, "cannot open the store: {e}");
+                return RunStatus::Failed;
+            }
+        };
+        match run::run(m, &config, &db, opts, &self.cancel).await {
             Ok(report) => {
                 let c = &report.counts;
                 if report.succeeded() {

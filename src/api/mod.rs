@@ -141,7 +141,11 @@ async fn oauth_callback(
         return page(StatusCode::NOT_FOUND, &format!("no integration named {name} is loaded"));
     };
     let callback = Callback::parse(uri.query().unwrap_or(""));
-    match crate::oauth::complete(&m, &service.config(), &callback).await {
+    let db = match service.database() {
+        Ok(db) => db,
+        Err(e) => return page(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot open the store: {e}")),
+    };
+    match crate::oauth::complete(&m, &service.config(), &db, &callback).await {
         Ok(_) => {
             tracing::info!(integration = %name, "OAuth token stored from the callback");
             page(StatusCode::OK, &format!("rosterd stored the token for {name}. You can close this window."))
@@ -218,6 +222,15 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// `blocking` with a connection from the process's store.
+async fn with_store<T: Send + 'static>(
+    service: &Service,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    let db = service.database().map_err(store_error)?;
+    blocking(move || f(&mut *db.connect()?)).await
+}
+
 fn store_error(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
@@ -239,8 +252,7 @@ async fn import(
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.0),
     };
-    let database = service.config().database.clone();
-    match blocking(move || Store::open(&database).and_then(|mut s| crate::run::import(&mut s, &records))).await {
+    match with_store(&service, move |s| crate::run::import(s, &records)).await {
         Ok(reply) => Json(reply).into_response(),
         Err(r) => r,
     }
@@ -248,10 +260,14 @@ async fn import(
 
 async fn export(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
     let csv = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
-    let (database, escape) = (service.config().database.clone(), service.config().csv_escape_formulas);
+    let escape = service.config().csv_escape_formulas;
+    let db = match service.database() {
+        Ok(db) => db,
+        Err(e) => return store_error(e),
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        let result = Store::open(&database).map_err(std::io::Error::other).and_then(|store| {
+        let result = db.connect().map_err(std::io::Error::other).and_then(|store| {
             let mut chunk = ExportWriter::new(csv, escape);
             store
                 .export_each(|row| {
@@ -298,12 +314,8 @@ struct RunsQuery {
 }
 
 async fn runs(State(service): State<Arc<Service>>, Query(q): Query<RunsQuery>) -> Response {
-    let database = service.config().database.clone();
     let limit = q.limit.unwrap_or(50).min(10_000);
-    let result = blocking(move || {
-        Store::open(&database).and_then(|s| s.runs(q.integration.as_deref().filter(|i| !i.is_empty()), limit))
-    })
-    .await;
+    let result = with_store(&service, move |s| s.runs(q.integration.as_deref().filter(|i| !i.is_empty()), limit)).await;
     match result {
         Ok(rows) => Json(json!({"runs": rows})).into_response(),
         Err(r) => r,
@@ -312,8 +324,7 @@ async fn runs(State(service): State<Arc<Service>>, Query(q): Query<RunsQuery>) -
 
 /// One run as `history --run ID --json` prints it: its row, requests and skips.
 async fn run_detail(State(service): State<Arc<Service>>, Path(id): Path<i64>) -> Response {
-    let database = service.config().database.clone();
-    let found = blocking(move || Store::open(&database)?.run_detail(id)).await;
+    let found = with_store(&service, move |s| s.run_detail(id)).await;
     match found {
         Ok(Some(detail)) => Json(detail).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("there is no run {id}")),
@@ -325,12 +336,11 @@ async fn run_detail(State(service): State<Arc<Service>>, Path(id): Path<i64>) ->
 /// last run, or, for a file that does not validate, its problems.
 async fn integrations(State(service): State<Arc<Service>>) -> Response {
     let config = service.config();
-    let listed = blocking(move || {
+    let listed = with_store(&service, move |store| {
         let files = crate::manifest::files_in(&config.integrations_dir).map_err(|e| StoreError::Open {
             path: config.integrations_dir.clone(),
             reason: crate::describe_io(&e),
         })?;
-        let store = Store::open(&config.database)?;
         let now = chrono::Utc::now().with_timezone(&config.timezone);
         let mut out = Vec::new();
         for file in files {
@@ -365,8 +375,7 @@ async fn integrations(State(service): State<Arc<Service>>) -> Response {
 }
 
 async fn healthz(State(service): State<Arc<Service>>) -> Response {
-    let database = service.config().database.clone();
-    let store = blocking(move || Store::open(&database).and_then(|s| s.runs(None, 1).map(|_| ()))).await;
+    let store = with_store(&service, |s| s.runs(None, 1).map(|_| ())).await;
     match (store, service.is_ticking()) {
         (Ok(()), true) => Json(json!({"status": "ok"})).into_response(),
         (Ok(()), false) => error(StatusCode::SERVICE_UNAVAILABLE, "the scheduler is not running"),
@@ -375,8 +384,7 @@ async fn healthz(State(service): State<Arc<Service>>) -> Response {
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
-    let database = service.config().database.clone();
-    match blocking(move || Store::open(&database).and_then(|s| s.metrics())).await {
+    match with_store(&service, |s| s.metrics()).await {
         Ok(m) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics_text(&m)).into_response(),
         Err(r) => r,
     }

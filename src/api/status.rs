@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{blocking, error};
+use super::{error, with_store};
 use crate::config::Config;
 use crate::html::escape;
 use crate::outcome::RunStatus;
@@ -28,7 +28,7 @@ pub(super) async fn page(State(service): State<Arc<Service>>) -> Response {
         return error(StatusCode::NOT_FOUND, "the status page is off ([api] status_page = false)");
     }
     let running = service.running_names();
-    match blocking(move || render(&config, &running)).await {
+    match with_store(&service, move |store| render(store, &config, &running)).await {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(r) => r,
     }
@@ -44,10 +44,9 @@ struct Row {
     problems: Vec<(String, String)>,
 }
 
-fn render(config: &Config, running: &[String]) -> Result<String, StoreError> {
+fn render(store: &Store, config: &Config, running: &[String]) -> Result<String, StoreError> {
     let files = crate::manifest::files_in(&config.integrations_dir)
         .map_err(|e| StoreError::Open { path: config.integrations_dir.clone(), reason: crate::describe_io(&e) })?;
-    let store = Store::open(&config.database)?;
     let now = chrono::Utc::now().with_timezone(&config.timezone);
     let mut rows = Vec::new();
     for file in files {

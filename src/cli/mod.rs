@@ -154,7 +154,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                         on_signal.cancel();
                     }
                 });
-                crate::run::run(&manifest, &config, opts, &cancel).await.map_err(Error::from)
+                let db = crate::store::Database::open(&config.database)?;
+                crate::run::run(&manifest, &config, &db, opts, &cancel).await.map_err(Error::from)
             })?;
             print_report(&report, json)
         }

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::oauth::{self, Callback, CallbackError};
 use crate::port::Tokens;
-use crate::store::Store;
+use crate::store::{Database, Store};
 
 /// `--timeout`: `90s`, `10m`, `1h` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -47,9 +47,10 @@ pub(super) async fn connect(config: &Config, name: &str, port: u16, timeout: Dur
         return Err(Error::Usage(format!("{} has no \"oauth\" block; it needs no token", m.name)));
     };
     let mut out = std::io::stdout();
+    let db = Database::open(&config.database)?;
     if !block.needs_consent() {
         let redirect = oauth::redirect_url(config, port);
-        let token = oauth::exchange(&m, config, &redirect, None).await.map_err(failed)?;
+        let token = oauth::exchange(&m, config, &db, &redirect, None).await.map_err(failed)?;
         writeln!(out, "{}", oauth::describe(&m.name, Some(&token)))?;
         return Ok(());
     }
@@ -61,7 +62,7 @@ pub(super) async fn connect(config: &Config, name: &str, port: u16, timeout: Dur
             Error::Usage(format!("cannot listen on 127.0.0.1:{port} for the callback: {e}; pass --port"))
         })?),
     };
-    let store = Store::open(&config.database)?;
+    let store = db.connect()?;
     let (link, state) = oauth::authorize(&m, &store, &redirect, timeout.as_secs() as i64).map_err(failed)?;
     eprintln!(
         "Open this link in a browser and allow access (it waits {} s). Once the browser lands on {redirect}, \
@@ -70,7 +71,7 @@ pub(super) async fn connect(config: &Config, name: &str, port: u16, timeout: Dur
     );
     writeln!(out, "{link}")?;
     out.flush()?;
-    let outcome = tokio::time::timeout(timeout, wait(&m, config, &store, &state, listener)).await;
+    let outcome = tokio::time::timeout(timeout, wait(&m, config, &db, &state, listener)).await;
     match outcome {
         Ok(result) => {
             let token = result?;
@@ -94,10 +95,11 @@ fn failed(e: impl std::fmt::Display) -> Error {
 async fn wait(
     m: &crate::manifest::Manifest,
     config: &Config,
-    store: &Store,
+    db: &Database,
     state: &str,
     listener: Option<tokio::net::TcpListener>,
 ) -> Result<crate::store::StoredToken, Error> {
+    let store = db.connect()?;
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
@@ -111,7 +113,7 @@ async fn wait(
                     continue;
                 }
                 let cb = Callback::parse(&target);
-                match take(m, config, state, &cb).await {
+                match take(m, config, db, state, &cb).await {
                     Ok(token) => {
                         let _ = respond(&mut conn, 200, "rosterd stored the token. You can close this window.").await;
                         return Ok(token);
@@ -134,7 +136,7 @@ async fn wait(
                 if line.trim().is_empty() {
                     continue;
                 }
-                match take(m, config, state, &Callback::parse(&line)).await {
+                match take(m, config, db, state, &Callback::parse(&line)).await {
                     Ok(token) => return Ok(token),
                     Err(Taken::Foreign(why)) => eprintln!("refused the pasted address: {why}; paste the address the browser was sent to"),
                     Err(Taken::Failed(e)) => return Err(e),
@@ -162,6 +164,7 @@ enum Taken {
 async fn take(
     m: &crate::manifest::Manifest,
     config: &Config,
+    db: &Database,
     state: &str,
     cb: &Callback,
 ) -> Result<crate::store::StoredToken, Taken> {
@@ -171,7 +174,7 @@ async fn take(
             Some(_) => "its state is not the one in the link rosterd printed".into(),
         }));
     }
-    oauth::complete(m, config, cb).await.map_err(|e| match e {
+    oauth::complete(m, config, db, cb).await.map_err(|e| match e {
         CallbackError::NoCode => Taken::Foreign(e.to_string()),
         other => Taken::Failed(failed(other)),
     })

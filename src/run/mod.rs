@@ -35,7 +35,7 @@ use crate::plan::{Plan, PlanOptions};
 use crate::port::Runs;
 use crate::port::Skip;
 use crate::redact::Redactor;
-use crate::store::{RequestRow, RunEnd, Store, StoreError};
+use crate::store::{Conn, Database, RequestRow, RunEnd, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -63,6 +63,17 @@ pub struct RunOptions {
     pub progress: bool,
     /// A `runs` row already made for this run (status `running`), e.g. by the API to answer with its id.
     pub run_id: Option<i64>,
+}
+
+/// What every step of one run reads: its manifest, the config, the
+/// process's store, how it was asked to run, and its deadline.
+struct Ctx<'a> {
+    m: &'a Manifest,
+    config: &'a Config,
+    db: &'a Database,
+    opts: RunOptions,
+    deadline: &'a Deadline,
+    started: Instant,
 }
 
 /// What a run did, as `run --json` prints it.
@@ -239,9 +250,15 @@ pub fn try_lock(database: &Path, integration: &str) -> std::io::Result<Option<Ru
 
 /// Runs `m` once. Errors are only those before a run could be recorded (the
 /// store cannot be opened); a run that fails is an `Ok` report with status `failed`.
-pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cancel) -> Result<RunReport, StoreError> {
+pub async fn run(
+    m: &Manifest,
+    config: &Config,
+    db: &Database,
+    opts: RunOptions,
+    cancel: &Cancel,
+) -> Result<RunReport, StoreError> {
     let started = Instant::now();
-    let mut store = Store::open(&config.database)?;
+    let mut store = db.connect()?;
     let mut report = RunReport::new(m, opts.trigger);
     let lock = try_lock(&config.database, &m.name).map_err(|e| StoreError::Open {
         path: config.database.clone(),
@@ -267,13 +284,14 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
 
     // This run's own stop: rosterd stopping, or `[http] run_timeout_secs` passing.
     let deadline = Deadline::start(cancel, Duration::from_secs(config.http.run_timeout_secs), started);
+    let ctx = Ctx { m, config, db, opts, deadline: &deadline, started };
     if let Some(p) = &m.push {
-        let push = push::PushRun { m, push: p, config, opts, deadline: &deadline, started };
+        let push = push::PushRun { ctx, push: p };
         let report = push.run(report, store, values).instrument(span.clone()).await?;
         span.in_scope(|| report.log_finished(0));
         return Ok(report);
     }
-    let fetched = fetch_and_check(m, config, opts, &deadline, values, &mut report).instrument(span.clone()).await;
+    let fetched = fetch_and_check(&ctx, values, &mut report).instrument(span.clone()).await;
     let fetched = match fetched {
         Ok(f) => f,
         Err((error, requests)) => {
@@ -296,10 +314,10 @@ pub async fn run(m: &Manifest, config: &Config, opts: RunOptions, cancel: &Cance
     };
     let limit = m.max_deactivate.unwrap_or(config.max_deactivate);
     let stages = fetched.stages;
-    let applied = apply_phase(store, m, config, opts, &deadline, &report, fetched).instrument(span.clone()).await;
+    let applied = apply_phase(&ctx, store, &report, fetched).instrument(span.clone()).await;
     let (plan, end, (plan_ms, commit_ms)) = match applied {
         Ok(done) => done,
-        Err((error, store)) => return Ok(fail_after_fetch(config, store, report, deadline.explain(error), started)),
+        Err((error, store)) => return Ok(fail_after_fetch(&ctx, store, report, deadline.explain(error))),
     };
     report.stages = Some(Stages { plan_ms, commit_ms, ..stages });
     report.status = end.status;
@@ -327,17 +345,15 @@ struct Fetched {
 /// mapping; `report` gains the counts, warnings and a dry run's sample. A
 /// failure comes back with the requests made so far.
 async fn fetch_and_check(
-    m: &Manifest,
-    config: &Config,
-    opts: RunOptions,
-    deadline: &Deadline,
+    ctx: &Ctx<'_>,
     values: Map<String, Value>,
     report: &mut RunReport,
 ) -> Result<Fetched, (RunError, Vec<RequestRow>)> {
+    let (m, opts) = (ctx.m, ctx.opts);
     let started = Instant::now();
     let redactor = report.redactor.clone();
-    let shown = Shown::start(&config.database, report.run_id);
-    let fetched = fetch_phase(m, config, opts, &deadline.cancel, values, &redactor, &shown).await;
+    let shown = Shown::start(ctx.db.clone(), report.run_id);
+    let fetched = fetch_phase(ctx, m, values, &redactor, &shown).await;
     drop(shown);
     let mut stages = Stages { fetch_ms: started.elapsed().as_millis() as u64, ..Stages::default() };
     let requests: Vec<RequestRow> = fetched.trace.iter().map(|a| request_row(a, &redactor)).collect();
@@ -392,15 +408,15 @@ impl FetchPhase {
 
 /// Fetches every page into records, unless cancelled; the trace and how far
 /// it got come back either way.
+/// `m` is the manifest whose requests are sent: the run's own, or a push's listing.
 async fn fetch_phase(
+    ctx: &Ctx<'_>,
     m: &Manifest,
-    config: &Config,
-    opts: RunOptions,
-    cancel: &Cancel,
     values: Map<String, Value>,
     redactor: &Redactor,
     shown: &Shown,
 ) -> FetchPhase {
+    let (config, opts, cancel) = (ctx.config, ctx.opts, &ctx.deadline.cancel);
     tracing::info!("fetching");
     let mut client = match Client::new(&config.http, redactor.clone(), m.allowed_origins.clone()) {
         Ok(c) => c,
@@ -419,7 +435,7 @@ async fn fetch_phase(
     let mut values = values;
     let mut kept = Map::new();
     let work = async {
-        crate::oauth::prepare(m, config, &mut values, &mut client).await?;
+        crate::oauth::prepare(m, config, ctx.db, &mut values, &mut client).await?;
         if m.push.is_some() {
             kept = values.clone();
         }
@@ -430,7 +446,7 @@ async fn fetch_phase(
         () = cancel.cancelled() => Err(RunError::Cancelled),
     };
     if let Some(token) = &renewed
-        && let Err(e) = crate::oauth::save_renewed(config, &m.name, token)
+        && let Err(e) = crate::oauth::save_renewed(ctx.db, &m.name, token)
     {
         tracing::error!("cannot store the renewed OAuth token: {e}");
     }
@@ -469,14 +485,12 @@ type Applied = (Plan, RunEnd, (u64, u64));
 /// tells the store to commit or roll back. A failure hands the store back
 /// (unless the thread died) so the run's row can say so.
 async fn apply_phase(
-    mut store: Store,
-    m: &Manifest,
-    config: &Config,
-    opts: RunOptions,
-    deadline: &Deadline,
+    ctx: &Ctx<'_>,
+    mut store: Conn,
     report: &RunReport,
     fetched: Fetched,
-) -> Result<Applied, (RunError, Option<Store>)> {
+) -> Result<Applied, (RunError, Option<Conn>)> {
+    let (m, config, opts, deadline) = (ctx.m, ctx.config, ctx.opts, ctx.deadline);
     // A full name fills first and last name: those are what an update compares.
     let mapped: Vec<Target> = m
         .data_structure
@@ -605,16 +619,11 @@ fn over_limit(plan: &Plan, limit: crate::config::Limit) -> Option<String> {
 
 /// The apply transaction failed (and rolled back): record the run as failed,
 /// through the run's store when the apply handed it back.
-fn fail_after_fetch(
-    config: &Config,
-    store: Option<Store>,
-    mut report: RunReport,
-    error: RunError,
-    started: Instant,
-) -> RunReport {
+fn fail_after_fetch(ctx: &Ctx<'_>, store: Option<Conn>, mut report: RunReport, error: RunError) -> RunReport {
+    let started = ctx.started;
     let error = report.redactor.redact(&error.to_string());
     tracing::debug!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
-    if let Some(mut store) = store.map_or_else(|| Store::open(&config.database).ok(), Some) {
+    if let Some(mut store) = store.map_or_else(|| ctx.db.connect().ok(), Some) {
         let duration_ms = Some(started.elapsed().as_millis() as i64);
         let end = RunEnd { error: Some(error.clone()), counts: report.counts, duration_ms, ..RunEnd::default() };
         if let Err(e) = store.finish_run(report.run_id, &end) {

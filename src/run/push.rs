@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::{FetchPhase, RunError, RunOptions, RunReport, fetch_phase, request_row, watch::Deadline, watch::Shown};
-use crate::config::{Config, Limit};
+use super::{Ctx, FetchPhase, RunError, RunReport, fetch_phase, request_row, watch::Shown};
+use crate::config::Limit;
 use crate::fetch::{Client, Composer};
 use crate::manifest::{Manifest, Push, PushMode, Rule, Step, Target};
 use crate::outcome::RunStatus;
@@ -20,7 +20,7 @@ use crate::port::{Outbound, Runs};
 use crate::push::send::{Job, Kind, Sender};
 use crate::push::{Listing, PlannedUpdate, PushPlan, TARGET_ID, user_context};
 use crate::redact::Redactor;
-use crate::store::{PushRow, RequestRow, RunEnd, Store, StoreError};
+use crate::store::{Conn, PushRow, RequestRow, RunEnd, Store, StoreError};
 use crate::user::StoredUser;
 
 /// Users loaded from the store per round of requests.
@@ -51,32 +51,27 @@ pub struct KindCount {
     pub failed: u64,
 }
 
-/// Everything a push run needs from `run`.
+/// Everything a push run needs from `run`: the run's context and the manifest's push block.
 pub(super) struct PushRun<'a> {
-    pub m: &'a Manifest,
+    pub ctx: Ctx<'a>,
     pub push: &'a Push,
-    pub config: &'a Config,
-    pub opts: RunOptions,
-    pub deadline: &'a Deadline,
-    pub started: Instant,
 }
 
 impl PushRun<'_> {
     pub(super) async fn run(
         self,
         mut report: RunReport,
-        mut store: Store,
+        mut store: Conn,
         values: Map<String, Value>,
     ) -> Result<RunReport, StoreError> {
         let redactor = report.redactor.clone();
-        let cancel = &self.deadline.cancel;
         // The listing (reconcile) or only the token (bulk).
         let (phase, listing_m) = match &self.push.mode {
             PushMode::Reconcile { target_id_from, .. } => {
-                let mut listing = self.m.clone();
+                let mut listing = self.ctx.m.clone();
                 listing.data_structure.push(Rule::new(Target::Extra(TARGET_ID.into()), target_id_from.clone()));
-                let shown = Shown::start(&self.config.database, report.run_id);
-                let phase = fetch_phase(&listing, self.config, self.opts, cancel, values, &redactor, &shown).await;
+                let shown = Shown::start(self.ctx.db.clone(), report.run_id);
+                let phase = fetch_phase(&self.ctx, &listing, values, &redactor, &shown).await;
                 (phase, Some(listing))
             }
             PushMode::Bulk { .. } => (self.token_only(values, &redactor).await, None),
@@ -86,11 +81,11 @@ impl PushRun<'_> {
         report.counts.fetched = phase.records as i64;
         let (fetched, values) = match phase.result {
             Ok(f) => (f, phase.values),
-            Err(e) => return self.failed(report, &mut store, self.deadline.explain(e), requests),
+            Err(e) => return self.failed(report, &mut store, self.ctx.deadline.explain(e), requests),
         };
         let mut listing = None;
         if let Some(listing_m) = &listing_m {
-            match super::check::Mapping::check(listing_m, &fetched, self.opts.dry_run, &redactor) {
+            match super::check::Mapping::check(listing_m, &fetched, self.ctx.opts.dry_run, &redactor) {
                 Ok(found) => {
                     report.warnings = found.warnings;
                     report.fields = found.fields;
@@ -99,7 +94,8 @@ impl PushRun<'_> {
             }
             listing = Some(Listing::new(fetched.records));
         }
-        let mut client = match Client::new(&self.config.http, redactor.clone(), self.m.allowed_origins.clone()) {
+        let mut client = match Client::new(&self.ctx.config.http, redactor.clone(), self.ctx.m.allowed_origins.clone())
+        {
             Ok(c) => c,
             Err(e) => return self.failed(report, &mut store, e.into(), requests),
         };
@@ -118,11 +114,12 @@ impl PushRun<'_> {
 
     /// A bulk push lists nothing; it still needs its token.
     async fn token_only(&self, mut values: Map<String, Value>, redactor: &Redactor) -> FetchPhase {
-        let mut client = match Client::new(&self.config.http, redactor.clone(), self.m.allowed_origins.clone()) {
+        let mut client = match Client::new(&self.ctx.config.http, redactor.clone(), self.ctx.m.allowed_origins.clone())
+        {
             Ok(c) => c,
             Err(e) => return FetchPhase::failed(e.into(), Vec::new()),
         };
-        let prepared = crate::oauth::prepare(self.m, self.config, &mut values, &mut client).await;
+        let prepared = crate::oauth::prepare(self.ctx.m, self.ctx.config, self.ctx.db, &mut values, &mut client).await;
         let trace = std::mem::take(&mut client.trace);
         match prepared {
             Ok(()) => FetchPhase { result: Ok(Default::default()), trace, pages: 0, records: 0, values },
@@ -134,7 +131,7 @@ impl PushRun<'_> {
     async fn reconcile(
         &self,
         mut report: RunReport,
-        mut store: Store,
+        mut store: Conn,
         listing: Listing,
         steps: Steps<'_>,
         client: Client,
@@ -142,13 +139,13 @@ impl PushRun<'_> {
         requests: Vec<RequestRow>,
     ) -> Result<RunReport, StoreError> {
         let redactor = report.redactor.clone();
-        let rules: Vec<Rule> = self.m.data_structure.clone();
+        let rules: Vec<Rule> = self.ctx.m.data_structure.clone();
         let select = self.push.select.clone();
-        let database = self.config.database.clone();
+        let db = self.ctx.db.clone();
         let planned = tokio::task::spawn_blocking(move || {
             let mut listing = listing;
             let mut plan = PushPlan::default();
-            let store = Store::open(&database)?;
+            let store = db.connect()?;
             store.push_users_each(&select, |user| {
                 crate::push::consider(&mut plan, &mut listing, &rules, &user);
                 true
@@ -192,10 +189,10 @@ impl PushRun<'_> {
         }
         report.unchanged = plan.unchanged;
         let removes = if steps.remove.is_some() { plan.removes.len() as u64 } else { 0 };
-        let limit = self.push.max_remove.unwrap_or(self.config.push.max_remove);
+        let limit = self.push.max_remove.unwrap_or(self.ctx.config.push.max_remove);
         let over = over_limit(removes, summary.target_users, limit);
 
-        if self.opts.dry_run {
+        if self.ctx.opts.dry_run {
             self.dry_run_lists(&store, &plan, &listing, &mut summary, &redactor)?;
             if let Some(why) = &over {
                 report.notice = Some(format!("a real push would be held: {why}; --force sends it"));
@@ -203,7 +200,7 @@ impl PushRun<'_> {
             report.push = Some(summary);
             return self.end(report, &mut store, RunStatus::DryRun, None, requests, 0);
         }
-        if let Some(why) = over.filter(|_| !self.opts.force) {
+        if let Some(why) = over.filter(|_| !self.ctx.opts.force) {
             let error =
                 format!("held: {why}; nothing was sent. Check the target and the mapping, then push with --force");
             report.notice = Some(error.clone());
@@ -213,12 +210,12 @@ impl PushRun<'_> {
 
         // Send: creates, then updates, then removes.
         let mut composer_client = client.fork();
-        let names = extra_names(self.m);
-        let mut composer = Composer::new(self.m, &mut composer_client, values);
-        let mut sender = Sender::new(client.fork(), self.config.push.concurrency);
+        let names = extra_names(self.ctx.m);
+        let mut composer = Composer::new(self.ctx.m, &mut composer_client, values);
+        let mut sender = Sender::new(client.fork(), self.ctx.config.push.concurrency);
         let mut progress = Progress::new(report.run_id);
         let mut stopped = false;
-        let cancel = &self.deadline.cancel;
+        let cancel = &self.ctx.deadline.cancel;
         'send: {
             if let Some(step) = steps.create {
                 for ids in plan.creates.chunks(CHUNK) {
@@ -332,16 +329,16 @@ impl PushRun<'_> {
     async fn bulk(
         &self,
         mut report: RunReport,
-        mut store: Store,
+        mut store: Conn,
         spec: BulkSpec<'_>,
         client: &mut Client,
         values: Map<String, Value>,
         requests: Vec<RequestRow>,
     ) -> Result<RunReport, StoreError> {
         let redactor = report.redactor.clone();
-        let names = extra_names(self.m);
+        let names = extra_names(self.ctx.m);
         let mut composer_client = client.fork();
-        let mut composer = Composer::new(self.m, &mut composer_client, values);
+        let mut composer = Composer::new(self.ctx.m, &mut composer_client, values);
         // The selected users' ids only; each batch is loaded when it is sent.
         let mut ids = Vec::new();
         store.push_users_each(&self.push.select, |u| {
@@ -351,7 +348,7 @@ impl PushRun<'_> {
         let batches = ids.len().div_ceil(spec.batch.max(1));
         let mut summary = PushReport::default();
         let mut count = KindCount { planned: batches as u64, ..KindCount::default() };
-        if self.opts.dry_run {
+        if self.ctx.opts.dry_run {
             summary.requests.insert("bulk", count);
             report.counts.created = 0;
             report.push = Some(summary);
@@ -364,7 +361,7 @@ impl PushRun<'_> {
         let (mut created, mut updated) = (0u64, 0u64);
         let mut record_errors = 0u64;
         for chunk in ids.chunks(spec.batch.max(1)) {
-            if self.deadline.cancel.is_cancelled() {
+            if self.ctx.deadline.cancel.is_cancelled() {
                 stopped = true;
                 break;
             }
@@ -456,7 +453,7 @@ impl PushRun<'_> {
     fn settle(
         &self,
         mut report: RunReport,
-        mut store: Store,
+        mut store: Conn,
         mut summary: PushReport,
         progress: Progress,
         stopped: bool,
@@ -513,7 +510,7 @@ impl PushRun<'_> {
         store.push_progress(report.run_id, sent as i64)?;
         let end = RunEnd {
             status,
-            duration_ms: Some(self.started.elapsed().as_millis() as i64),
+            duration_ms: Some(self.ctx.started.elapsed().as_millis() as i64),
             warnings: report.warnings.clone(),
             counts: report.counts,
             error: error.clone(),
@@ -523,7 +520,7 @@ impl PushRun<'_> {
         store.finish_run(report.run_id, &end)?;
         report.status = status;
         report.error = error;
-        report.duration_ms = self.started.elapsed().as_millis() as u64;
+        report.duration_ms = self.ctx.started.elapsed().as_millis() as u64;
         Ok(report)
     }
 

@@ -2,7 +2,6 @@
 //! stopping), `Deadline` (that, or `[http] run_timeout_secs`), and `Shown`
 //! (its progress written to its row while it fetches).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::RunError;
 use crate::port::Runs;
-use crate::store::Store;
+use crate::store::Database;
 
 /// Asks running runs to stop. A run that sees it before its transaction
 /// applies nothing and is recorded `failed` with the reason `cancelled`.
@@ -53,11 +52,11 @@ pub(super) struct Shown {
 }
 
 impl Shown {
-    pub(super) fn start(database: &Path, run_id: i64) -> Shown {
+    pub(super) fn start(db: Database, run_id: i64) -> Shown {
         let progress: Arc<(AtomicU64, AtomicU64)> = Arc::default();
-        let (seen, database) = (progress.clone(), database.to_path_buf());
+        let seen = progress.clone();
         let task = tokio::spawn(async move {
-            let Ok(store) = Store::open(&database) else { return };
+            let Ok(store) = db.connect() else { return };
             let mut written = (0, 0);
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -4,6 +4,7 @@
 //! SQL; users change only in a run's transaction (`apply`) or an import's (`bulk`).
 
 mod apply;
+mod database;
 mod import;
 mod metrics;
 mod migrate;
@@ -18,6 +19,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 pub use apply::RunTx;
+pub use database::{Conn, Database};
 pub use import::ImportTx;
 pub use metrics::Metrics;
 
@@ -62,6 +64,13 @@ pub fn now() -> String {
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut store = Self::connect(path)?;
+        migrate::run(&mut store.conn, path)?;
+        Ok(store)
+    }
+
+    /// A connection to a database whose schema `open` brought up to date already.
+    fn connect(path: &Path) -> Result<Self, StoreError> {
         let fail = |reason: String| StoreError::Open { path: path.to_path_buf(), reason };
         if path.is_dir() {
             return Err(fail("it is a directory; set `database` to a file path".into()));
@@ -97,9 +106,12 @@ impl Store {
         }
         // A run uses a few dozen distinct statements (updates name only the columns they change).
         conn.set_prepared_statement_cache_capacity(64);
-        let mut store = Self { conn, prefetch: Prefetch::Auto };
-        migrate::run(&mut store.conn, path)?;
-        Ok(store)
+        Ok(Self { conn, prefetch: Prefetch::Auto })
+    }
+
+    /// Whether no transaction is open on this connection.
+    fn is_idle(&self) -> bool {
+        self.conn.is_autocommit()
     }
 
     /// Opens a database that must exist already: what commands that only
