@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
+use crate::port::PushRow;
 use crate::redact::Redactor;
-use crate::store::PushRow;
 
 /// What a bulk reply says about its batch.
 #[derive(Debug, Default, PartialEq)]

@@ -3,13 +3,20 @@
 //! decisions, pure: the target's listing (mapped records) is indexed by
 //! external id, the selected local users are streamed past it, and each
 //! becomes a create, an update (the mapped fields that differ) or nothing;
-//! target records left unmatched become removes. `send` sends the requests.
+//! target records left unmatched become removes. `send` sends the requests
+//! with a concurrency limit; `deliver` renders and sends what a plan decided
+//! and records each outcome through the store's `Outbound` port; `report`
+//! is what a push did, as `run --json` prints it. A push manifest's own
+//! checks are `manifest::validate`'s (`validate/push.rs`): a `Manifest`
+//! exists only once they pass. `run::push` is the glue a run needs.
 //!
 //! Memory: the listing's records (the arena, about their text's size) and
 //! one index entry per target record with an external id; per local user
 //! only the decisions that send something (a create is its id: 8 bytes).
 
 pub mod bulk;
+pub mod deliver;
+pub mod report;
 pub mod send;
 
 use hashbrown::HashMap;

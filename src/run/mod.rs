@@ -20,8 +20,8 @@ mod check;
 mod push;
 mod watch;
 
+pub use crate::push::report::{KindCount, PushReport};
 pub use check::FieldCount;
-pub use push::{KindCount, PushReport};
 pub use watch::Cancel;
 
 use check::{Mapping, redacted_plan};

@@ -1,54 +1,39 @@
-//! A run of a push manifest: get the token, list the target (reconcile
-//! mode, every page, all or nothing), decide against the selected local
-//! users (`push`), hold it when it removes more than `max_remove`, then send
-//! with `[push] concurrency` in flight and record every outcome. A remote
+//! A run of a push manifest, the glue a run needs around `push`: get the
+//! token, list the target (reconcile mode, every page, all or nothing) and
+//! check its mapping, have `push` decide against the selected local users,
+//! hold it when it removes more than `max_remove`, have `push::deliver` send
+//! with `[push] concurrency` in flight, and write the run's end. A remote
 //! API has no transaction: a failed request is recorded and the rest go on;
 //! the run ends `failed` saying how many of each kind failed.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{Ctx, FetchPhase, RunError, RunReport, fetch_phase, request_row, watch::Shown};
 use crate::config::Limit;
-use crate::fetch::{Client, Composer};
-use crate::manifest::{Manifest, Push, PushMode, Rule, Step, Target};
+use crate::fetch::Client;
+use crate::manifest::{Push, PushMode, Rule, Target};
 use crate::outcome::RunStatus;
 use crate::port::{Outbound, Runs};
-use crate::push::send::{Job, Kind, Sender};
-use crate::push::{Listing, PlannedUpdate, PushPlan, TARGET_ID, user_context};
+use crate::push::deliver::{BulkSpec, Delivery, Progress, Steps};
+use crate::push::report::{KindCount, PushReport};
+use crate::push::send::{Kind, Sender};
+use crate::push::{Listing, PushPlan, TARGET_ID};
 use crate::redact::Redactor;
-use crate::store::{Conn, PushRow, RequestRow, RunEnd, Store, StoreError};
-use crate::user::StoredUser;
+use crate::store::{Conn, RequestRow, RunEnd, Store, StoreError};
 
-/// Users loaded from the store per round of requests.
-const CHUNK: usize = 256;
-
-/// What a push did or would do, as `run --json` prints it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PushReport {
-    /// Per kind: planned, sent, failed.
-    pub requests: BTreeMap<&'static str, KindCount>,
-    /// Target users that have an external id (what `max_remove` is measured against).
-    pub target_users: u64,
-    /// The most requests that were in flight at once.
-    pub peak_in_flight: usize,
-    /// A dry run's plan: every create, update and remove.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub creates: Vec<Value>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub updates: Vec<PlannedUpdate>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub removes: Vec<Value>,
+/// What a push has once its listing (or token) is in: the client it sends
+/// with, the template values, and the requests made so far.
+struct Ready {
+    client: Client,
+    values: Map<String, Value>,
+    requests: Vec<RequestRow>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct KindCount {
-    pub planned: u64,
-    pub sent: u64,
-    pub failed: u64,
+/// How far a reconcile push's sending got.
+struct Sent {
+    sent: u64,
+    stopped: bool,
+    planned: u64,
 }
 
 /// Everything a push run needs from `run`: the run's context and the manifest's push block.
@@ -94,20 +79,20 @@ impl PushRun<'_> {
             }
             listing = Some(Listing::new(fetched.records));
         }
-        let mut client = match Client::new(&self.ctx.config.http, redactor.clone(), self.ctx.m.allowed_origins.clone())
-        {
+        let client = match Client::new(&self.ctx.config.http, redactor.clone(), self.ctx.m.allowed_origins.clone()) {
             Ok(c) => c,
             Err(e) => return self.failed(report, &mut store, e.into(), requests),
         };
+        let ready = Ready { client, values, requests };
         match &self.push.mode {
             PushMode::Reconcile { create, update, remove, .. } => {
                 let listing = listing.unwrap_or_else(|| Listing::new(Default::default()));
                 let steps = Steps { create: create.as_ref(), update: update.as_ref(), remove: remove.as_ref() };
-                self.reconcile(report, store, listing, steps, client, values, requests).await
+                self.reconcile(report, store, listing, steps, ready).await
             }
             PushMode::Bulk { request, batch, list_key, record } => {
                 let bulk = BulkSpec { request, batch: *batch, list_key, record };
-                self.bulk(report, store, bulk, &mut client, values, requests).await
+                self.bulk(report, store, bulk, ready).await
             }
         }
     }
@@ -127,26 +112,16 @@ impl PushRun<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn reconcile(
-        &self,
-        mut report: RunReport,
-        mut store: Conn,
-        listing: Listing,
-        steps: Steps<'_>,
-        client: Client,
-        values: Map<String, Value>,
-        requests: Vec<RequestRow>,
-    ) -> Result<RunReport, StoreError> {
-        let redactor = report.redactor.clone();
+    /// The selected local users against the listing, on a blocking thread
+    /// (the users are streamed from the store, never all held).
+    async fn plan(&self, listing: Listing) -> Result<(PushPlan, Listing), RunError> {
         let rules: Vec<Rule> = self.ctx.m.data_structure.clone();
         let select = self.push.select.clone();
         let db = self.ctx.db.clone();
         let planned = tokio::task::spawn_blocking(move || {
             let mut listing = listing;
             let mut plan = PushPlan::default();
-            let store = db.connect()?;
-            store.push_users_each(&select, |user| {
+            db.connect()?.push_users_each(&select, |user| {
                 crate::push::consider(&mut plan, &mut listing, &rules, &user);
                 true
             })?;
@@ -154,46 +129,36 @@ impl PushRun<'_> {
             Ok::<_, StoreError>((plan, listing))
         })
         .await;
-        let (plan, listing) = match planned {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return self.failed(report, &mut store, RunError::Apply(e), requests),
-            Err(e) => return self.failed(report, &mut store, RunError::Stopped(e.to_string()), requests),
+        match planned {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(e)) => Err(RunError::Apply(e)),
+            Err(e) => Err(RunError::Stopped(e.to_string())),
+        }
+    }
+
+    /// Reconcile: plan, hold it over `max_remove` (a dry run lists it), then send.
+    async fn reconcile(
+        &self,
+        mut report: RunReport,
+        mut store: Conn,
+        listing: Listing,
+        steps: Steps<'_>,
+        ready: Ready,
+    ) -> Result<RunReport, StoreError> {
+        let Ready { client, values, requests } = ready;
+        let redactor = report.redactor.clone();
+        let (plan, listing) = match self.plan(listing).await {
+            Ok(done) => done,
+            Err(e) => return self.failed(report, &mut store, e, requests),
         };
-        let mut summary = PushReport { target_users: listing.with_external_id(), ..PushReport::default() };
-        for d in &listing.duplicates {
-            report.warnings.push(
-                redactor.redact(&format!(
-                    "external id \"{d}\" is held by more than one target user; none of them is removed"
-                )),
-            );
-        }
-        let sendable = |step: Option<&Step>, n: usize| if step.is_some() { n as u64 } else { 0 };
-        summary.requests.insert(
-            "create",
-            KindCount { planned: sendable(steps.create, plan.creates.len()), ..KindCount::default() },
-        );
-        summary.requests.insert(
-            "update",
-            KindCount { planned: sendable(steps.update, plan.updates.len()), ..KindCount::default() },
-        );
-        summary.requests.insert(
-            "remove",
-            KindCount { planned: sendable(steps.remove, plan.removes.len()), ..KindCount::default() },
-        );
-        for (kind, step, n) in
-            [("create", steps.create, plan.creates.len()), ("update", steps.update, plan.updates.len())]
-        {
-            if step.is_none() && n > 0 {
-                report.warnings.push(format!("{n} {kind}(s) needed, but the manifest has no push.{kind} request"));
-            }
-        }
+        let (mut summary, warnings) = PushReport::planned(&plan, &listing, &steps, &redactor);
+        report.warnings.extend(warnings);
         report.unchanged = plan.unchanged;
         let removes = if steps.remove.is_some() { plan.removes.len() as u64 } else { 0 };
         let limit = self.push.max_remove.unwrap_or(self.ctx.config.push.max_remove);
         let over = over_limit(removes, summary.target_users, limit);
-
         if self.ctx.opts.dry_run {
-            self.dry_run_lists(&store, &plan, &listing, &mut summary, &redactor)?;
+            summary.list(&*store, &plan, &listing, &redactor)?;
             if let Some(why) = &over {
                 report.notice = Some(format!("a real push would be held: {why}; --force sends it"));
             }
@@ -207,138 +172,34 @@ impl PushRun<'_> {
             report.push = Some(summary);
             return self.end(report, &mut store, RunStatus::Held, Some(error), requests, 0);
         }
-
         // Send: creates, then updates, then removes.
         let mut composer_client = client.fork();
-        let names = extra_names(self.ctx.m);
-        let mut composer = Composer::new(self.ctx.m, &mut composer_client, values);
+        let mut delivery = Delivery::new(self.ctx.m, &mut composer_client, values, redactor.clone());
         let mut sender = Sender::new(client.fork(), self.ctx.config.push.concurrency);
         let mut progress = Progress::new(report.run_id);
-        let mut stopped = false;
         let cancel = &self.ctx.deadline.cancel;
-        'send: {
-            if let Some(step) = steps.create {
-                for ids in plan.creates.chunks(CHUNK) {
-                    let users = store.users_by_ids(ids)?;
-                    for user in &users {
-                        if cancel.is_cancelled() {
-                            stopped = true;
-                            break 'send;
-                        }
-                        composer.set("user", user_context(user, &names));
-                        let job = job(&composer, step, Kind::Create, user, None, &redactor);
-                        sender.send(job).await;
-                        progress.tick(&mut store, &mut sender)?;
-                    }
-                }
-            }
-            if let Some(step) = steps.update {
-                for chunk in plan.updates.chunks(CHUNK) {
-                    let ids: Vec<i64> = chunk.iter().map(|u| u.user_id).collect();
-                    let users = store.users_by_ids(&ids)?;
-                    for u in chunk {
-                        let Some(user) = users.iter().find(|s| s.id == u.user_id) else { continue };
-                        if cancel.is_cancelled() {
-                            stopped = true;
-                            break 'send;
-                        }
-                        composer.set("user", user_context(user, &names));
-                        composer.set("target", json!({"id": u.target_id}));
-                        let job = job(&composer, step, Kind::Update, user, u.target_id.clone(), &redactor);
-                        sender.send(job).await;
-                        progress.tick(&mut store, &mut sender)?;
-                    }
-                }
-            }
-            if let Some(step) = steps.remove {
-                for i in &plan.removes {
-                    if cancel.is_cancelled() {
-                        stopped = true;
-                        break 'send;
-                    }
-                    let record = listing.record(*i);
-                    let target_id = listing.target_id(*i);
-                    // `{{ user.* }}` for a remove: the target's own record (the local user may be gone).
-                    let stand_in =
-                        StoredUser { id: 0, fields: record.fields, active: false, extra: Map::new(), owner: None };
-                    composer.set("user", user_context(&stand_in, &names));
-                    composer.set("target", json!({"id": target_id}));
-                    let job = job(&composer, step, Kind::Remove, &stand_in, target_id, &redactor);
-                    sender.send(job).await;
-                    progress.tick(&mut store, &mut sender)?;
-                }
-            }
-        }
+        let stopped = delivery
+            .reconcile(&mut *store, &mut sender, &mut progress, (&plan, &listing, &steps), || cancel.is_cancelled())
+            .await?;
         let rows = sender.finish().await;
-        progress.record(&mut store, rows)?;
+        progress.record(&mut *store, rows)?;
         summary.peak_in_flight = sender.peak.load(std::sync::atomic::Ordering::SeqCst);
-        self.settle(
-            report,
-            store,
-            summary,
-            progress,
-            stopped,
-            requests,
-            plan.creates.len() + plan.updates.len() + plan.removes.len(),
-        )
+        let planned = (plan.creates.len() + plan.updates.len() + plan.removes.len()) as u64;
+        let sent = Sent { sent: progress.sent, stopped, planned };
+        self.settle(report, store, summary, sent, requests)
     }
 
-    /// A dry run's lists: every create (external id, email, name), update
-    /// (field: target → local) and remove, values redacted.
-    fn dry_run_lists(
-        &self,
-        store: &Store,
-        plan: &PushPlan,
-        listing: &Listing,
-        summary: &mut PushReport,
-        redactor: &Redactor,
-    ) -> Result<(), StoreError> {
-        let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::String(redactor.redact(s)));
-        for ids in plan.creates.chunks(CHUNK) {
-            for u in store.users_by_ids(ids)? {
-                summary.creates.push(json!({
-                    "external_id": text(u.fields.external_id.as_deref()),
-                    "email": text(u.fields.email.as_deref()),
-                    "first_name": text(u.fields.first_name.as_deref()),
-                    "last_name": text(u.fields.last_name.as_deref()),
-                }));
-            }
-        }
-        summary.updates = plan.updates.clone();
-        for u in &mut summary.updates {
-            u.external_id = redactor.redact(&u.external_id);
-            for c in &mut u.changes {
-                for v in [&mut c.target, &mut c.local] {
-                    if let Value::String(s) = v {
-                        *s = redactor.redact(s);
-                    }
-                }
-            }
-        }
-        for i in &plan.removes {
-            let r = listing.record(*i);
-            summary.removes.push(json!({
-                "external_id": text(r.fields.external_id.as_deref()),
-                "target_id": text(listing.target_id(*i).as_deref()),
-                "email": text(r.fields.email.as_deref()),
-            }));
-        }
-        Ok(())
-    }
-
+    /// Bulk: the selected users in bodies of `batch`, one body at a time.
     async fn bulk(
         &self,
         mut report: RunReport,
         mut store: Conn,
         spec: BulkSpec<'_>,
-        client: &mut Client,
-        values: Map<String, Value>,
-        requests: Vec<RequestRow>,
+        ready: Ready,
     ) -> Result<RunReport, StoreError> {
+        let Ready { mut client, values, requests } = ready;
+        let client = &mut client;
         let redactor = report.redactor.clone();
-        let names = extra_names(self.ctx.m);
-        let mut composer_client = client.fork();
-        let mut composer = Composer::new(self.ctx.m, &mut composer_client, values);
         // The selected users' ids only; each batch is loaded when it is sent.
         let mut ids = Vec::new();
         store.push_users_each(&self.push.select, |u| {
@@ -357,85 +218,24 @@ impl PushRun<'_> {
             return self.end(report, &mut store, RunStatus::DryRun, None, requests, 0);
         }
         let mut progress = Progress::new(report.run_id);
-        let mut stopped = false;
-        let (mut created, mut updated) = (0u64, 0u64);
-        let mut record_errors = 0u64;
-        for chunk in ids.chunks(spec.batch.max(1)) {
-            if self.ctx.deadline.cancel.is_cancelled() {
-                stopped = true;
-                break;
-            }
-            let users = store.users_by_ids(chunk)?;
-            let mut records = Vec::with_capacity(users.len());
-            let mut failed_render = None;
-            for user in &users {
-                composer.set("user", user_context(user, &names));
-                match composer.record(spec.record, "push.bulk") {
-                    Ok(r) => records.push(r),
-                    Err(e) => {
-                        failed_render = Some(redactor.redact(&e.to_string()));
-                        break;
-                    }
-                }
-            }
-            let first = users.first().and_then(|u| u.fields.external_id.clone());
-            let mut row = PushRow {
-                kind: "bulk".into(),
-                external_id: first.map(|f| redactor.redact(&f)),
-                target_id: None,
-                status: None,
-                error: None,
-            };
-            count.sent += 1;
-            let request = failed_render.map_or_else(
-                || composer.request(spec.request, "push.bulk").map_err(|e| redactor.redact(&e.to_string())),
-                Err,
-            );
-            match request {
-                Err(e) => row.error = Some(e),
-                Ok(mut req) => {
-                    let mut body = Map::new();
-                    body.insert(spec.list_key.to_string(), Value::Array(records));
-                    req.body = Some(Value::Object(body).to_string().into_bytes());
-                    if !req.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
-                        req.headers.push(("Content-Type".into(), "application/json".into()));
-                    }
-                    match client.send(&req).await {
-                        Ok(resp) => {
-                            row.status = Some(resp.status.as_u16());
-                            let reply = crate::push::bulk::read_reply(&resp.body, &redactor);
-                            created += reply.created;
-                            updated += reply.updated;
-                            record_errors += reply.errors.len() as u64;
-                            progress.rows.extend(reply.errors);
-                        }
-                        Err(e) => {
-                            row.status = e.status();
-                            row.error = Some(redactor.redact(&e.to_string()));
-                        }
-                    }
-                }
-            }
-            if row.error.is_some() {
-                count.failed += 1;
-            }
-            progress.rows.push(row);
-            progress.sent += 1;
-            progress.flush_if_due(&mut store)?;
-        }
+        let mut composer_client = client.fork();
+        let mut delivery = Delivery::new(self.ctx.m, &mut composer_client, values, redactor);
+        let cancel = &self.ctx.deadline.cancel;
+        let sent = delivery.bulk(&mut *store, client, &mut progress, (&ids, &spec), || cancel.is_cancelled()).await?;
         client.trace.clear();
+        (count.sent, count.failed) = (sent.requests, sent.failed);
         summary.requests.insert("bulk", count);
-        report.counts.created = created as i64;
-        report.counts.updated = updated as i64;
-        progress.record(&mut store, Vec::new())?;
+        report.counts.created = sent.created as i64;
+        report.counts.updated = sent.updated as i64;
+        progress.record(&mut *store, Vec::new())?;
         let mut problems = Vec::new();
         if count.failed > 0 {
             problems.push(format!("{} of {} bulk requests failed", count.failed, count.sent));
         }
-        if record_errors > 0 {
-            problems.push(format!("the target reported {record_errors} record error(s)"));
+        if sent.record_errors > 0 {
+            problems.push(format!("the target reported {} record error(s)", sent.record_errors));
         }
-        if stopped {
+        if sent.stopped {
             problems.push("stopped: rosterd was stopping; the remaining batches were not sent".into());
         }
         report.push = Some(summary);
@@ -449,16 +249,13 @@ impl PushRun<'_> {
     }
 
     /// Counts what was sent and how it ended, and writes the run's end.
-    #[allow(clippy::too_many_arguments)]
     fn settle(
         &self,
         mut report: RunReport,
         mut store: Conn,
         mut summary: PushReport,
-        progress: Progress,
-        stopped: bool,
+        sent: Sent,
         requests: Vec<RequestRow>,
-        planned: usize,
     ) -> Result<RunReport, StoreError> {
         for (kind, sent, failed) in store.push_counts(report.run_id)? {
             let entry = summary.requests.entry(kind_name(&kind)).or_default();
@@ -482,17 +279,17 @@ impl PushRun<'_> {
                 report.run_id
             ));
         }
-        if stopped {
+        if sent.stopped {
             problems.push(format!(
-                "stopped: rosterd was stopping; {} of {planned} requests were not sent",
-                planned as u64 - progress.sent.min(planned as u64)
+                "stopped: rosterd was stopping; {} of {} requests were not sent",
+                sent.planned - sent.sent.min(sent.planned),
+                sent.planned
             ));
         }
         report.push = Some(summary);
         let (status, error) =
             if problems.is_empty() { (RunStatus::Ok, None) } else { (RunStatus::Failed, Some(problems.join("; "))) };
-        let sent = progress.sent;
-        self.end(report, &mut store, status, error, requests, sent)
+        self.end(report, &mut store, status, error, requests, sent.sent)
     }
 
     /// Writes the run's end and finishes the report.
@@ -537,110 +334,8 @@ impl PushRun<'_> {
     }
 }
 
-struct Steps<'a> {
-    create: Option<&'a Step>,
-    update: Option<&'a Step>,
-    remove: Option<&'a Step>,
-}
-
-struct BulkSpec<'a> {
-    request: &'a Step,
-    batch: usize,
-    list_key: &'a str,
-    record: &'a Value,
-}
-
-/// Finished push requests, written to the store (and the run's progress)
-/// about once a second, so memory holds only the last second's outcomes.
-struct Progress {
-    run_id: i64,
-    rows: Vec<PushRow>,
-    sent: u64,
-    last: Instant,
-}
-
-impl Progress {
-    fn new(run_id: i64) -> Progress {
-        Progress { run_id, rows: Vec::new(), sent: 0, last: Instant::now() }
-    }
-
-    fn tick(&mut self, store: &mut Store, sender: &mut Sender) -> Result<(), StoreError> {
-        self.sent = sender.sent;
-        if self.last.elapsed() >= Duration::from_secs(1) {
-            self.rows.extend(sender.take_done());
-        }
-        self.flush_if_due(store)
-    }
-
-    fn flush_if_due(&mut self, store: &mut Store) -> Result<(), StoreError> {
-        if self.last.elapsed() < Duration::from_secs(1) {
-            return Ok(());
-        }
-        self.last = Instant::now();
-        store.record_push(self.run_id, &std::mem::take(&mut self.rows))?;
-        store.push_progress(self.run_id, self.sent as i64)
-    }
-
-    fn record(&mut self, store: &mut Store, rows: Vec<PushRow>) -> Result<(), StoreError> {
-        self.rows.extend(rows);
-        store.record_push(self.run_id, &std::mem::take(&mut self.rows))
-    }
-}
-
 fn kind_name(kind: &str) -> &'static str {
     Kind::ALL.iter().find(|k| k.as_str() == kind).map_or("unknown", |k| k.as_str())
-}
-
-/// A request for `user` (or a job that records why it could not be made).
-fn job(
-    composer: &Composer<'_>,
-    step: &Step,
-    kind: Kind,
-    user: &StoredUser,
-    target_id: Option<String>,
-    redactor: &Redactor,
-) -> Job {
-    let external_id = user.fields.external_id.clone();
-    let request =
-        composer.request(step, &format!("push.{}", kind.as_str())).map_err(|e| redactor.redact(&e.to_string()));
-    Job { kind, external_id, target_id, request }
-}
-
-/// The extra field names a push manifest's templates use (`user.extra.<name>`).
-fn extra_names(m: &Manifest) -> Vec<String> {
-    let mut texts: Vec<&str> = Vec::new();
-    fn strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
-        match v {
-            Value::String(s) => out.push(s),
-            Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
-            Value::Object(o) => o.values().for_each(|v| strings(v, out)),
-            _ => {}
-        }
-    }
-    let steps: Vec<&Step> = match m.push.as_ref().map(|p| &p.mode) {
-        Some(PushMode::Reconcile { create, update, remove, .. }) => {
-            [create, update, remove].into_iter().flatten().collect()
-        }
-        Some(PushMode::Bulk { request, record, .. }) => {
-            strings(record, &mut texts);
-            vec![request]
-        }
-        None => Vec::new(),
-    };
-    for s in &steps {
-        texts.push(&s.url);
-        if let Some(d) = &s.data {
-            strings(d, &mut texts);
-        }
-    }
-    let mut names: Vec<String> = texts
-        .iter()
-        .flat_map(|t| crate::template::names(t).unwrap_or_default())
-        .filter_map(|n| n.strip_prefix("user.extra.").map(str::to_string))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// Why removing `n` of `of` target users is over `limit`, if it is.
