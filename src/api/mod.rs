@@ -55,13 +55,26 @@ pub async fn bind(config: &Config) -> Result<Option<tokio::net::TcpListener>, Er
 /// kept-alive connection goes idle, so an idle connection closes after it too.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the API until `shutdown` completes. At most `[api] max_connections`
-/// connections are served at once: further clients wait in the listen
-/// backlog (costing rosterd no file descriptor) until one closes, and a
-/// client that sends no request within `HEADER_TIMEOUT` is closed.
+/// Serves the API until `shutdown` completes, at most `[api] max_connections`
+/// connections at once.
 pub async fn serve(listener: TcpListener, service: Arc<Service>, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let app = router(service.clone());
-    let slots = Arc::new(Semaphore::new(service.config().api.max_connections.max(1)));
+    let max_connections = service.config().api.max_connections;
+    serve_router(listener, router(service), max_connections, shutdown).await;
+}
+
+/// rosterd's one HTTP server loop (the API, and `rosterd oauth`'s callback
+/// listener): serves `app` until `shutdown` completes. At most
+/// `max_connections` connections are served at once: further clients wait
+/// in the listen backlog (costing rosterd no file descriptor) until one
+/// closes, and a client that sends no request within `HEADER_TIMEOUT` is
+/// closed. Requests under way when it stops are finished.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

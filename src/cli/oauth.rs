@@ -8,7 +8,11 @@
 use std::io::Write;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use axum::Router;
+use axum::http::{StatusCode, Uri, header};
+use axum::routing::get;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -90,8 +94,37 @@ fn failed(e: impl std::fmt::Display) -> Error {
     Error::RunFailed(e.to_string())
 }
 
+/// A callback the listener received, and where its page's answer goes.
+type Call = (Callback, oneshot::Sender<(StatusCode, String)>);
+
+/// The callback listener's routes, on the API's HTTP stack: the browser's
+/// `GET /oauth/callback?...` is handed to `wait`, which says what page to
+/// answer with; any other path is not ours.
+fn callback_router(calls: mpsc::Sender<Call>) -> Router {
+    let page = |status: StatusCode, text: &str| {
+        (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::html::message_page(text))
+    };
+    Router::new()
+        .route(
+            "/oauth/callback",
+            get(move |uri: Uri| async move {
+                let (reply, answer) = oneshot::channel();
+                let callback = Callback::parse(uri.query().unwrap_or(""));
+                let (status, text) = match calls.send((callback, reply)).await {
+                    Ok(()) => {
+                        answer.await.unwrap_or((StatusCode::SERVICE_UNAVAILABLE, "rosterd stopped waiting.".into()))
+                    }
+                    Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "rosterd stopped waiting.".into()),
+                };
+                page(status, &text)
+            }),
+        )
+        .fallback(move || async move { page(StatusCode::NOT_FOUND, "Not the OAuth callback.") })
+}
+
 /// Waits for the first callback with our state: from the listener, stdin,
 /// or the daemon (the state is gone from the store and a token is there).
+/// The listener stops once it has answered the browser.
 async fn wait(
     m: &crate::manifest::Manifest,
     config: &Config,
@@ -99,31 +132,48 @@ async fn wait(
     state: &str,
     listener: Option<tokio::net::TcpListener>,
 ) -> Result<crate::store::StoredToken, Error> {
+    let (calls, mut received) = mpsc::channel::<Call>(4);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = listener.map(|l| {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        tokio::spawn(crate::api::serve_router(l, callback_router(calls), 4, shutdown))
+    });
+    let result = wait_for_callback(m, config, db, state, &mut received).await;
+    // The browser gets its page before the command ends.
+    drop(stop);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    result
+}
+
+async fn wait_for_callback(
+    m: &crate::manifest::Manifest,
+    config: &Config,
+    db: &Database,
+    state: &str,
+    received: &mut mpsc::Receiver<Call>,
+) -> Result<crate::store::StoredToken, Error> {
     let store = db.connect()?;
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            accepted = accept(listener.as_ref()) => {
-                let Ok(mut conn) = accepted else { continue };
-                let Some(target) = request_target(&mut conn).await else { continue };
-                if !target.starts_with("/oauth/callback") {
-                    let _ = respond(&mut conn, 404, "Not the OAuth callback.").await;
-                    continue;
-                }
-                let cb = Callback::parse(&target);
+            Some((cb, reply)) = received.recv() => {
                 match take(m, config, db, state, &cb).await {
                     Ok(token) => {
-                        let _ = respond(&mut conn, 200, "rosterd stored the token. You can close this window.").await;
+                        let _ = reply.send((StatusCode::OK, "rosterd stored the token. You can close this window.".into()));
                         return Ok(token);
                     }
                     Err(Taken::Foreign(why)) => {
                         eprintln!("refused a callback: {why}");
-                        let _ = respond(&mut conn, 400, &why).await;
+                        let _ = reply.send((StatusCode::BAD_REQUEST, why));
                     }
                     Err(Taken::Failed(e)) => {
-                        let _ = respond(&mut conn, 502, "rosterd could not get the token; see the terminal.").await;
+                        let _ = reply.send((StatusCode::BAD_GATEWAY, "rosterd could not get the token; see the terminal.".into()));
                         return Err(e);
                     }
                 }
@@ -178,48 +228,6 @@ async fn take(
         CallbackError::NoCode => Taken::Foreign(e.to_string()),
         other => Taken::Failed(failed(other)),
     })
-}
-
-async fn accept(listener: Option<&tokio::net::TcpListener>) -> std::io::Result<tokio::net::TcpStream> {
-    match listener {
-        Some(l) => l.accept().await.map(|(s, _)| s),
-        None => std::future::pending().await,
-    }
-}
-
-/// The target of an HTTP request line (`GET /oauth/callback?code=... HTTP/1.1`).
-async fn request_target(conn: &mut tokio::net::TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 2048];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf)).await.ok()?.ok()?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&head);
-    let mut parts = text.lines().next()?.split_whitespace();
-    (parts.next()? == "GET").then_some(())?;
-    parts.next().map(str::to_string)
-}
-
-async fn respond(conn: &mut tokio::net::TcpStream, status: u16, text: &str) -> std::io::Result<()> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        _ => "Bad Gateway",
-    };
-    let body = crate::html::message_page(text);
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
-    conn.shutdown().await
 }
 
 #[cfg(test)]
