@@ -9,8 +9,10 @@
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::fetch::{self, Client, FetchError, Token};
-use crate::manifest::{Manifest, OAuth};
+use futures_util::future::BoxFuture;
+
+use crate::fetch::{self, Client, FetchError, Renew, Token};
+use crate::manifest::{Manifest, OAuth, Step};
 use crate::port::Tokens;
 use crate::redact::Redactor;
 use crate::store::{Database, Store, StoreError, StoredToken};
@@ -45,9 +47,22 @@ fn block(m: &Manifest) -> Result<&OAuth, OAuthError> {
     m.oauth.as_ref().ok_or_else(|| OAuthError::NoBlock(m.name.clone()))
 }
 
-/// Registers every secret value of a token response with `redactor`.
+/// Names of token fields that are not secrets (everything else is).
+const NOT_SECRET: &[&str] = &["token_type", "scope", "expires_in", "ext_expires_in", "id_token_type"];
+
+/// The token values a redactor must hide: every string field but a few descriptive ones.
+pub fn secret_fields(response: &Value) -> Vec<(String, String)> {
+    let Some(obj) = response.as_object() else { return Vec::new() };
+    obj.iter()
+        .filter(|(k, _)| !NOT_SECRET.contains(&k.as_str()))
+        .filter_map(|(k, v)| v.as_str().map(|s| (format!("oauth.{k}"), s.to_string())))
+        .collect()
+}
+
+/// Registers every secret value of a token response with `redactor`: the
+/// one place a token's values become secrets (stored, renewed or new).
 pub fn hide(redactor: &Redactor, response: &Value) {
-    for (label, value) in fetch::secret_fields(response) {
+    for (label, value) in secret_fields(response) {
         redactor.add(&label, &value);
     }
 }
@@ -65,8 +80,7 @@ pub async fn prepare(
 ) -> Result<(), OAuthError> {
     let Some(o) = &m.oauth else { return Ok(()) };
     values.insert("redirect_url".into(), Value::String(redirect_url(config, DEFAULT_PORT)));
-    let store = db.connect()?;
-    let stored = store.token(&m.name)?;
+    let stored = db.connect()?.token(&m.name)?;
     if let Some(t) = &stored {
         hide(client.redactor(), &t.response);
     }
@@ -78,7 +92,7 @@ pub async fn prepare(
             let answer = fetch::token_request(m, &o.access_token, values.clone(), None, client, "oauth access_token")
                 .await
                 .map_err(OAuthError::Token)?;
-            keep(&store, &m.name, client.redactor(), Token::new(answer))?
+            keep(db, &m.name, client.redactor(), Token::new(answer))?
         }
         Some(t) if t.expires_at.is_some_and(|at| at - now <= RENEW_EARLY_SECS) => {
             let step = match (&o.refresh, o.needs_consent()) {
@@ -95,7 +109,7 @@ pub async fn prepare(
             ctx.insert("oauth".into(), t.response.clone());
             let answer =
                 fetch::token_request(m, step, ctx, None, client, "oauth renewal").await.map_err(OAuthError::Renew)?;
-            keep(&store, &m.name, client.redactor(), Token::new(fetch::merge(&t.response, answer)))?
+            keep(db, &m.name, client.redactor(), Token::new(fetch::merge(&t.response, answer)))?
         }
         Some(t) => t.response,
     };
@@ -103,15 +117,52 @@ pub async fn prepare(
     Ok(())
 }
 
-/// Stores a token a fetch renewed (a source answered 401).
-pub fn save_renewed(db: &Database, name: &str, token: &Token) -> Result<(), OAuthError> {
-    db.connect()?.save_token(name, &token.response, token.expires_at())?;
-    Ok(())
+/// The `Renew` port a run's fetch calls when a source answers 401: the
+/// manifest's `refresh` request (or, for client credentials, a new token),
+/// merged into the refused token, its values marked secret and stored.
+pub struct Renewer<'a> {
+    m: &'a Manifest,
+    db: &'a Database,
+    /// The template values a renewal renders with (form values, `redirect_url`).
+    values: Map<String, Value>,
 }
 
-fn keep(store: &Store, name: &str, redactor: &Redactor, token: Token) -> Result<Value, OAuthError> {
+impl<'a> Renewer<'a> {
+    pub fn new(m: &'a Manifest, db: &'a Database, values: &Map<String, Value>) -> Self {
+        Renewer { m, db, values: values.clone() }
+    }
+
+    fn step(&self) -> Option<&'a Step> {
+        let o = self.m.oauth.as_ref()?;
+        o.refresh.as_ref().or((!o.needs_consent()).then_some(&o.access_token))
+    }
+}
+
+impl Renew for Renewer<'_> {
+    fn can_renew(&self) -> bool {
+        self.step().is_some()
+    }
+
+    fn renew<'r>(&'r mut self, client: &'r mut Client, old: &'r Value) -> BoxFuture<'r, Result<Value, FetchError>> {
+        Box::pin(async move {
+            let Some(step) = self.step() else { return Ok(old.clone()) };
+            let mut ctx = self.values.clone();
+            ctx.insert("oauth".into(), old.clone());
+            let answer = fetch::token_request(self.m, step, ctx, None, client, "oauth renewal").await?;
+            let token = Token::new(fetch::merge(old, answer));
+            // A token that cannot be stored still serves this run; the next one renews again.
+            if let Err(e) = keep(self.db, &self.m.name, client.redactor(), token.clone()) {
+                tracing::error!("cannot store the renewed OAuth token: {e}");
+            }
+            Ok(token.response)
+        })
+    }
+}
+
+/// Marks a new token's values secret (the one place that does) and stores it.
+fn keep(db: &Database, name: &str, redactor: &Redactor, token: Token) -> Result<Value, OAuthError> {
     hide(redactor, &token.response);
-    store.save_token(name, &token.response, token.expires_at())?;
+    db.connect()?.save_token(name, &token.response, token.expires_at())?;
     Ok(token.response)
 }
 
@@ -167,9 +218,8 @@ pub async fn exchange(
     let answer = fetch::token_request(m, &o.access_token, values, code, &mut client, "oauth access_token")
         .await
         .map_err(|e| OAuthError::Token(redacted(e, &redactor)))?;
-    let store = db.connect()?;
-    keep(&store, &m.name, &redactor, Token::new(answer))?;
-    store.token(&m.name)?.ok_or_else(|| OAuthError::NoToken(m.name.clone()))
+    keep(db, &m.name, &redactor, Token::new(answer))?;
+    db.connect()?.token(&m.name)?.ok_or_else(|| OAuthError::NoToken(m.name.clone()))
 }
 
 /// A fetch error whose text went through `redactor` (it leaves here for a terminal or a browser).
@@ -274,6 +324,15 @@ pub fn describe(name: &str, token: Option<&StoredToken>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn descriptive_fields_are_not_secrets() {
+        let fields =
+            secret_fields(&json!({"access_token": "a", "token_type": "Bearer", "scope": "s", "id_token": "i"}));
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["oauth.access_token", "oauth.id_token"]);
+    }
 
     #[test]
     fn callbacks_are_read_from_urls_paths_and_queries() {

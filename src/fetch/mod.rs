@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 pub use client::{Attempt, Client, Request, Response, excerpt};
 pub use error::FetchError;
-pub use token::{Token, merge, secret_fields, token_request};
+pub use token::{Renew, Token, merge, token_request};
 
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
 use crate::mapping::{RecordArena, text};
@@ -58,19 +58,19 @@ pub type Progress<'a> = &'a mut (dyn FnMut(u32, usize) + Send);
 /// Fetches every page of `m` into mapped records. `values` holds the form
 /// values (secrets included) by id, and `oauth` (the token) and
 /// `redirect_url` for a manifest with an `oauth` block; `max_pages` is
-/// `[http] max_pages`. A token renewed because a source answered 401 is
-/// left in `renewed`, also when the fetch fails later, for the run to store.
-pub async fn fetch(
-    m: &Manifest,
+/// `[http] max_pages`. When a source answers 401, `renew` (the `oauth`
+/// port), if given, renews the token once and the request is sent again.
+pub async fn fetch<'a>(
+    m: &'a Manifest,
     values: Map<String, Value>,
-    client: &mut Client,
+    client: &'a mut Client,
     max_pages: u32,
     progress: Progress<'_>,
-    renewed: &mut Option<Token>,
+    renew: Option<&'a mut dyn Renew>,
 ) -> Result<Fetched, FetchError> {
     let mut values = values;
     values.insert("responses".into(), Value::Array(Vec::new()));
-    let mut run = Fetch::new(m, client, values, Some(renewed));
+    let mut run = Fetch::new(m, client, values, renew);
     let last = m.execute.len() - 1;
     for (i, step) in m.execute[..last].iter().enumerate() {
         let req = run.step_request(step, &format!("step {i}"))?;
@@ -87,9 +87,9 @@ struct Fetch<'a> {
     /// The template context, an object: form values, `responses`, paging
     /// values. Templates borrow it; nothing copies it per render.
     ctx: Value,
-    /// Where a token renewed on a 401 goes; `None`: this fetch does not renew
-    /// (it is itself a token request).
-    renewed: Option<&'a mut Option<Token>>,
+    /// Who renews the token on a 401; `None`: this fetch does not renew
+    /// (it is itself a token request, or a push's composer).
+    renew: Option<&'a mut dyn Renew>,
     /// Push bodies: a string leaf that is exactly one `{{ name }}` keeps its JSON type.
     typed: bool,
 }
@@ -99,9 +99,9 @@ impl<'a> Fetch<'a> {
         m: &'a Manifest,
         client: &'a mut Client,
         values: Map<String, Value>,
-        renewed: Option<&'a mut Option<Token>>,
+        renew: Option<&'a mut dyn Renew>,
     ) -> Self {
-        Fetch { m, client, renderer: Renderer::default(), ctx: Value::Object(values), renewed, typed: false }
+        Fetch { m, client, renderer: Renderer::default(), ctx: Value::Object(values), renew, typed: false }
     }
 
     /// Sends `req`; a 401 from the source, when the token can be renewed,

@@ -2,10 +2,13 @@
 //! like an `execute` step but with their own headers only (the manifest's
 //! headers carry the token they are getting), a body without a Content-Type
 //! sent as a form (RFC 6749), `code=` appended for the authorization-code
-//! exchange, and the answer read as a token response. Also the renewal a
-//! fetch does once when a source answers 401.
+//! exchange, and the answer read as a token response. A fetch renews a
+//! token once when a source answers 401 through the `Renew` port, which
+//! `oauth` implements (the renewal's request is sent from here).
 
 use serde_json::{Map, Value};
+
+use futures_util::future::BoxFuture;
 
 use super::{Fetch, FetchError, Request, Response, excerpt};
 use crate::manifest::{Manifest, Step};
@@ -43,16 +46,19 @@ impl Token {
     }
 }
 
-/// Names of token fields that are not secrets (everything else is).
-const NOT_SECRET: &[&str] = &["token_type", "scope", "expires_in", "ext_expires_in", "id_token_type"];
-
-/// The token values a redactor must hide: every string field but a few descriptive ones.
-pub fn secret_fields(response: &Value) -> Vec<(String, String)> {
-    let Some(obj) = response.as_object() else { return Vec::new() };
-    obj.iter()
-        .filter(|(k, _)| !NOT_SECRET.contains(&k.as_str()))
-        .filter_map(|(k, v)| v.as_str().map(|s| (format!("oauth.{k}"), s.to_string())))
-        .collect()
+/// What a fetch calls when a source answers 401: the port `oauth`
+/// implements. It gets a new token (its own request, through `client`),
+/// marks its values secret, keeps it, and answers with the new token
+/// response; the fetch then retries the refused request once with it.
+pub trait Renew: Send {
+    /// Whether the manifest has a way to renew (a `refresh` request, or client credentials).
+    fn can_renew(&self) -> bool;
+    /// A new token response in place of `old`, the one the source refused.
+    fn renew<'a>(
+        &'a mut self,
+        client: &'a mut super::Client,
+        old: &'a Value,
+    ) -> BoxFuture<'a, Result<Value, FetchError>>;
 }
 
 /// A renewal's answer merged into the stored one: its fields win, and a
@@ -116,25 +122,15 @@ impl Fetch<'_> {
 
     /// Whether a 401 from a source can be answered by renewing the token.
     pub(super) fn can_renew(&self) -> bool {
-        self.renewed.is_some() && self.renew_step().is_some()
+        self.renew.as_ref().is_some_and(|r| r.can_renew())
     }
 
-    fn renew_step(&self) -> Option<&Step> {
-        let o = self.m.oauth.as_ref()?;
-        o.refresh.as_ref().or((!o.needs_consent()).then_some(&o.access_token))
-    }
-
-    /// Renews the token once (`refresh`, else `access_token` for client
-    /// credentials), keeps it for the run to store, and returns `req` with the
-    /// old token's values replaced by the new ones.
+    /// Has the token renewed once (through the `Renew` port) and returns
+    /// `req` with the old token's values replaced by the new ones.
     pub(super) async fn renew_for(&mut self, req: &Request) -> Result<Request, FetchError> {
-        let step = self.renew_step().cloned().expect("can_renew checked that a renewal request exists");
         let old = self.ctx.get("oauth").cloned().unwrap_or(Value::Null);
-        let answer = self.token_request(&step, None, "oauth renewal").await?;
-        let merged = merge(&old, answer);
-        for (label, value) in secret_fields(&merged) {
-            self.client.redactor().add(&label, &value);
-        }
+        let Some(renew) = self.renew.as_deref_mut() else { return Ok(req.clone()) };
+        let merged = renew.renew(self.client, &old).await?;
         tracing::info!("the source answered 401: renewed the OAuth token and retrying the request once");
         let mut retry = req.clone();
         for (field, old_value) in old.as_object().into_iter().flatten() {
@@ -156,10 +152,7 @@ impl Fetch<'_> {
                 });
             }
         }
-        self.set("oauth", merged.clone());
-        if let Some(slot) = self.renewed.as_deref_mut() {
-            *slot = Some(Token::new(merged));
-        }
+        self.set("oauth", merged);
         Ok(retry)
     }
 }
@@ -202,13 +195,5 @@ mod tests {
         let t = Token { response: json!({"expires_in": "3600"}), received: 1000 };
         assert_eq!(t.expires_at(), Some(4600));
         assert_eq!(Token { response: json!({"access_token": "x"}), received: 1000 }.expires_at(), None);
-    }
-
-    #[test]
-    fn descriptive_fields_are_not_secrets() {
-        let fields =
-            secret_fields(&json!({"access_token": "a", "token_type": "Bearer", "scope": "s", "id_token": "i"}));
-        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["oauth.access_token", "oauth.id_token"]);
     }
 }

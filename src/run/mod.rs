@@ -431,7 +431,6 @@ async fn fetch_phase(
             eprint!("\r{}: page {p}, {r} records", m.name);
         }
     };
-    let mut renewed = None;
     let mut values = values;
     let mut kept = Map::new();
     let work = async {
@@ -439,17 +438,14 @@ async fn fetch_phase(
         if m.push.is_some() {
             kept = values.clone();
         }
-        Ok(fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress, &mut renewed).await?)
+        let mut renewer = crate::oauth::Renewer::new(m, ctx.db, &values);
+        let renew: Option<&mut dyn fetch::Renew> = m.oauth.is_some().then_some(&mut renewer);
+        Ok(fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress, renew).await?)
     };
     let result = tokio::select! {
         result = work => result,
         () = cancel.cancelled() => Err(RunError::Cancelled),
     };
-    if let Some(token) = &renewed
-        && let Err(e) = crate::oauth::save_renewed(ctx.db, &m.name, token)
-    {
-        tracing::error!("cannot store the renewed OAuth token: {e}");
-    }
     if show {
         eprintln!();
     }
