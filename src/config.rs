@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::problem::Problem;
 use crate::redact::Secret;
+use crate::user::Email;
 
 const DEFAULT_DATABASE: &str = "rosterd.db";
 const DEFAULT_INTEGRATIONS: &str = "integrations";
@@ -104,6 +105,20 @@ fn check_counts(raw: &RawConfig, problem: &mut impl FnMut(&str, String)) {
             format!("\"{url}\" is not an http(s) URL; write the full address the provider sends the browser back to"),
         );
     }
+}
+
+/// `ignored_emails` as emails; one that is not an email could never match a record.
+fn ignored_emails(raw: &[String], problem: &mut impl FnMut(&str, String)) -> Vec<Email> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, text) in raw.iter().enumerate() {
+        match Email::parse(text) {
+            Ok(email) => out.push(email),
+            Err(why) => {
+                problem(&format!("/ignored_emails/{i}"), format!("{why}; write an address such as it@acme.example"))
+            }
+        }
+    }
+    out
 }
 
 /// `[secrets.NAME]` tables as secrets (a number is taken as its digits).
@@ -355,7 +370,7 @@ pub struct Config {
     pub database: PathBuf,
     pub integrations_dir: PathBuf,
     /// Lower-cased, trimmed.
-    pub ignored_emails: Vec<String>,
+    pub ignored_emails: Vec<Email>,
     pub timezone: Tz,
     pub max_concurrent_runs: usize,
     pub shutdown_grace_secs: u64,
@@ -445,6 +460,7 @@ impl Config {
         let max_deactivate = config_limit(raw.sync.max_deactivate.as_ref(), "/sync/max_deactivate", &mut problem);
         let max_remove = config_limit(raw.push.max_remove.as_ref(), "/push/max_remove", &mut problem);
         check_counts(&raw, &mut problem);
+        let ignored_emails = ignored_emails(&raw.ignored_emails, &mut problem);
         let secrets = secret_tables(raw.secrets, &mut problem);
         let tokens = api_tokens(raw.api.tokens, raw.api.token_file.as_deref(), base, &mut problem);
         if !problems.is_empty() {
@@ -454,7 +470,7 @@ impl Config {
             file: file.map(Path::to_path_buf),
             database: resolve(base, &raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
             integrations_dir: resolve(base, &raw.integrations_dir.unwrap_or_else(|| DEFAULT_INTEGRATIONS.into())),
-            ignored_emails: raw.ignored_emails.iter().map(|e| e.trim().to_lowercase()).collect(),
+            ignored_emails,
             timezone,
             max_concurrent_runs: raw.max_concurrent_runs.unwrap_or(2),
             shutdown_grace_secs: raw.shutdown_grace_secs.unwrap_or(30),
@@ -525,6 +541,16 @@ mod tests {
     fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_problem(Path::new("c.toml"), text, &e)])?;
         Config::from_raw(raw, Path::new("/etc/rosterd"), Some(Path::new("/etc/rosterd/c.toml")))
+    }
+
+    #[test]
+    fn ignored_emails_are_emails_in_their_one_form() {
+        let c = parse("ignored_emails = [\" IT@Acme.example \"]\n[push]\nmax_remove = 3\n").unwrap();
+        assert!(c.is_ignored("it@acme.example"));
+        assert_eq!(c.push.max_remove, Limit::Count(3));
+        let err = parse("ignored_emails = [\"ok@acme.example\", \"not an email\"]\n").unwrap_err();
+        let pointers: Vec<&str> = err.iter().map(|p| p.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/ignored_emails/1"]);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use crate::user::{Fields, full_name};
+
 /// Columns export writes, in order; import reads the same ones.
 pub const EXPORT_COLUMNS: [&str; 8] =
     ["name", "employee_id", "username", "email", "phone", "job", "created_at", "updated_at"];
@@ -23,6 +25,20 @@ pub struct ExportRow {
 }
 
 impl ExportRow {
+    /// A user in seed 000's shape: `name` joins first and last name, `employee_id` is the external id.
+    pub fn new(fields: Fields, created_at: String, updated_at: String) -> ExportRow {
+        ExportRow {
+            name: full_name(fields.first_name.as_deref(), fields.last_name.as_deref()),
+            employee_id: fields.external_id,
+            username: fields.username,
+            email: fields.email,
+            phone: fields.phone,
+            job: fields.job,
+            created_at,
+            updated_at,
+        }
+    }
+
     pub fn csv_fields(&self) -> [&str; 8] {
         fn o(v: &Option<String>) -> &str {
             v.as_deref().unwrap_or("")

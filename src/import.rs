@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::export::unescape_formula;
 use crate::mapping::text;
 use crate::port::{ImportLookup, Write};
-use crate::user::parse_email;
+use crate::user::Email;
 
 /// Columns import ignores: they describe the row, not the person.
 const READ_ONLY: [&str; 2] = ["created_at", "updated_at"];
@@ -181,10 +181,10 @@ pub fn plan_import<L: ImportLookup>(
         match plan_record(r, store, &mut seen, &claims)? {
             Ok(None) => {}
             Ok(Some((write, listed))) => {
-                if let Some(u) = &write.username {
+                if let Some(u) = &write.fields.username {
                     claims.usernames.insert(u.to_ascii_lowercase());
                 }
-                if let Some(e) = &write.email {
+                if let Some(e) = &write.fields.email {
                     claims.emails.insert(e.clone());
                 }
                 writes.push(write);
@@ -217,7 +217,7 @@ fn plan_record<L: ImportLookup>(
         seen.insert(ext.clone(), first);
         refuse!("employee_id {ext} is also used by record {first} of this request");
     }
-    let email = match r.email.as_deref().map(parse_email).transpose() {
+    let email = match r.email.as_deref().map(Email::parse).transpose() {
         Ok(email) => email,
         Err(why) => refuse!("{why}"),
     };
@@ -226,53 +226,49 @@ fn plan_record<L: ImportLookup>(
     if let Some(e) = &email {
         // An email an earlier record of this request gave a user is taken too.
         let holder = store.email_holder(e)?;
-        if holder.is_some_and(|h| Some(h) != id) || claims.emails.contains(e) {
+        if holder.is_some_and(|h| Some(h) != id) || claims.emails.contains(e.as_str()) {
             refuse!("email {e} already belongs to another user");
         }
     }
     let taken = |store: &mut L, u: &str| -> Result<bool, L::Error> {
         Ok(claims.usernames.contains(&u.to_ascii_lowercase()) || store.username_taken(u, id)?)
     };
-    let (first, last) = match &current {
-        Some(c) if full_name(c.first_name.as_deref(), c.last_name.as_deref()) == name.trim() => {
-            (c.first_name.clone(), c.last_name.clone())
+    let c = current.as_ref();
+    // What the request leaves out keeps the user's value.
+    let mut fields = c.map(|c| c.fields.clone()).unwrap_or_default();
+    let (first, last) = match c {
+        Some(c) if full_name(c.fields.first_name.as_deref(), c.fields.last_name.as_deref()) == name.trim() => {
+            (c.fields.first_name.clone(), c.fields.last_name.clone())
         }
         _ => {
             let (f, l) = split_name(&name);
             (Some(f), l)
         }
     };
-    let mut extra = current.as_ref().map(|c| c.extra.clone()).unwrap_or_default();
+    (fields.first_name, fields.last_name) = (first, last);
+    fields.external_id = Some(ext.clone());
+    for (slot, new) in [
+        (&mut fields.email, email.map(Email::into_string)),
+        (&mut fields.username, r.username.clone()),
+        (&mut fields.phone, r.phone.clone()),
+        (&mut fields.job, r.job.clone()),
+    ] {
+        if new.is_some() {
+            *slot = new;
+        }
+    }
+    let mut extra = c.map(|c| c.extra.clone()).unwrap_or_default();
     extra.extend(r.extra.clone());
-    let keep = |new: &Option<String>, old: Option<&Option<String>>| new.clone().or_else(|| old.cloned().flatten());
-    let c = current.as_ref();
-    let mut write = Write {
-        id,
-        external_id: ext.clone(),
-        email: keep(&email, c.map(|c| &c.email)),
-        first_name: first,
-        last_name: last,
-        username: keep(&r.username, c.map(|c| &c.username)),
-        phone: keep(&r.phone, c.map(|c| &c.phone)),
-        job: keep(&r.job, c.map(|c| &c.job)),
-        extra,
-    };
+    let mut write = Write { id, fields, extra };
     let listed = |action, username| UpdatedUser { name: name.trim().to_string(), employee_id: ext, action, username };
     if let Some(c) = c {
         if let Some(u) = &r.username
-            && c.username.as_deref() != Some(u.as_str())
+            && c.fields.username.as_deref() != Some(u.as_str())
             && taken(store, u)?
         {
             refuse!("username {u} is taken");
         }
-        let unchanged = write.email == c.email
-            && write.first_name == c.first_name
-            && write.last_name == c.last_name
-            && write.username == c.username
-            && write.phone == c.phone
-            && write.job == c.job
-            && write.extra == c.extra;
-        if unchanged {
+        if write.fields == c.fields && write.extra == c.extra {
             return Ok(Ok(None));
         }
         return Ok(Ok(Some((write, listed("update", None)))));
@@ -281,7 +277,8 @@ fn plan_record<L: ImportLookup>(
         Some(u) if taken(store, u)? => refuse!("username {u} is taken"),
         Some(u) => u.clone(),
         None => {
-            let base = username_base(write.first_name.as_deref().unwrap_or(""), write.last_name.as_deref());
+            let base =
+                username_base(write.fields.first_name.as_deref().unwrap_or(""), write.fields.last_name.as_deref());
             let mut candidate = base.clone();
             let mut n = 1;
             while taken(store, &candidate)? {
@@ -291,34 +288,34 @@ fn plan_record<L: ImportLookup>(
             candidate
         }
     };
-    write.username = Some(username.clone());
+    write.fields.username = Some(username.clone());
     Ok(Ok(Some((write, listed("create", Some(username))))))
 }
 
 /// Users held in memory, answering as the store would (for the unit tests).
 #[cfg(test)]
-impl ImportLookup for &[crate::port::Existing] {
+impl ImportLookup for &[crate::user::StoredUser] {
     type Error = std::convert::Infallible;
 
-    fn by_external_id(&mut self, ext: &str) -> Result<Option<crate::port::Existing>, Self::Error> {
-        Ok(self.iter().find(|u| u.external_id.as_deref() == Some(ext)).cloned())
+    fn by_external_id(&mut self, ext: &str) -> Result<Option<crate::user::StoredUser>, Self::Error> {
+        Ok(self.iter().find(|u| u.fields.external_id.as_deref() == Some(ext)).cloned())
     }
 
     fn email_holder(&mut self, email: &str) -> Result<Option<i64>, Self::Error> {
-        Ok(self.iter().find(|u| u.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email))).map(|u| u.id))
+        Ok(self.iter().find(|u| u.fields.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(email))).map(|u| u.id))
     }
 
     fn username_taken(&mut self, username: &str, except: Option<i64>) -> Result<bool, Self::Error> {
-        Ok(self
-            .iter()
-            .any(|u| Some(u.id) != except && u.username.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(username))))
+        Ok(self.iter().any(|u| {
+            Some(u.id) != except && u.fields.username.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(username))
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::port::Existing;
+    use crate::user::{Fields, StoredUser};
     use serde_json::json;
 
     #[test]
@@ -328,21 +325,18 @@ mod tests {
         assert_eq!(username_base("Seth", None), "seth");
     }
 
-    fn user(id: i64, ext: &str, email: &str, username: &str) -> Existing {
-        Existing {
-            id,
+    fn user(id: i64, ext: &str, email: &str, username: &str) -> StoredUser {
+        let fields = Fields {
             external_id: Some(ext.into()),
             email: Some(email.into()),
             first_name: Some("F".into()),
-            last_name: None,
             username: Some(username.into()),
-            phone: None,
-            job: None,
-            extra: Map::new(),
-        }
+            ..Fields::default()
+        };
+        StoredUser { id, fields, active: true, extra: Map::new(), owner: None }
     }
 
-    fn import(existing: &[Existing], users: Value) -> (Vec<Write>, Value) {
+    fn import(existing: &[StoredUser], users: Value) -> (Vec<Write>, Value) {
         let records = parse_json(json!({ "users": users }).to_string().as_bytes()).unwrap();
         let (writes, reply) = plan_import(&records, &mut &existing[..]).unwrap();
         (writes, serde_json::to_value(reply).unwrap())
@@ -355,7 +349,7 @@ mod tests {
             &existing,
             json!([{"name": "Seth Jones", "employee_id": "N1"}, {"name": "Seth Jones", "employee_id": "N2"}]),
         );
-        let names: Vec<_> = writes.iter().map(|w| w.username.as_deref().unwrap()).collect();
+        let names: Vec<_> = writes.iter().map(|w| w.fields.username.as_deref().unwrap()).collect();
         assert_eq!(names, ["seth.jones3", "seth.jones4"]);
     }
 
@@ -393,8 +387,7 @@ mod tests {
 
     #[test]
     fn the_seed_example_creates_and_updates() {
-        let existing = [Existing {
-            id: 1,
+        let fields = Fields {
             external_id: Some("X-13892".into()),
             email: Some("bjones@goodbuilders.biz".into()),
             first_name: Some("Bob".into()),
@@ -402,8 +395,9 @@ mod tests {
             username: Some("bob.jones".into()),
             phone: Some("360-555-0000".into()),
             job: Some("South Bridge Project".into()),
-            extra: Map::new(),
-        }];
+            ..Fields::default()
+        };
+        let existing = [StoredUser { id: 1, fields, active: true, extra: Map::new(), owner: None }];
         let body = json!({"users": [
             {"email": "bjones@goodbuilders.biz", "employee_id": "X-13892", "phone": "360-555-1212", "name": "Bob Jones", "job": "South Bridge Project"},
             {"name": "Seth Jones", "employee_id": "Z-8274", "job": "Fortune Tower 2 Project"},

@@ -1,6 +1,6 @@
 //! What a user is, independent of where it is stored or fetched: the text
-//! fields a mapping can fill, and the one email rule (trimmed, lower-cased,
-//! one `@`, a dot in the domain, no spaces). `Field` names a user's columns;
+//! fields a mapping can fill, and the one email rule (`Email`: trimmed,
+//! lower-cased, one `@`, a dot in the domain, no spaces, checked once). `Field` names a user's columns;
 //! manifests, mapping, rules and store all speak of fields through it.
 
 use serde_json::{Map, Value};
@@ -33,7 +33,7 @@ impl Field {
         Field::Active,
     ];
 
-    pub fn column(self) -> &'static str {
+    pub const fn column(self) -> &'static str {
         match self {
             Field::Email => "email",
             Field::FirstName => "first_name",
@@ -140,13 +140,61 @@ pub fn split_name(name: &str) -> (String, Option<String>) {
     }
 }
 
-/// Normalises an email (trim, lower-case) and checks its shape.
-pub fn parse_email(raw: &str) -> Result<String, String> {
-    parse_email_cow(raw).map(std::borrow::Cow::into_owned)
+/// An email address as rosterd keeps it: trimmed, lower-cased and checked
+/// (a local part, one `@`, a dot inside the domain, no spaces), once; code
+/// that holds an `Email` never checks or folds it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Normalises `raw` (trim, lower-case) and checks its shape.
+    pub fn parse(raw: &str) -> Result<Email, String> {
+        Email::check(raw).map(|e| Email(e.into_owned()))
+    }
+
+    /// `parse` for a hot path (a record's email while a page is read): the
+    /// same rule, borrowing `raw` when it is already trimmed lower-case ASCII.
+    pub fn check(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+        parse_email_cow(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
-/// `parse_email` that borrows `raw` when it is already trimmed to lower-case ASCII.
-pub fn parse_email_cow(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+impl std::ops::Deref for Email {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Email {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<String> for Email {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+/// The email rule, borrowing `raw` when it is already trimmed to lower-case ASCII.
+fn parse_email_cow(raw: &str) -> Result<std::borrow::Cow<'_, str>, String> {
     let trimmed = raw.trim();
     let email = if trimmed.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
         std::borrow::Cow::Borrowed(trimmed)
@@ -173,9 +221,10 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(parse_email("  Ann.Lee@Acme.COM ").unwrap(), "ann.lee@acme.com");
+        assert_eq!(Email::parse("  Ann.Lee@Acme.COM ").unwrap(), *"ann.lee@acme.com");
+        assert!(matches!(Email::check("ann@acme.com"), Ok(std::borrow::Cow::Borrowed(_))), "normal form is borrowed");
         for bad in ["", "ann", "@acme.com", "ann@acme", "a b@acme.com", "a@b@acme.com", "ann@.com"] {
-            assert!(parse_email(bad).is_err(), "{bad}");
+            assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::outcome::RunStatus;
 use crate::run::RunReport;
 use crate::store::{RunRow, Store, UserRow};
+use crate::user::TEXT_COLUMNS;
 
 use super::SHOWN_SKIPS;
 use crate::port::{Outbound, Runs};
@@ -181,41 +182,41 @@ pub(super) fn table_cells(u: &UserRow) -> [String; 9] {
         .map(|cell| crate::problem::printable(&cell).into_owned())
 }
 
-pub(super) const USER_COLUMNS: [&str; 14] = [
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "external_id",
-    "username",
-    "phone",
-    "job",
-    "department",
-    "extra_fields",
-    "active",
-    "source",
-    "created_at",
-    "updated_at",
-];
+/// The columns `users` prints: the id, each text field, then the rest.
+pub(super) const USER_COLUMNS: [&str; 14] = {
+    let mut out = [""; 14];
+    out[0] = "id";
+    let mut i = 0;
+    while i < TEXT_COLUMNS.len() {
+        out[i + 1] = TEXT_COLUMNS[i].column();
+        i += 1;
+    }
+    let rest = ["extra_fields", "active", "source", "created_at", "updated_at"];
+    let mut j = 0;
+    while j < rest.len() {
+        out[TEXT_COLUMNS.len() + 1 + j] = rest[j];
+        j += 1;
+    }
+    out
+};
 
 pub(super) fn csv_cells(u: &UserRow) -> [String; 14] {
-    let o = |v: &Option<String>| v.clone().unwrap_or_default();
-    [
-        u.id.to_string(),
-        o(&u.email),
-        o(&u.first_name),
-        o(&u.last_name),
-        o(&u.external_id),
-        o(&u.username),
-        o(&u.phone),
-        o(&u.job),
-        o(&u.department),
+    let mut cells: [String; 14] = Default::default();
+    cells[0] = u.id.to_string();
+    for (i, c) in TEXT_COLUMNS.iter().enumerate() {
+        cells[i + 1] = u.fields.get(*c).unwrap_or_default().to_string();
+    }
+    let rest = [
         u.extra_fields.to_string(),
         u.active.to_string(),
-        o(&u.source),
+        u.source.clone().unwrap_or_default(),
         u.created_at.clone(),
         u.updated_at.clone(),
-    ]
+    ];
+    for (i, cell) in rest.into_iter().enumerate() {
+        cells[TEXT_COLUMNS.len() + 1 + i] = cell;
+    }
+    cells
 }
 
 /// A run's requests and its first skipped records, under its row.

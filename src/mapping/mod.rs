@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::problem::kind;
-use crate::user::{Field, Fields, parse_email, parse_email_cow};
+use crate::user::{Email, Field, Fields};
 
 mod arena;
 mod rule;
@@ -375,12 +375,12 @@ impl<'a> Mapped<'a> {
             }
             (Target::Core(Field::Email), Found::Str(s)) => {
                 if !s.trim().is_empty() {
-                    self.texts[column(Field::Email)] = Some(parse_email_cow(s)?);
+                    self.texts[column(Field::Email)] = Some(Email::check(s)?);
                 }
             }
             (Target::Core(Field::Email), Found::Value(v)) => {
                 if let Some(text) = text(v, "email")? {
-                    self.texts[column(Field::Email)] = Some(Cow::Owned(parse_email(&text)?));
+                    self.texts[column(Field::Email)] = Some(Cow::Owned(Email::parse(&text)?.into_string()));
                 }
             }
             (Target::Core(core), Found::Str(s)) => {

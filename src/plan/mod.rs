@@ -19,7 +19,7 @@ use crate::index::{Carriers, Holder, IdSet};
 use crate::manifest::{Action, MatchOn, Target};
 use crate::mapping::{Record, Records};
 use crate::port::{Change, Deactivation, Directory, NewUser, Skip, Update};
-use crate::user::{Field, Fields, StoredUser, TEXT_COLUMNS};
+use crate::user::{Email, Field, Fields, StoredUser, TEXT_COLUMNS};
 
 /// How many of each kind of change a plan keeps to show; the counts are always exact.
 pub const SAMPLE: usize = 1000;
@@ -35,7 +35,7 @@ pub struct PlanOptions<'a> {
     /// The targets the manifest maps; only these are compared or written.
     pub mapped: &'a [Target],
     /// Lower-cased; never created.
-    pub ignored_emails: &'a [String],
+    pub ignored_emails: &'a [Email],
     pub auto_clear_email: bool,
 }
 
@@ -420,7 +420,7 @@ impl<'a, D: Directory> Planner<'a, D> {
     /// Creates the record's user; with `fp`, notes the fingerprint on it.
     fn add_new_user(&mut self, r: &Record, fp: Option<u128>) -> Step<D::Error> {
         if let Some(email) = &r.fields.email
-            && self.opts.ignored_emails.contains(email)
+            && self.opts.ignored_emails.iter().any(|e| e == email)
         {
             return Ok(Err("email is in ignored_emails".into()));
         }

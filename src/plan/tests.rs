@@ -226,7 +226,7 @@ fn create_never_touches_existing_users() {
 
 #[test]
 fn create_respects_ignored_emails() {
-    let ignored = ["it@x.io".to_string()];
+    let ignored = [crate::user::Email::parse("IT@x.io").unwrap()];
     let o = PlanOptions { ignored_emails: &ignored, ..opts(Action::Create, NAMES) };
     let p = plan(&[record(0, "it@x.io", "I", "T")], &[], &o);
     assert_eq!(p.skips[0].reason, "email is in ignored_emails");

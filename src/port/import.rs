@@ -4,32 +4,16 @@
 
 use serde_json::{Map, Value};
 
-/// A user as import sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Existing {
-    pub id: i64,
-    pub external_id: Option<String>,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub username: Option<String>,
-    pub phone: Option<String>,
-    pub job: Option<String>,
-    pub extra: Map<String, Value>,
-}
+use crate::user::{Fields, StoredUser};
 
-/// The fields an import writes for one user.
+/// What an import writes for one user: every text field (those the request
+/// leaves out keep the user's values) and the extra fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Write {
     /// `None` creates a user.
     pub id: Option<i64>,
-    pub external_id: String,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub username: Option<String>,
-    pub phone: Option<String>,
-    pub job: Option<String>,
+    /// `external_id` is always set: import matches on it.
+    pub fields: Fields,
     pub extra: Map<String, Value>,
 }
 
@@ -37,8 +21,8 @@ pub struct Write {
 /// few users into a large directory never reads every user.
 pub trait ImportLookup {
     type Error;
-    /// The user with this `external_id`.
-    fn by_external_id(&mut self, ext: &str) -> Result<Option<Existing>, Self::Error>;
+    /// The user with this `external_id` (its owner is not read).
+    fn by_external_id(&mut self, ext: &str) -> Result<Option<StoredUser>, Self::Error>;
     /// Who holds this email (compared as the store compares emails).
     fn email_holder(&mut self, email: &str) -> Result<Option<i64>, Self::Error>;
     /// Whether a user other than `except` has this username, ignoring ASCII case.

@@ -16,7 +16,7 @@ mod tokens;
 use std::path::PathBuf;
 
 pub use directory::{Change, Deactivation, Directory, NewUser, Skip, Update};
-pub use import::{Existing, ImportLookup, Write};
+pub use import::{ImportLookup, Write};
 pub use outbound::Outbound;
 pub use runs::{PushRow, RequestRow, RunDetail, RunEnd, RunRow, Runs, UserRow, Users};
 pub use tokens::{StoredToken, Tokens};

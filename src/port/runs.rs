@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{Skip, StoreError};
 use crate::outcome::{Counts, RunStatus};
+use crate::user::{Fields, StoredUser};
 
 /// The `runs` table and each run's trace (requests, skipped records, push requests).
 pub trait Runs {
@@ -69,19 +70,28 @@ pub struct RequestRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct UserRow {
     pub id: i64,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub external_id: Option<String>,
-    pub username: Option<String>,
-    pub phone: Option<String>,
-    pub job: Option<String>,
-    pub department: Option<String>,
+    #[serde(flatten)]
+    pub fields: Fields,
     pub extra_fields: Value,
     pub active: i64,
     pub source: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl UserRow {
+    /// `user` as `users` prints it, with where it came from and when.
+    pub fn new(user: StoredUser, source: Option<String>, created_at: String, updated_at: String) -> UserRow {
+        UserRow {
+            id: user.id,
+            fields: user.fields,
+            extra_fields: Value::Object(user.extra),
+            active: i64::from(user.active),
+            source,
+            created_at,
+            updated_at,
+        }
+    }
 }
 
 /// One run whole, as `history --run ID --json` prints it.

@@ -463,7 +463,7 @@ struct ApplyJob {
     auto_clear_email: bool,
     /// The targets the manifest maps, a full name as the first and last name it fills.
     mapped: Vec<Target>,
-    ignored: Vec<String>,
+    ignored: Vec<crate::user::Email>,
     limit: crate::config::Limit,
     opts: RunOptions,
     run_id: i64,

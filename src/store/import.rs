@@ -7,9 +7,11 @@
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
+use super::row::{fields_at, stored_user, text_columns, user_columns};
 use super::{Store, StoreError, now};
 use crate::export::ExportRow;
-use crate::port::{Existing, ImportLookup, Write};
+use crate::port::{ImportLookup, Write};
+use crate::user::{StoredUser, TEXT_COLUMNS};
 
 /// An import's one write transaction: its rules' questions are answered by
 /// the unique indexes (and the username index) inside it. Dropped without
@@ -19,34 +21,15 @@ pub struct ImportTx<'s> {
     open: bool,
 }
 
-/// A user as the import's lookup reads it (the columns of `by_external_id`).
-fn existing(r: &rusqlite::Row<'_>) -> rusqlite::Result<Existing> {
-    let extra: String = r.get(8)?;
-    Ok(Existing {
-        id: r.get(0)?,
-        external_id: r.get(1)?,
-        email: r.get(2)?,
-        first_name: r.get(3)?,
-        last_name: r.get(4)?,
-        username: r.get(5)?,
-        phone: r.get(6)?,
-        job: r.get(7)?,
-        extra: super::extra_map(&extra),
-    })
-}
-
 impl ImportLookup for ImportTx<'_> {
     type Error = StoreError;
 
-    fn by_external_id(&mut self, ext: &str) -> Result<Option<Existing>, StoreError> {
+    fn by_external_id(&mut self, ext: &str) -> Result<Option<StoredUser>, StoreError> {
         Ok(self
             .store
             .conn
-            .prepare_cached(
-                "SELECT id, external_id, email, first_name, last_name, username, phone, job, extra_fields
-                 FROM users WHERE external_id = ?1",
-            )?
-            .query_row([ext], existing)
+            .prepare_cached(concat!("SELECT ", user_columns!(), ", NULL FROM users u WHERE u.external_id = ?1"))?
+            .query_row([ext], stored_user)
             .optional()?)
     }
 
@@ -78,31 +61,22 @@ impl ImportTx<'_> {
         let at = now();
         {
             let mut insert = conn.prepare_cached(
-                "INSERT INTO users (external_id, email, first_name, last_name, username, phone, job, extra_fields,
-                                    active, source, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, 'import', ?9, ?9)",
+                "INSERT INTO users (email, first_name, last_name, external_id, username, phone, job, department,
+                                    extra_fields, active, source, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, 'import', ?10, ?10)",
             )?;
             // The same values in the same order as the INSERT, then the id.
             let mut update = conn.prepare_cached(
-                "UPDATE users SET external_id = ?1, email = ?2, first_name = ?3, last_name = ?4, username = ?5,
-                     phone = ?6, job = ?7, extra_fields = ?8, updated_at = ?9 WHERE id = ?10",
+                "UPDATE users SET email = ?1, first_name = ?2, last_name = ?3, external_id = ?4, username = ?5,
+                     phone = ?6, job = ?7, department = ?8, extra_fields = ?9, updated_at = ?10 WHERE id = ?11",
             )?;
             for w in writes {
                 let extra = Value::Object(w.extra.clone()).to_string();
-                let values: [&dyn rusqlite::ToSql; 10] = [
-                    &w.external_id,
-                    &w.email,
-                    &w.first_name,
-                    &w.last_name,
-                    &w.username,
-                    &w.phone,
-                    &w.job,
-                    &extra,
-                    &at,
-                    &w.id,
-                ];
+                let texts = TEXT_COLUMNS.map(|c| w.fields.get(c));
+                let mut values: Vec<&dyn rusqlite::ToSql> = texts.iter().map(|t| t as &dyn rusqlite::ToSql).collect();
+                values.extend([&extra as &dyn rusqlite::ToSql, &at, &w.id]);
                 match w.id {
-                    None => insert.execute(&values[..9])?,
+                    None => insert.execute(&values[..10])?,
                     Some(_) => update.execute(&values[..])?,
                 };
             }
@@ -131,24 +105,14 @@ impl Store {
     /// Calls `f` with every user in id order, from one statement (one
     /// consistent snapshot), without holding them all; `f` returns false to stop.
     pub fn export_each(&self, mut f: impl FnMut(ExportRow) -> bool) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT first_name, last_name, external_id, username, email, phone, job, created_at, updated_at
-             FROM users ORDER BY id",
-        )?;
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT ",
+            text_columns!(),
+            ", u.created_at, u.updated_at FROM users u ORDER BY u.id"
+        ))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let first: Option<String> = r.get(0)?;
-            let last: Option<String> = r.get(1)?;
-            let row = ExportRow {
-                name: crate::user::full_name(first.as_deref(), last.as_deref()),
-                employee_id: r.get(2)?,
-                username: r.get(3)?,
-                email: r.get(4)?,
-                phone: r.get(5)?,
-                job: r.get(6)?,
-                created_at: r.get(7)?,
-                updated_at: r.get(8)?,
-            };
+            let row = ExportRow::new(fields_at(r, 0)?, r.get(8)?, r.get(9)?);
             if !f(row) {
                 break;
             }

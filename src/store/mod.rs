@@ -11,6 +11,7 @@ mod migrate;
 mod oauth;
 mod prefetch;
 mod push;
+mod row;
 
 use std::path::Path;
 use std::time::Duration;
@@ -245,29 +246,15 @@ impl Users for Store {
     /// Calls `f` with every user in id order, from one statement, without
     /// holding them all; `f` returns false to stop.
     fn users_each(&self, mut f: impl FnMut(UserRow) -> bool) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, email, first_name, last_name, external_id, username, phone, job, department,
-                    extra_fields, active, source, created_at, updated_at FROM users ORDER BY id",
-        )?;
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT ",
+            row::user_columns!(),
+            ", NULL, u.source, u.created_at, u.updated_at FROM users u ORDER BY u.id"
+        ))?;
         let mut rows = stmt.query([])?;
+        let at = row::USER_COLUMNS + 1;
         while let Some(r) = rows.next()? {
-            let extra: String = r.get(9)?;
-            let user = UserRow {
-                id: r.get(0)?,
-                email: r.get(1)?,
-                first_name: r.get(2)?,
-                last_name: r.get(3)?,
-                external_id: r.get(4)?,
-                username: r.get(5)?,
-                phone: r.get(6)?,
-                job: r.get(7)?,
-                department: r.get(8)?,
-                extra_fields: Value::Object(extra_map(&extra)),
-                active: r.get(10)?,
-                source: r.get(11)?,
-                created_at: r.get(12)?,
-                updated_at: r.get(13)?,
-            };
+            let user = UserRow::new(row::stored_user(r)?, r.get(at)?, r.get(at + 1)?, r.get(at + 2)?);
             if !f(user) {
                 break;
             }

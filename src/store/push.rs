@@ -4,14 +4,27 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError, apply::stored_user_columns};
+use super::row::{stored_user, user_columns};
+use super::{Store, StoreError};
 use crate::manifest::PushSelect;
 use crate::port::{Outbound, PushRow};
 use crate::user::StoredUser;
 
-const SELECTED: &str = "SELECT u.id, u.email, u.first_name, u.last_name, u.external_id, u.username, u.phone, u.job,
-        u.department, u.extra_fields, u.active, (SELECT o.integration FROM ownership o WHERE o.user_id = u.id), u.source
-     FROM users u WHERE u.external_id IS NOT NULL AND u.external_id != '' AND (?1 = 0 OR u.active = 1) ORDER BY u.id";
+/// A user's owning integration, as the column after `user_columns!()`.
+macro_rules! owner {
+    () => {
+        "(SELECT o.integration FROM ownership o WHERE o.user_id = u.id)"
+    };
+}
+
+const SELECTED: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    ", ",
+    owner!(),
+    ", u.source FROM users u
+     WHERE u.external_id IS NOT NULL AND u.external_id != '' AND (?1 = 0 OR u.active = 1) ORDER BY u.id"
+);
 
 impl Outbound for Store {
     /// Calls `f` with every local user `select` picks that has an external id,
@@ -30,7 +43,7 @@ impl Outbound for Store {
                     continue;
                 }
             }
-            if !f(stored_user_columns(r)?) {
+            if !f(stored_user(r)?) {
                 break;
             }
         }
@@ -40,13 +53,15 @@ impl Outbound for Store {
     /// The users with these ids (those that still exist), in the order asked.
     fn users_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredUser>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT u.id, u.email, u.first_name, u.last_name, u.external_id, u.username, u.phone, u.job,
-                    u.department, u.extra_fields, u.active, (SELECT o.integration FROM ownership o WHERE o.user_id = u.id)
-             FROM users u WHERE u.id = ?1",
-        )?;
+        let mut stmt = self.conn.prepare_cached(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", ",
+            owner!(),
+            " FROM users u WHERE u.id = ?1"
+        ))?;
         for id in ids {
-            if let Some(user) = stmt.query_map([id], stored_user_columns)?.next() {
+            if let Some(user) = stmt.query_map([id], stored_user)?.next() {
                 out.push(user?);
             }
         }

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use super::prefetch::KeyCache;
+use super::row::stored_user;
 use super::{Prefetch, RunEnd, Store, StoreError, now};
 use crate::index::{Carriers, Holder, IdSet};
 use crate::mapping::RecordArena;
@@ -308,7 +309,7 @@ impl<'t> RunTx<'t> {
     }
 }
 
-/// A user row as `stored_user_columns` reads it, filtered by `$filter`, with
+/// A user row as `row::stored_user` reads it, filtered by `$filter`, with
 /// `$owner` as its owner column: the owning integration (`OWNER`) or NULL.
 macro_rules! select_user {
     (OWNER, $filter:literal) => {
@@ -318,41 +319,10 @@ macro_rules! select_user {
         select_user!("(SELECT o.integration FROM ownership o WHERE o.user_id = u.id)", $filter)
     };
     ($owner:literal, $filter:literal) => {
-        concat!(
-            "SELECT u.id, u.email, u.first_name, u.last_name, u.external_id, u.username, u.phone, u.job,
-                    u.department, u.extra_fields, u.active, ",
-            $owner,
-            " FROM users u WHERE ",
-            $filter
-        )
+        concat!("SELECT ", crate::store::row::user_columns!(), ", ", $owner, " FROM users u WHERE ", $filter)
     };
 }
 use select_user;
-
-fn stored_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
-    stored_user_columns(r)
-}
-
-/// A user from the first 12 columns of a row shaped like `select_user!`.
-pub(super) fn stored_user_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredUser> {
-    let extra: String = r.get(9)?;
-    Ok(StoredUser {
-        id: r.get(0)?,
-        fields: Fields {
-            email: r.get(1)?,
-            first_name: r.get(2)?,
-            last_name: r.get(3)?,
-            external_id: r.get(4)?,
-            username: r.get(5)?,
-            phone: r.get(6)?,
-            job: r.get(7)?,
-            department: r.get(8)?,
-        },
-        extra: super::extra_map(&extra),
-        active: r.get::<_, i64>(10)? != 0,
-        owner: r.get(11)?,
-    })
-}
 
 fn text_values(f: &Fields) -> [Option<&str>; 8] {
     TEXT_COLUMNS.map(|c| f.get(c))
