@@ -28,7 +28,7 @@ mod status;
 use crate::config::Config;
 use crate::error::Error;
 use crate::export::ExportWriter;
-use crate::port::Runs;
+use crate::port::{Figures, Runs, Users};
 use crate::problem::Problem;
 use crate::run::Trigger;
 use crate::service::Service;
@@ -283,7 +283,8 @@ async fn export(State(service): State<Arc<Service>>, headers: HeaderMap) -> Resp
         let result = db.connect().map_err(std::io::Error::other).and_then(|store| {
             let mut chunk = ExportWriter::new(csv, escape);
             store
-                .export_each(|row| {
+                .export_each(|fields, created, updated| {
+                    let row = crate::export::ExportRow::new(fields, created, updated);
                     chunk.push(&row);
                     chunk
                         .full()

@@ -394,7 +394,8 @@ fn export(config: &Config, format: BulkFormat) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     let mut writer = crate::export::ExportWriter::new(format == BulkFormat::Csv, config.csv_escape_formulas);
     let mut failed = None;
-    store.export_each(|row| {
+    store.export_each(|fields, created, updated| {
+        let row = crate::export::ExportRow::new(fields, created, updated);
         writer.push(&row);
         if writer.full()
             && let Err(e) = out.write_all(&writer.take())

@@ -5,8 +5,28 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::{RunEnd, StoreError};
 use crate::index::{Carriers, Holder, IdSet};
+use crate::mapping::RecordArena;
 use crate::user::{Field, Fields, StoredUser};
+
+/// A store a run applies through: it opens the run's one transaction over
+/// the users, in which the rules decide its records.
+pub trait Apply {
+    type Tx<'t>: RunTransaction
+    where
+        Self: 't;
+    /// Opens run `run_id`'s write transaction for `records`; dropped
+    /// unfinished, it rolls back.
+    fn begin_apply<'t>(&'t mut self, run_id: i64, records: &'t RecordArena) -> Result<Self::Tx<'t>, StoreError>;
+}
+
+/// A run's open transaction: the `Directory` the rules decide in, then how the run ends.
+pub trait RunTransaction: Directory<Error = StoreError> {
+    /// A status that commits (`ok`) keeps the users' changes with the
+    /// `runs` row; any other rolls every change back and records only the row.
+    fn finish(self, end: &RunEnd) -> Result<(), StoreError>;
+}
 
 /// The users a plan reads and changes. Lookups see the changes already made.
 pub trait Directory {

@@ -4,7 +4,22 @@
 
 use serde_json::{Map, Value};
 
+use super::StoreError;
 use crate::user::{Fields, StoredUser};
+
+/// A store an import applies through: one transaction per import.
+pub trait Import {
+    type Tx<'t>: ImportTransaction
+    where
+        Self: 't;
+    /// Opens an import's write transaction; dropped without `commit`, it rolls back.
+    fn begin_import(&mut self) -> Result<Self::Tx<'_>, StoreError>;
+}
+
+/// An import's open transaction: the import rules ask it, then it writes their decisions.
+pub trait ImportTransaction: ImportLookup<Error = StoreError> {
+    fn commit(self, writes: &[Write]) -> Result<(), StoreError>;
+}
 
 /// What an import writes for one user: every text field (those the request
 /// leaves out keep the user's values) and the extra fields.

@@ -1,13 +1,23 @@
-//! The ports: what the rules and a run need from the store, as traits and
-//! the plain types they carry. They sit below both the rules (`plan`, the
-//! import rules) and the store, so the rules never import the store and the
-//! store never imports the rules: a second engine implements these and
-//! nothing else. `directory`: the users a run's rules read and change inside
-//! its transaction; `import`: what an import's rules ask. Engines' own
-//! errors become a `StoreError` where they leave the engine; `runs`: how a run
-//! ends, as its `runs` row records it.
+//! The ports: what the rules, a run and the shells need from the store, as
+//! narrow traits and the plain types they carry. They sit below both the
+//! rules (`plan`, the import rules) and the store, so the rules never import
+//! the store and the store never imports the rules: a second engine
+//! implements these and nothing else.
+//!
+//! - `directory`: `Apply` opens a run's transaction, a `RunTransaction` is
+//!   the `Directory` the rules decide in, then `finish`es the run;
+//! - `import`: `Import` opens an import's transaction, whose `ImportLookup`
+//!   the import rules ask, then `commit`s;
+//! - `runs`: `Runs`, a run's row and trace as it goes and as history reads
+//!   it; `Users`, the users and the export in id order;
+//! - `tokens`: `Tokens`, OAuth tokens and authorization states;
+//! - `outbound`: `Outbound`, what a push reads and records;
+//! - `figures`: `Figures`, what `/metrics` reports.
+//!
+//! Engines' own errors become a `StoreError` where they leave the engine.
 
 mod directory;
+mod figures;
 mod import;
 mod outbound;
 mod runs;
@@ -15,8 +25,9 @@ mod tokens;
 
 use std::path::PathBuf;
 
-pub use directory::{Change, Deactivation, Directory, NewUser, Skip, Update};
-pub use import::{ImportLookup, Write};
+pub use directory::{Apply, Change, Deactivation, Directory, NewUser, RunTransaction, Skip, Update};
+pub use figures::{Figures, Metrics};
+pub use import::{Import, ImportLookup, ImportTransaction, Write};
 pub use outbound::Outbound;
 pub use runs::{PushRow, RequestRow, RunDetail, RunEnd, RunRow, Runs, UserRow, Users};
 pub use tokens::{StoredToken, Tokens};

@@ -34,6 +34,10 @@ pub trait Runs {
 
 /// The users as commands print them, read in id order without holding them all.
 pub trait Users {
+    /// Calls `f` with every user's text fields, `created_at` and
+    /// `updated_at`, in id order, from one consistent snapshot; `f` returns
+    /// false to stop (what an export writes).
+    fn export_each(&self, f: impl FnMut(Fields, String, String) -> bool) -> Result<(), StoreError>;
     /// Calls `f` with every user in id order, from one statement, without
     /// holding them all; `f` returns false to stop.
     fn users_each(&self, f: impl FnMut(UserRow) -> bool) -> Result<(), StoreError>;

@@ -33,7 +33,7 @@ use crate::manifest::{Manifest, Target};
 use crate::outcome::{Counts, RunStatus};
 use crate::plan::{Plan, PlanOptions};
 use crate::port::Runs;
-use crate::port::Skip;
+use crate::port::{Apply, Import, ImportTransaction, RunTransaction, Skip};
 use crate::redact::Redactor;
 use crate::store::{Conn, Database, RequestRow, RunEnd, Store, StoreError};
 
@@ -526,7 +526,7 @@ async fn apply_phase(
                 false => RunError::Cancelled,
             })
         };
-        let result = apply(&mut store, job, fetched, stopped);
+        let result = apply(&mut *store, job, fetched, stopped);
         (result, store)
     })
     .await;
@@ -541,7 +541,7 @@ async fn apply_phase(
 /// decide how the run ends (`stopped`: whether it was cancelled meanwhile),
 /// write the deactivations only when it commits, finish.
 fn apply(
-    store: &mut Store,
+    store: &mut impl Apply,
     job: ApplyJob,
     fetched: Fetched,
     stopped: impl FnOnce() -> Option<RunError>,
@@ -636,7 +636,7 @@ fn fail_after_fetch(ctx: &Ctx<'_>, store: Option<Conn>, mut report: RunReport, e
 /// against the store's users (asked by index, so the cost follows the
 /// request's size), the store writes what they decided, all or nothing.
 pub fn import(
-    store: &mut Store,
+    store: &mut impl Import,
     records: &[crate::import::ImportRecord],
 ) -> Result<crate::import::ImportReply, StoreError> {
     let mut tx = store.begin_import()?;

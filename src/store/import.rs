@@ -7,10 +7,9 @@
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
-use super::row::{fields_at, stored_user, text_columns, user_columns};
+use super::row::{stored_user, user_columns};
 use super::{Store, StoreError, now};
-use crate::export::ExportRow;
-use crate::port::{ImportLookup, Write};
+use crate::port::{Import, ImportLookup, ImportTransaction, Write};
 use crate::user::{StoredUser, TEXT_COLUMNS};
 
 /// An import's one write transaction: its rules' questions are answered by
@@ -54,9 +53,9 @@ impl ImportLookup for ImportTx<'_> {
     }
 }
 
-impl ImportTx<'_> {
+impl ImportTransaction for ImportTx<'_> {
     /// Writes an import's decisions and commits them.
-    pub fn commit(mut self, writes: &[Write]) -> Result<(), StoreError> {
+    fn commit(mut self, writes: &[Write]) -> Result<(), StoreError> {
         let conn = &self.store.conn;
         let at = now();
         {
@@ -95,28 +94,12 @@ impl Drop for ImportTx<'_> {
     }
 }
 
-impl Store {
+impl Import for Store {
+    type Tx<'t> = ImportTx<'t>;
+
     /// Opens an import's one write transaction; its rules ask it about users, then `commit` writes.
-    pub fn begin_import(&mut self) -> Result<ImportTx<'_>, StoreError> {
+    fn begin_import(&mut self) -> Result<ImportTx<'_>, StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(ImportTx { store: self, open: true })
-    }
-
-    /// Calls `f` with every user in id order, from one statement (one
-    /// consistent snapshot), without holding them all; `f` returns false to stop.
-    pub fn export_each(&self, mut f: impl FnMut(ExportRow) -> bool) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare(concat!(
-            "SELECT ",
-            text_columns!(),
-            ", u.created_at, u.updated_at FROM users u ORDER BY u.id"
-        ))?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let row = ExportRow::new(fields_at(r, 0)?, r.get(8)?, r.get(9)?);
-            if !f(row) {
-                break;
-            }
-        }
-        Ok(())
     }
 }

@@ -3,10 +3,10 @@
 
 use super::{Store, StoreError};
 use crate::outcome::RunStatus;
+use crate::port::{Figures, Metrics};
 
-impl Store {
-    /// What `/metrics` reports, read from the store (the API formats it).
-    pub fn metrics(&self) -> Result<Metrics, StoreError> {
+impl Figures for Store {
+    fn metrics(&self) -> Result<Metrics, StoreError> {
         let mut m = Metrics::default();
         let mut stmt = self
             .conn
@@ -73,23 +73,4 @@ impl Store {
         )?;
         Ok(m)
     }
-}
-
-/// The figures behind `/metrics`, by integration name.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Finished runs: (integration, status, how many).
-    pub runs: Vec<(String, RunStatus, i64)>,
-    /// (integration, Unix time of its last `ok` run).
-    pub last_success: Vec<(String, i64)>,
-    /// Seconds each finished run took.
-    pub durations: std::collections::BTreeMap<String, Vec<f64>>,
-    pub users_active: i64,
-    pub users_inactive: i64,
-    /// (integration, [records fetched, users created, updated, deactivated]).
-    pub totals: Vec<(String, [i64; 4])>,
-    /// (integration, status class `2xx`… or `error`, responses): what sources answered.
-    pub responses: Vec<(String, String, i64)>,
-    /// (integration, kind, `ok` or `failed`, requests): what pushes sent.
-    pub push: Vec<(String, String, String, i64)>,
 }

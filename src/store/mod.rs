@@ -19,15 +19,16 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::{Map, Value};
 
+pub use crate::port::Metrics;
 pub use apply::RunTx;
 pub use database::{Conn, Database};
 pub use import::ImportTx;
-pub use metrics::Metrics;
 
 use crate::outcome::{Counts, RunStatus};
 use crate::port::Skip;
 use crate::port::{Outbound, Runs, Users};
 pub use crate::port::{PushRow, RequestRow, RunDetail, RunEnd, RunRow, StoreError, StoredToken, UserRow};
+use crate::user::Fields;
 
 /// Why a run whose process is gone did not finish.
 const INTERRUPTED: &str = "interrupted: the process running it stopped before it finished; nothing was applied";
@@ -256,6 +257,23 @@ impl Users for Store {
         while let Some(r) = rows.next()? {
             let user = UserRow::new(row::stored_user(r)?, r.get(at)?, r.get(at + 1)?, r.get(at + 2)?);
             if !f(user) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every user in id order, from one statement (one
+    /// consistent snapshot), without holding them all; `f` returns false to stop.
+    fn export_each(&self, mut f: impl FnMut(Fields, String, String) -> bool) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT ",
+            row::text_columns!(),
+            ", u.created_at, u.updated_at FROM users u ORDER BY u.id"
+        ))?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            if !f(row::fields_at(r, 0)?, r.get(8)?, r.get(9)?) {
                 break;
             }
         }

@@ -18,19 +18,21 @@ use super::{Prefetch, RunEnd, Store, StoreError, now};
 use crate::index::{Carriers, Holder, IdSet};
 use crate::mapping::RecordArena;
 use crate::outcome::Counts;
-use crate::port::{Deactivation, Directory, NewUser, Update};
+use crate::port::{Apply, Deactivation, Directory, NewUser, RunTransaction, Update};
 use crate::user::Field;
 use crate::user::{Fields, StoredUser, TEXT_COLUMNS};
 
 /// At most this many skip reasons are kept per run; the count is always exact.
 const MAX_SKIP_ROWS: usize = 10_000;
 
-impl Store {
+impl Apply for Store {
+    type Tx<'t> = RunTx<'t>;
+
     /// Opens run `run_id`'s one write transaction over the users, for the
     /// rules to decide `records` in (each decision is written as it is made,
     /// so memory stays flat). The caller then `finish`es it; dropped
     /// unfinished, it rolls back.
-    pub fn begin_apply<'t>(&'t mut self, run_id: i64, records: &'t RecordArena) -> Result<RunTx<'t>, StoreError> {
+    fn begin_apply<'t>(&'t mut self, run_id: i64, records: &'t RecordArena) -> Result<RunTx<'t>, StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let mut tx = RunTx::new(&self.conn, records, self.prefetch, run_id);
         if let Err(e) = tx.count_users() {
@@ -42,11 +44,11 @@ impl Store {
     }
 }
 
-impl RunTx<'_> {
+impl RunTransaction for RunTx<'_> {
     /// Ends the run as `end` says: a status that commits (`ok`) keeps the
     /// users' changes together with the `runs` row; any other rolls every
     /// change back and records only the `runs` row.
-    pub fn finish(mut self, end: &RunEnd) -> Result<(), StoreError> {
+    fn finish(mut self, end: &RunEnd) -> Result<(), StoreError> {
         self.open = false;
         self.flush_new()?;
         let conn = self.tx;
