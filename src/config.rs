@@ -30,6 +30,8 @@ struct RawConfig {
     #[serde(default)]
     secrets: BTreeMap<String, BTreeMap<String, toml::Value>>,
     #[serde(default)]
+    visible: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    #[serde(default)]
     http: HttpConfig,
     #[serde(default)]
     sync: RawSync,
@@ -121,9 +123,10 @@ fn ignored_emails(raw: &[String], problem: &mut impl FnMut(&str, String)) -> Vec
     out
 }
 
-/// `[secrets.NAME]` tables as secrets (a number is taken as its digits).
+/// `[secrets.NAME]` (or `[visible.NAME]`: `kind`) as values (a number is taken as its digits).
 fn secret_tables(
     raw: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    kind: &str,
     problem: &mut impl FnMut(&str, String),
 ) -> BTreeMap<String, BTreeMap<String, Secret>> {
     let mut secrets = BTreeMap::new();
@@ -134,10 +137,7 @@ fn secret_tables(
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
                 _ => {
-                    problem(
-                        &format!("/secrets/{name}/{id}"),
-                        "a secret must be a string; put the value in quotes".into(),
-                    );
+                    problem(&format!("/{kind}/{name}/{id}"), "a value must be a string; put it in quotes".into());
                     continue;
                 }
             };
@@ -383,6 +383,9 @@ pub struct Config {
     pub oauth: OAuthConfig,
     pub push: PushConfig,
     secrets: BTreeMap<String, BTreeMap<String, Secret>>,
+    /// `[visible.NAME]`: form values that are no secret (an id in an email
+    /// domain): supplied like secrets, never masked.
+    visible: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for Config {
@@ -461,7 +464,19 @@ impl Config {
         let max_remove = config_limit(raw.push.max_remove.as_ref(), "/push/max_remove", &mut problem);
         check_counts(&raw, &mut problem);
         let ignored_emails = ignored_emails(&raw.ignored_emails, &mut problem);
-        let secrets = secret_tables(raw.secrets, &mut problem);
+        let secrets = secret_tables(raw.secrets, "secrets", &mut problem);
+        let visible: BTreeMap<String, BTreeMap<String, String>> = secret_tables(raw.visible, "visible", &mut problem)
+            .into_iter()
+            .map(|(name, t)| (name, t.into_iter().map(|(id, v)| (id, v.expose().to_string())).collect()))
+            .collect();
+        for (name, table) in &visible {
+            for id in table.keys().filter(|id| secrets.get(name).is_some_and(|s| s.contains_key(*id))) {
+                problem(
+                    &format!("/visible/{name}/{id}"),
+                    format!("{id} is under both [secrets.{name}] and [visible.{name}]; keep it in one"),
+                );
+            }
+        }
         let tokens = api_tokens(raw.api.tokens, raw.api.token_file.as_deref(), base, &mut problem);
         if !problems.is_empty() {
             return Err(problems);
@@ -488,6 +503,7 @@ impl Config {
             oauth: raw.oauth,
             push: PushConfig { concurrency: raw.push.concurrency, max_remove },
             secrets,
+            visible,
         })
     }
 
@@ -515,6 +531,11 @@ impl Config {
             }
         }
         self.secrets.get(name).and_then(|t| t.get(id)).cloned()
+    }
+
+    /// The value of `id` for manifest `name` from `[visible.NAME]`: no secret, never masked.
+    pub fn visible(&self, name: &str, id: &str) -> Option<&str> {
+        self.visible.get(name).and_then(|t| t.get(id)).map(String::as_str)
     }
 
     pub fn is_ignored(&self, email: &str) -> bool {

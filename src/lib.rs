@@ -1,10 +1,11 @@
 //! rosterd keeps a local directory of people in step with the systems a
 //! company already runs. Modules in layers, bottom first: every module uses
 //! only those above it in this list (no import circle). The vocabulary
-//! (problem, user, outcome, redact), what a run reads (config, schedule,
-//! template, manifest), the rules and what they stand on (mapping, index,
-//! plan), the two edges (fetch talks to sources, store speaks SQL), the
-//! OAuth tokens that stand on both (oauth), `run`
+//! (problem, user, outcome, redact, html), what a run reads (config,
+//! schedule, template, the mapping's rules, manifest), the rules and what
+//! they stand on (index, the ports, plan), the edges (fetch talks to sources,
+//! import and export are seed 000's shapes, store speaks SQL and implements
+//! the ports), what stands on both (oauth's tokens, push's sending), `run`
 //! where they meet, and the shells (error, service, api, daemon, demo, cli).
 //! See ARCHITECTURE.md.
 

@@ -187,6 +187,11 @@ impl Client {
         if req.body.is_some() && !map.contains_key(reqwest::header::CONTENT_TYPE) {
             map.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
+        // A POST, PUT or PATCH without `data` still says it has no body:
+        // Google's token endpoint answers 411 otherwise.
+        if req.body.is_none() && matches!(req.method, Method::POST | Method::PUT | Method::PATCH) {
+            map.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
         Ok(map)
     }
 

@@ -27,7 +27,7 @@ pub enum FetchError {
         polled_text(*.polls), got.as_ref().map_or("missing".to_string(), |g| format!("\"{g}\"")))]
     ContinueIf { request: String, polls: u32, path: String, got: Option<String>, expected: String },
     /// `data_from` found nothing, or not a list; `found` says which.
-    #[error("{request}: {} is {found}; check data_from against the response, which starts: {answer}", data_from_text(.path))]
+    #[error("{request}: {} is {found}; check data_from against the response, {answer}", data_from_text(.path))]
     DataFrom { request: String, path: String, found: String, answer: String },
     #[error("page {page}: the next page link \"{link}\" is not a URL: {reason}")]
     BadLink { page: u32, link: String, reason: String },

@@ -398,15 +398,19 @@ impl<'a> Fetch<'a> {
         }
     }
 
-    /// `data_from` found nothing, or not a list: the error shows the start of
-    /// what the source answered (`{"ok": false, "error": "not_authed"}`).
+    /// `data_from` found nothing, or not a list: the error names the
+    /// answer's top-level keys and the one `data_from` most likely meant (a
+    /// long first key, like BambooHR's `fields`, fills any excerpt), or
+    /// shows the start of an answer that is not an object
+    /// (`{"ok": false, "error": "not_authed"}` is one, and says so itself).
     fn data_from_error(&self, req: &Request, resp: &Response, found: &str) -> FetchError {
-        FetchError::DataFrom {
-            request: req.describe(),
-            path: self.m.data_from.to_string(),
-            found: found.to_string(),
-            answer: excerpt(&resp.body),
+        let path = self.m.data_from.to_string();
+        let answer = match serde_json::from_slice::<Value>(&resp.body) {
+            Ok(Value::Object(obj)) if !obj.is_empty() => top_level_keys(&obj, &path),
+            _ => None,
         }
+        .unwrap_or_else(|| format!("which starts: {}", excerpt(&resp.body)));
+        FetchError::DataFrom { request: req.describe(), path, found: found.to_string(), answer }
     }
 
     fn get_request(&self, url: String, label: &str) -> Result<Request, FetchError> {
@@ -513,4 +517,27 @@ fn link_next(resp: &Response) -> Option<String> {
         }
     }
     None
+}
+
+/// "whose top-level keys are a, b, c; did you mean \"c\"?": an object's
+/// keys (at most 12 named), and the list among them closest to `wanted`
+/// (the first segment of `data_from`). `None` when no key holds a list (an
+/// error answer such as `{"ok": false, "error": "not_authed"}` says more
+/// itself) or when the key is there (the list is below it).
+fn top_level_keys(obj: &Map<String, Value>, wanted: &str) -> Option<String> {
+    let wanted = wanted.trim_start_matches("$.").split(['.', '[']).next().unwrap_or_default();
+    if !wanted.is_empty() && obj.contains_key(wanted) {
+        return None;
+    }
+    let lower = wanted.to_ascii_lowercase();
+    let closest = obj
+        .iter()
+        .filter(|(_, v)| v.is_array())
+        .map(|(k, _)| k.as_str())
+        .min_by_key(|k| (strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()), k.len()))?;
+    let mut names: Vec<&str> = obj.keys().take(12).map(String::as_str).collect();
+    if obj.len() > 12 {
+        names.push("...");
+    }
+    Some(format!("whose top-level keys are {}; did you mean \"{closest}\"?", names.join(", ")))
 }

@@ -1,10 +1,12 @@
-//! One run of one integration: take its lock, record the run, fetch every
-//! page (its progress shown in its row), check the mapping, let the rules
-//! plan in the store's transaction, decide how the run ends (`RunStatus`) and
-//! have the store commit or roll back; a push manifest goes to `push` after
-//! the lock and the row. With `oauth` and `push`, the only modules that use both
-//! `fetch` and `store`, and the one place a run's errors are redacted. A run
-//! that fails anywhere changes no user and leaves a `failed` row with a
+//! One run of one integration, where fetching, deciding and storing meet:
+//! take its lock, record the run, fetch every page (its progress shown in
+//! its row), check the mapping, open the store's transaction (`Apply`) and
+//! have the rules (`plan`) decide in it, decide how the run ends
+//! (`RunStatus`, limits judged on the decisions), write a sync's
+//! deactivations only when it commits, and finish. A push manifest goes to
+//! `push` (glue in `run/push.rs`) after the lock and the row; `import` drives
+//! a bulk import the same way. The one place a run's errors are redacted. A
+//! run that fails anywhere changes no user and leaves a `failed` row with a
 //! one-line, redacted cause and its counts so far.
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -324,7 +326,10 @@ pub async fn run(
     report.counts = end.counts;
     report.unchanged = plan.unchanged;
     report.error = end.error.as_deref().map(|e| redactor.redact(e));
-    report.notice = over_limit(&plan, limit).and_then(|why| notice(end.status, &why));
+    report.notice = match all_skipped(&plan, report.counts.fetched) {
+        Some(why) if opts.dry_run => Some(format!("a real run would fail: {}", redactor.redact(&why))),
+        _ => over_limit(&plan, limit).and_then(|why| notice(end.status, &why)),
+    };
     report.skips = end.skips.iter().take(REPORT_SKIPS).cloned().collect();
     if opts.dry_run {
         report.plan = Some(redacted_plan(plan, &redactor));
@@ -559,7 +564,8 @@ fn apply(
     let mut tx = store.begin_apply(job.run_id, &records)?;
     let plan = crate::plan::plan(&records, &mut tx, &opts_plan)?;
     // Judged on the decisions, before a single deactivation is written.
-    let (status, error) = decide(&plan, job.limit, job.opts, stopped());
+    let (status, error) = decide(&plan, (job.fetched.fetched, job.limit), job.opts, stopped());
+    let error = error.map(|e| job.redactor.redact(&e));
     if status.commits() {
         crate::plan::deactivate(&mut tx, &plan)?;
     }
@@ -592,18 +598,40 @@ fn apply(
 /// How a planned run ends, before anything is committed.
 fn decide(
     plan: &Plan,
-    limit: crate::config::Limit,
+    (fetched, limit): (i64, crate::config::Limit),
     opts: RunOptions,
     stopped: Option<RunError>,
 ) -> (RunStatus, Option<String>) {
     if let Some(why) = stopped {
         return (RunStatus::Failed, Some(why.to_string()));
     }
+    if let Some(why) = all_skipped(plan, fetched).filter(|_| !opts.dry_run) {
+        return (RunStatus::Failed, Some(why));
+    }
     match (over_limit(plan, limit), opts.dry_run, opts.force) {
         (_, true, _) => (RunStatus::DryRun, None),
         (Some(why), false, false) => (RunStatus::Held, Some(format!("held: {why}; run with --force to apply"))),
         _ => (RunStatus::Ok, None),
     }
+}
+
+/// Why a run whose every one of `fetched` records was skipped fails: a
+/// mistyped mapping must never look like success to cron. Names the most
+/// common reason and how many records had it.
+fn all_skipped(plan: &Plan, fetched: i64) -> Option<String> {
+    if fetched <= 0 || plan.n_skipped < fetched as u64 {
+        return None;
+    }
+    let mut reasons: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for s in &plan.skips {
+        *reasons.entry(s.reason.as_str()).or_default() += 1;
+    }
+    // The most common; of equals, the first in text order, so the message is stable.
+    let (reason, n) = reasons.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))?;
+    Some(format!(
+        "every one of the {fetched} records was skipped, so nothing was applied (most often: {reason}; \
+         {n} of them); check the mapping: `rosterd run NAME --dry-run` shows what each field found"
+    ))
 }
 
 /// Why a plan deactivates more than `limit` allows, or `None` when it is within it.

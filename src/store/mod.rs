@@ -1,7 +1,12 @@
-//! The SQLite store: opening (WAL, busy timeout, migrations), the `runs`
-//! bookkeeping, and the queries commands print; OAuth tokens and states
-//! (`oauth`); what a push reads and records (`push`). Only this module speaks
-//! SQL; users change only in a run's transaction (`apply`) or an import's (`bulk`).
+//! The SQLite store, implementing the ports (`crate::port`): opening (WAL,
+//! busy timeout, migrations) and one process's handle on it (`database`),
+//! the `runs` bookkeeping and the users (`Runs`, `Users`, here), a run's
+//! transaction (`apply`: `Apply`), an import's (`import`: `Import`), OAuth
+//! tokens and states (`oauth`: `Tokens`), what a push reads and records
+//! (`push`: `Outbound`), the `/metrics` figures (`metrics`: `Figures`), and
+//! the one decoder of user rows (`row`). Only this module speaks SQL; it
+//! never imports the rules; users change only in a run's transaction or an
+//! import's.
 
 mod apply;
 mod database;

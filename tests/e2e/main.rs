@@ -6,6 +6,7 @@
 
 mod api;
 mod field;
+mod finished;
 mod hardening;
 mod oauth;
 mod operating;

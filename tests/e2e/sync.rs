@@ -113,6 +113,8 @@ async fn users_it_does_not_own_are_never_deactivated_and_unowned_matches_are_ado
     );
 }
 
+/// Every record owned by another integration: each is skipped with the
+/// reason, and a run that skips every record fails (release 3).
 #[tokio::test]
 async fn users_owned_by_another_integration_are_skipped() {
     let (_server, dir) = setup(staff(1..=2), json!({})).await;
@@ -121,8 +123,9 @@ async fn users_owned_by_another_integration_are_skipped() {
     let out = dir.run_async(&["run", "other"]).await;
     assert_eq!(out.code(), 0, "{}", out.all());
     let (code, r) = run_json(&dir, &[]).await;
-    assert_eq!((code, counts(&r)), (0, [0, 0, 0, 2]), "{r}");
+    assert_eq!((code, counts(&r)), (1, [0, 0, 0, 2]), "{r}");
     assert!(r["skips"][0]["reason"].as_str().unwrap().contains("owned by integration other"), "{r}");
+    assert!(r["error"].as_str().unwrap().contains("owned by integration other"), "{r}");
 }
 
 #[tokio::test]

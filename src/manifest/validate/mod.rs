@@ -14,6 +14,7 @@ use super::{
 };
 use crate::config::{Config, Limit, secret_env_name};
 use crate::problem::{Problem, kind, pointer_token};
+use crate::redact::Secret;
 use crate::schedule::Schedule;
 use crate::user::Field;
 
@@ -551,7 +552,10 @@ impl Checker<'_> {
                 continue;
             }
             let generated = entry.get("name").and_then(Value::as_str) == Some("generate");
-            let value = if generated { None } else { config.secret(name, &id) };
+            // `[visible.NAME]` supplies a value that is no secret, whatever the manifest says.
+            let visible = config.visible(name, &id).filter(|_| !generated).map(Secret::new);
+            let secret = secret && visible.is_none();
+            let value = if generated { None } else { visible.or_else(|| config.secret(name, &id)) };
             if !generated && value.is_none() {
                 self.problem(
                     &format!("{at}/id"),
