@@ -454,7 +454,9 @@ async fn bulk(n: usize, root: &Path, rows: &mut Vec<Row>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
         dir.join("rosterd.toml"),
-        format!("[api]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"t\"]\nmax_body_bytes = 1073741824\n"),
+        format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"bench-token-0123456789\"]\nmax_body_bytes = 1073741824\n"
+        ),
     )
     .unwrap();
     let mut child =
@@ -484,7 +486,7 @@ async fn bulk(n: usize, root: &Path, rows: &mut Vec<Row>) {
         let started = Instant::now();
         let r = client
             .post(format!("{base}/api/v1/user/bulk-import"))
-            .bearer_auth("t")
+            .bearer_auth("bench-token-0123456789")
             .header("content-type", ctype)
             .body(body)
             .send()
@@ -500,7 +502,7 @@ async fn bulk(n: usize, root: &Path, rows: &mut Vec<Row>) {
         let started = Instant::now();
         let r = client
             .post(format!("{base}/api/v1/user/bulk-export"))
-            .bearer_auth("t")
+            .bearer_auth("bench-token-0123456789")
             .header("accept", accept)
             .send()
             .await

@@ -17,7 +17,6 @@ const DEFAULT_DATABASE: &str = "rosterd.db";
 const DEFAULT_INTEGRATIONS: &str = "integrations";
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     database: Option<PathBuf>,
     integrations_dir: Option<PathBuf>,
@@ -47,7 +46,6 @@ struct RawConfig {
 
 /// `[oauth]`: where an authorization sends the browser back.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct OAuthConfig {
     /// `{{ redirect_url }}` in `oauth` requests; without it `rosterd oauth`
     /// listens on `http://127.0.0.1:<port>/oauth/callback`.
@@ -55,7 +53,7 @@ pub struct OAuthConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawPush {
     concurrency: usize,
     max_remove: Option<toml::Value>,
@@ -148,22 +146,47 @@ fn secret_tables(
     secrets
 }
 
-/// `[api] tokens` and the lines of `token_file` (blank lines and `#` comments skipped).
+/// The shortest API token accepted.
+const MIN_TOKEN: usize = 16;
+
+/// `[api] tokens` and the lines of `token_file` (blank lines and `#` comments
+/// skipped); a token shorter than `MIN_TOKEN` is a problem (never printed).
 fn api_tokens(
     listed: Vec<String>,
     token_file: Option<&Path>,
     base: &Path,
     problem: &mut impl FnMut(&str, String),
 ) -> Vec<Secret> {
-    let mut tokens: Vec<Secret> = listed.into_iter().map(Secret::new).collect();
-    if let Some(token_file) = token_file {
-        let token_file = resolve(base, token_file);
-        match std::fs::read_to_string(&token_file) {
-            Ok(text) => tokens
-                .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(Secret::new)),
-            Err(e) => {
-                problem("/api/token_file", format!("cannot read {}: {}", token_file.display(), crate::describe_io(&e)))
+    let too_short = |n: usize| {
+        format!(
+            "a token of {n} character(s) can be guessed; use at least {MIN_TOKEN} (e.g. the output of \
+             `openssl rand -hex 24`)"
+        )
+    };
+    let mut tokens = Vec::new();
+    for (i, token) in listed.into_iter().enumerate() {
+        match token.chars().count() {
+            n if n < MIN_TOKEN => problem(&format!("/api/tokens/{i}"), too_short(n)),
+            _ => tokens.push(Secret::new(token)),
+        }
+    }
+    let Some(token_file) = token_file else { return tokens };
+    let token_file = resolve(base, token_file);
+    let text = match std::fs::read_to_string(&token_file) {
+        Ok(text) => text,
+        Err(e) => {
+            problem("/api/token_file", format!("cannot read {}: {}", token_file.display(), crate::describe_io(&e)));
+            return tokens;
+        }
+    };
+    for (i, line) in text.lines().enumerate().map(|(i, l)| (i, l.trim())) {
+        match line.chars().count() {
+            0 => {}
+            _ if line.starts_with('#') => {}
+            n if n < MIN_TOKEN => {
+                problem("/api/token_file", format!("{} line {}: {}", token_file.display(), i + 1, too_short(n)));
             }
+            _ => tokens.push(Secret::new(line)),
         }
     }
     tokens
@@ -180,7 +203,7 @@ fn config_limit(value: Option<&toml::Value>, pointer: &str, problem: &mut impl F
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 struct RawExport {
     csv_escape_formulas: bool,
 }
@@ -192,13 +215,11 @@ impl Default for RawExport {
 }
 
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawSync {
     max_deactivate: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawApi {
     listen: Option<String>,
     #[serde(default)]
@@ -247,7 +268,7 @@ pub enum LogFormat {
 
 /// `[http]`: how rosterd talks to sources.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct HttpConfig {
     /// Whole-request limit, connect included.
     pub timeout_secs: u64,
@@ -423,7 +444,16 @@ pub fn load_file(path: &Path) -> Result<Config, Vec<Problem>> {
 
 /// Parses config text as if read from `path` (relative paths follow its folder).
 pub fn parse_str(text: &str, path: &Path) -> Result<Config, Vec<Problem>> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_problem(path, text, &e)])?;
+    let de = toml::de::Deserializer::parse(text).map_err(|e| vec![toml_problem(path, text, &e)])?;
+    // Every unknown key, not only the first (serde_ignored walks the whole document).
+    let mut unknown = Vec::new();
+    let raw: RawConfig = serde_ignored::deserialize(de, |key| unknown.push(key.to_string()))
+        .map_err(|e| vec![toml_problem(path, text, &e)])?;
+    if !unknown.is_empty() {
+        let mut found: Vec<(usize, Problem)> = unknown.iter().map(|key| unknown_key(path, text, key)).collect();
+        found.sort_by_key(|(line, _)| *line);
+        return Err(found.into_iter().map(|(_, p)| p).collect());
+    }
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
     Config::from_raw(raw, &base, Some(path))
@@ -441,6 +471,33 @@ fn toml_problem(path: &Path, text: &str, e: &toml::de::Error) -> Problem {
         reason.push_str(" (remove it or fix its spelling; see config.example.toml)");
     }
     Problem::new(path, "", reason)
+}
+
+/// An unknown key (`http.retriez`) as a problem at its line and column, with that line.
+fn unknown_key(path: &Path, text: &str, key: &str) -> (usize, Problem) {
+    let (table, name) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut in_table = table.is_empty();
+    let mut at = None;
+    let mut line_no = usize::MAX;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(header) = trimmed.strip_prefix('[') {
+            in_table = header.trim_end().trim_end_matches(']').trim() == table;
+            continue;
+        }
+        let is_key = trimmed.strip_prefix(name).is_some_and(|rest| rest.trim_start().starts_with('='));
+        if in_table && is_key {
+            at = Some(format!("line {}, column {}: ", i + 1, line.len() - trimmed.len() + 1));
+            line_no = i;
+            break;
+        }
+    }
+    let place = if table.is_empty() { String::new() } else { format!(" in [{table}]") };
+    let reason = format!(
+        "{}unknown field `{name}`{place} (remove it or fix its spelling; see config.example.toml)",
+        at.unwrap_or_default()
+    );
+    (line_no, Problem::new(path, "", reason))
 }
 
 impl Config {
@@ -560,8 +617,25 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, Vec<Problem>> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| vec![toml_problem(Path::new("c.toml"), text, &e)])?;
-        Config::from_raw(raw, Path::new("/etc/rosterd"), Some(Path::new("/etc/rosterd/c.toml")))
+        parse_str(text, Path::new("/etc/rosterd/c.toml"))
+    }
+
+    #[test]
+    fn every_unknown_key_is_named_with_its_line() {
+        let err = parse("databse = \"x.db\"\n[http]\nretries = 1\n  retriez = 2\n[api]\ntokenz = []\n").unwrap_err();
+        let reasons: Vec<&str> = err.iter().map(|p| p.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[0].starts_with("line 1, column 1: unknown field `databse`"), "{reasons:?}");
+        assert!(reasons[1].starts_with("line 4, column 3: unknown field `retriez` in [http]"), "{reasons:?}");
+        assert!(reasons[2].starts_with("line 6, column 1: unknown field `tokenz` in [api]"), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_short_api_token_is_refused_without_being_shown() {
+        let err = parse("[api]\ntokens = [\"0123456789abcdef\", \"abc123\"]\n").unwrap_err();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert_eq!(err[0].pointer, "/api/tokens/1");
+        assert!(err[0].reason.contains("6 character(s)") && !err[0].reason.contains("abc123"), "{}", err[0].reason);
     }
 
     #[test]

@@ -248,6 +248,13 @@ fn single_thread_runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// Finds the manifest `name` refers to: a path to a file, or a stem in `integrations_dir`.
 pub fn find_manifest(config: &Config, name: &str) -> Result<manifest::Manifest, Error> {
+    let path = manifest_path(config, name)?;
+    manifest::load(&path, config).map_err(Error::Invalid)
+}
+
+/// The manifest file `name` means: a path (ends in `.json`, has a `/`, or is
+/// a file), else the integration of that name in the integrations folder.
+pub(super) fn manifest_path(config: &Config, name: &str) -> Result<PathBuf, Error> {
     let as_path = Path::new(name);
     let path = if name.ends_with(".json") || name.contains('/') || as_path.is_file() {
         as_path.to_path_buf()
@@ -267,7 +274,7 @@ pub fn find_manifest(config: &Config, name: &str) -> Result<manifest::Manifest, 
         };
         return Err(Error::Usage(format!("no integration \"{name}\" ({} does not exist); {hint}", path.display())));
     }
-    manifest::load(&path, config).map_err(Error::Invalid)
+    Ok(path)
 }
 
 fn print_report(report: &RunReport, json: bool) -> Result<(), Error> {
@@ -308,7 +315,8 @@ fn validate(flag: Option<&Path>, files: &[PathBuf]) -> Result<(), Error> {
             )])
         })?
     } else {
-        files.to_vec()
+        // A name as `run` takes it, or a file.
+        files.iter().map(|f| manifest_path(&config, &f.to_string_lossy())).collect::<Result<_, _>>()?
     };
     let mut out = Printable(std::io::stdout().lock());
     let mut problems = Vec::new();

@@ -38,7 +38,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub(super) fn status(config: &Config, name: &str) -> Result<(), Error> {
-    let name = if name.ends_with(".json") { crate::manifest::name_of(std::path::Path::new(name)) } else { name.into() };
+    // The manifest must exist and have an `oauth` block; its secrets need not be there to say this.
+    let path = super::manifest_path(config, name)?;
+    let name = crate::manifest::name_of(&path);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {}", path.display(), crate::describe_io(&e))))?;
+    let has_oauth = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("oauth").and_then(|o| o.as_object()).map(|o| !o.is_empty()))
+        .unwrap_or(false);
+    if !has_oauth {
+        return Err(Error::Usage(format!("{name} has no \"oauth\" block; it uses no token")));
+    }
     let store = Store::open_existing(&config.database)?;
     let token = store.token(&name)?;
     writeln!(std::io::stdout(), "{}", oauth::describe(&name, token.as_ref()))?;

@@ -9,7 +9,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::TestDir;
 
-const TOKEN: &str = "test-token-123";
+const TOKEN: &str = "test-token-1234567";
 
 struct Api {
     base: String,

@@ -430,7 +430,7 @@ async fn the_daemon_takes_the_callback() {
     let redirect = format!("http://127.0.0.1:{port}/oauth/google/callback");
     let config = format!(
         "[secrets.google]\nCLIENT_ID = \"client-id-1\"\nCLIENT_SECRET = \"{CLIENT_SECRET}\"\n\
-         [api]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"api-token-1\"]\n[oauth]\nredirect_url = \"{redirect}\"\n"
+         [api]\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"api-token-1234567\"]\n[oauth]\nredirect_url = \"{redirect}\"\n"
     );
     s.dir.config(&config);
     let mut daemon = tokio::process::Command::from(s.dir.command(&["serve"]));
@@ -460,6 +460,19 @@ async fn the_daemon_takes_the_callback() {
 #[test]
 fn status_never_creates_a_database() {
     let dir = TestDir::new();
+    let out = dir.rosterd(&["oauth", "google", "--status"]);
+    assert_eq!(out.code(), 2, "no manifest: {}", out.all());
+    assert!(out.stderr().contains("no integration \"google\""), "{}", out.all());
+    let step = json!({"url": "http://127.0.0.1:9/people"});
+    dir.manifest("plain", &json!({"execute": [step], "data_from": "x", "data_structure": {"email": "e"}}));
+    let out = dir.rosterd(&["oauth", "plain", "--status"]);
+    assert_eq!(out.code(), 2, "no oauth block: {}", out.all());
+    assert!(out.stderr().contains("plain has no \"oauth\" block"), "{}", out.all());
+    let oauth = json!({"access_token": {"url": "http://127.0.0.1:9/token", "method": "POST"}});
+    dir.manifest(
+        "google",
+        &json!({"execute": [step], "data_from": "x", "data_structure": {"email": "e"}, "oauth": oauth}),
+    );
     let out = dir.rosterd(&["oauth", "google", "--status"]);
     assert_eq!(out.code(), 2, "{}", out.all());
     assert!(out.stderr().contains("no database"), "{}", out.all());

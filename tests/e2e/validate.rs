@@ -105,16 +105,25 @@ fn named_files_are_checked_alone() {
     let out = dir.rosterd(&["validate", "integrations/bad.json"]);
     assert_eq!(out.code(), 2, "{}", out.all());
     assert!(out.stdout().contains("a manifest is a JSON object"), "{}", out.all());
+    // A name, as `run` takes it.
+    let out = dir.rosterd(&["validate", "bad"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stdout().contains("a manifest is a JSON object"), "{}", out.all());
+    let out = dir.rosterd(&["validate", "nosuch"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    assert!(out.stderr().contains("no integration \"nosuch\""), "{}", out.all());
 }
 
 #[test]
 fn an_unknown_config_key_names_key_and_file() {
     let dir = TestDir::new();
-    dir.config("databse = \"x.db\"\n");
+    dir.config("databse = \"x.db\"\n[http]\nretriez = 2\n");
     let out = dir.rosterd(&["validate"]);
     assert_eq!(out.code(), 2, "{}", out.all());
     assert!(out.stderr().contains("rosterd.toml: line 1, column 1: unknown field `databse`"), "{}", out.all());
-    assert!(out.stderr().contains("databse"), "{}", out.all());
+    // Every unknown key is named, not only the first.
+    assert!(out.stderr().contains("line 3, column 1: unknown field `retriez` in [http]"), "{}", out.all());
+    assert!(out.stderr().contains("2 problem(s) found"), "{}", out.all());
 }
 
 #[test]
