@@ -86,10 +86,17 @@ pub(super) fn write_report(out: &mut impl Write, r: &RunReport) -> Result<(), Er
             writeln!(out, "    - {}", d.label)?;
         }
         more(out, plan.n_deactivated, sample)?;
-    } else {
+    } else if r.status.commits() {
         writeln!(
             out,
             "  created {}, updated {}, deactivated {}, unchanged {}, skipped {}",
+            r.counts.created, r.counts.updated, r.counts.deactivated, r.unchanged, r.counts.skipped
+        )?;
+    } else {
+        // Held, or failed once planned: the counts are what it would have applied.
+        writeln!(
+            out,
+            "  nothing applied; it would create {}, update {}, deactivate {}, leave {} unchanged, skip {}",
             r.counts.created, r.counts.updated, r.counts.deactivated, r.unchanged, r.counts.skipped
         )?;
     }

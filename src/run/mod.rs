@@ -387,9 +387,7 @@ fn notice(status: RunStatus, why: &str) -> Option<String> {
     match status {
         RunStatus::DryRun => Some(format!("a real run would be held: it {why}; --force applies it")),
         RunStatus::Ok => Some(format!("applied with --force: {why}")),
-        RunStatus::Held => Some(format!(
-            "held: nothing applied; this run {why}. Check the source, then run again with --force to apply"
-        )),
+        // A held run's error says why, once; the report says nothing was applied.
         _ => None,
     }
 }
@@ -610,7 +608,10 @@ fn decide(
     }
     match (over_limit(plan, limit), opts.dry_run, opts.force) {
         (_, true, _) => (RunStatus::DryRun, None),
-        (Some(why), false, false) => (RunStatus::Held, Some(format!("held: {why}; run with --force to apply"))),
+        (Some(why), false, false) => (
+            RunStatus::Held,
+            Some(format!("{why}; nothing was applied: check the source, then run again with --force to apply")),
+        ),
         _ => (RunStatus::Ok, None),
     }
 }

@@ -157,6 +157,10 @@ impl PushRun<'_> {
         let removes = if steps.remove.is_some() { plan.removes.len() as u64 } else { 0 };
         let limit = self.push.max_remove.unwrap_or(self.ctx.config.push.max_remove);
         let over = over_limit(removes, summary.target_users, limit);
+        // What it would apply: a dry run and a held push record these (a push that sends, what it did).
+        let planned = |kind: &str| summary.requests.get(kind).map_or(0, |c| c.planned as i64);
+        (report.counts.created, report.counts.updated) = (planned("create"), planned("update"));
+        report.counts.deactivated = planned("remove");
         if self.ctx.opts.dry_run {
             summary.list(&*store, &plan, &listing, &redactor)?;
             if let Some(why) = &over {
@@ -166,9 +170,7 @@ impl PushRun<'_> {
             return self.end(report, &mut store, RunStatus::DryRun, None, requests, 0);
         }
         if let Some(why) = over.filter(|_| !self.ctx.opts.force) {
-            let error =
-                format!("held: {why}; nothing was sent. Check the target and the mapping, then push with --force");
-            report.notice = Some(error.clone());
+            let error = format!("{why}; nothing was sent: check the target and the mapping, then push with --force");
             report.push = Some(summary);
             return self.end(report, &mut store, RunStatus::Held, Some(error), requests, 0);
         }

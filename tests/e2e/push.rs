@@ -318,6 +318,9 @@ async fn max_remove_holds_the_push_until_forced() {
     assert_eq!(held.json()["status"], "held");
     assert!(held.json()["error"].as_str().unwrap().contains("remove 4 of 4 target users, over max_remove 2"));
     assert!(t.writes().is_empty(), "a held push sends nothing");
+    assert!(!held.all().contains("held: held"), "{}", held.all());
+    // The runs row keeps what it would have applied, as a held sync does.
+    assert_eq!(dir.query("SELECT status, created, deactivated FROM runs ORDER BY id DESC LIMIT 1"), ["held\t1\t4"]);
     let forced = push(&dir, &["--force"]).await;
     assert_eq!(forced.code(), 0, "{}", forced.all());
     assert_eq!((forced.json()["created"].as_i64(), forced.json()["deactivated"].as_i64()), (Some(1), Some(4)));
@@ -338,6 +341,14 @@ async fn a_dry_run_sends_only_the_listing_and_prints_every_change() {
     assert!(t.writes().is_empty());
     let json = push(&dir, &["--dry-run"]).await.json();
     assert_eq!(json["status"], "dry-run");
+    assert_eq!(
+        (json["created"].as_i64(), json["updated"].as_i64(), json["deactivated"].as_i64()),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(
+        dir.query("SELECT status, created, updated, deactivated FROM runs ORDER BY id DESC LIMIT 1"),
+        ["dry-run\t1\t1\t1"]
+    );
     assert_eq!(
         json["push"]["updates"][0]["changes"][0],
         json!({"field": "first_name", "target": "Bobby", "local": "Bob"})

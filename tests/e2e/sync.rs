@@ -135,8 +135,10 @@ async fn a_sync_over_max_deactivate_is_held_until_forced() {
     serve(&server, staff(4..=10)).await;
     let out = dir.run_async(&["run", "hr"]).await;
     assert_eq!(out.code(), 1, "{}", out.all());
-    assert!(out.stdout().contains("would deactivate 3 of 10"), "{}", out.all());
-    assert!(out.stdout().contains("--force"), "{}", out.all());
+    assert!(out.stdout().contains("nothing applied; it would create 0, update 0, deactivate 3"), "{}", out.all());
+    assert!(out.stderr().contains("run 2 held: would deactivate 3 of 10"), "{}", out.all());
+    assert!(out.all().contains("--force"), "{}", out.all());
+    assert_eq!(out.all().matches("max_deactivate").count(), 1, "the limit is named once: {}", out.all());
     assert_eq!(dir.query("SELECT COUNT(*) FROM users WHERE active = 0"), ["0"], "held: nothing applied");
     assert_eq!(dir.query("SELECT status, deactivated FROM runs ORDER BY id DESC LIMIT 1"), ["held\t3"]);
 
