@@ -437,7 +437,10 @@ fn metrics_text(m: &Metrics) -> String {
     }
     let totals = [
         ("rosterd_records_fetched_total", "Records fetched by finished runs."),
-        ("rosterd_users_created_total", "Users created by runs that applied."),
+        (
+            "rosterd_users_created_total",
+            "Users created in the store by runs that applied (a push's are in rosterd_push_requests_total).",
+        ),
         ("rosterd_users_updated_total", "Users updated by runs that applied."),
         ("rosterd_users_deactivated_total", "Users deactivated by runs that applied."),
     ];

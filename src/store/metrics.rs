@@ -40,11 +40,14 @@ impl Figures for Store {
             let (i, d) = row?;
             m.durations.entry(i).or_default().push(d.max(0.0));
         }
-        // Counters: records every finished run fetched; users changed by runs that applied.
+        // Counters: records every finished run fetched; users changed in the
+        // store by runs that applied. A push's creates and removes are on its
+        // target (`rosterd_push_requests_total`), not in the store: not counted here.
         let mut stmt = self.conn.prepare(
-            "SELECT integration, SUM(fetched), SUM(CASE WHEN status = 'ok' THEN created ELSE 0 END),
-                    SUM(CASE WHEN status = 'ok' THEN updated ELSE 0 END),
-                    SUM(CASE WHEN status = 'ok' THEN deactivated ELSE 0 END)
+            "SELECT integration, SUM(fetched),
+                    SUM(CASE WHEN status = 'ok' AND action != 'push' THEN created ELSE 0 END),
+                    SUM(CASE WHEN status = 'ok' AND action != 'push' THEN updated ELSE 0 END),
+                    SUM(CASE WHEN status = 'ok' AND action != 'push' THEN deactivated ELSE 0 END)
              FROM runs WHERE finished_at IS NOT NULL GROUP BY 1 ORDER BY 1",
         )?;
         for row in stmt
@@ -72,5 +75,27 @@ impl Figures for Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Counts;
+    use crate::port::{RunEnd, Runs};
+
+    /// Users created in the store and accounts created on a push's target are different things.
+    #[test]
+    fn a_push_creates_on_its_target_not_in_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("m.db")).unwrap();
+        for (integration, action) in [("hr", "sync"), ("lms", "push")] {
+            let id = store.begin_run(integration, action, "manual", RunStatus::Running).unwrap();
+            let counts = Counts { created: 5, updated: 2, deactivated: 1, ..Counts::default() };
+            store.finish_run(id, &RunEnd { status: RunStatus::Ok, counts, ..RunEnd::default() }).unwrap();
+        }
+        let m = store.metrics().unwrap();
+        let totals: Vec<(&str, [i64; 4])> = m.totals.iter().map(|(i, t)| (i.as_str(), *t)).collect();
+        assert_eq!(totals, [("hr", [0, 5, 2, 1]), ("lms", [0, 0, 0, 0])]);
     }
 }
