@@ -143,16 +143,24 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let manifest = find_manifest(&config, &name)?;
             let opts = RunOptions { trigger: Trigger::Manual, dry_run, force, progress: !json, run_id: None };
             let report = single_thread_runtime()?.block_on(async {
-                // Ctrl-C during a run cancels it cleanly: nothing applied, recorded as failed.
-                // The handler is in place before the run starts, not when the task is first polled.
-                let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                    .map_err(|e| Error::Usage(format!("cannot listen for Ctrl-C: {e}")))?;
+                // Ctrl-C or SIGTERM during a run cancels it cleanly: no new
+                // request, those in flight waited for, nothing applied to the
+                // store, recorded as failed with every request that was sent.
+                // The handlers are in place before the run starts, not when the task is first polled.
+                use tokio::signal::unix::{SignalKind, signal};
+                let listen = |kind: SignalKind, what: &str| {
+                    signal(kind).map_err(|e| Error::Usage(format!("cannot listen for {what}: {e}")))
+                };
+                let (mut interrupt, mut terminate) =
+                    (listen(SignalKind::interrupt(), "Ctrl-C")?, listen(SignalKind::terminate(), "SIGTERM")?);
                 let cancel = Cancel::default();
                 let on_signal = cancel.clone();
                 tokio::spawn(async move {
-                    if interrupt.recv().await.is_some() {
-                        on_signal.cancel();
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
                     }
+                    on_signal.cancel();
                 });
                 let db = crate::store::Database::open(&config.database)?;
                 crate::run::run(&manifest, &config, &db, opts, &cancel).await.map_err(Error::from)

@@ -505,10 +505,17 @@ async fn rosterd_pushes_to_rosterds_own_bulk_import() {
     assert_eq!(b.query("SELECT first_name FROM users WHERE external_id = 'E2'"), ["Robert"]);
 }
 
-/// Ctrl-C while a push sends: no new request starts, those in flight end
-/// and are recorded, and the run is failed saying how many were not sent.
+/// Ctrl-C or SIGTERM while a push sends: no new request starts, those in
+/// flight end and are recorded, and the run is failed saying how many were
+/// not sent (never exit 143 with nothing recorded).
 #[tokio::test]
 async fn stopping_sends_no_new_request_and_waits_for_those_in_flight() {
+    for signal in ["-INT", "-TERM"] {
+        stopping_with(signal).await;
+    }
+}
+
+async fn stopping_with(signal: &str) {
     let (base, t) = target().await;
     t.with(|t| t.delay_ms = 400);
     let people: Vec<(String, String, String)> =
@@ -528,14 +535,15 @@ async fn stopping_sends_no_new_request_and_waits_for_those_in_flight() {
         assert!(started.elapsed() < Duration::from_secs(20), "no write started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    std::process::Command::new("kill").args(["-INT", &child.id().unwrap().to_string()]).status().unwrap();
+    std::process::Command::new("kill").args([signal, &child.id().unwrap().to_string()]).status().unwrap();
     let out =
         crate::Out(tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap());
-    assert_eq!(out.code(), 1, "{}", out.all());
+    assert_eq!(out.code(), 1, "{signal}: {}", out.all());
     let report = out.json();
-    assert!(report["error"].as_str().unwrap().contains("requests were not sent"), "{report}");
+    assert!(report["error"].as_str().unwrap().contains("requests were not sent"), "{signal}: {report}");
+    assert!(!report["error"].as_str().unwrap().contains("nothing was applied"), "{signal}: {report}");
     let posts = t.writes().len();
-    assert!(posts < 12, "sending stopped: {posts} of 12 sent");
+    assert!(posts < 12, "{signal}: sending stopped: {posts} of 12 sent");
     assert_eq!(t.in_flight.load(Ordering::SeqCst), 0, "no request was left hanging");
     let recorded = dir.query("SELECT COUNT(*) FROM push_requests")[0].parse::<usize>().unwrap();
     assert_eq!(recorded, posts, "every request that reached the target is recorded");
