@@ -172,7 +172,12 @@ impl Service {
         }
         let Some(_permit) = permit else {
             let reason = "cancelled: rosterd was stopping before the run started".to_string();
-            let end = RunEnd { status: RunStatus::Failed, error: Some(reason), ..Default::default() };
+            let end = RunEnd {
+                status: RunStatus::Failed,
+                summary: Some(reason.clone()),
+                error: Some(reason),
+                ..Default::default()
+            };
             if let Err(e) = self.database().and_then(|db| db.connect()).and_then(|mut s| s.finish_run(run_id, &end)) {
                 tracing::error!(integration = %m.name, "cannot record a cancelled run: {e}");
             }

@@ -409,9 +409,13 @@ fn metrics_text(m: &Metrics) -> String {
     use std::fmt::Write as _;
     const BUCKETS: [f64; 10] = [0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0];
     let mut out = String::new();
-    out.push_str("# HELP rosterd_runs_total Runs by integration and status.\n# TYPE rosterd_runs_total counter\n");
-    for (i, s, n) in &m.runs {
-        let _ = writeln!(out, "rosterd_runs_total{{integration=\"{}\",status=\"{s}\"}} {n}", label(i));
+    out.push_str(
+        "# HELP rosterd_runs_total Runs by integration, status and whether they were dry runs.\n\
+         # TYPE rosterd_runs_total counter\n",
+    );
+    for (i, s, dry, n) in &m.runs {
+        let _ =
+            writeln!(out, "rosterd_runs_total{{integration=\"{}\",status=\"{s}\",dry_run=\"{dry}\"}} {n}", label(i));
     }
     out.push_str(
         "# HELP rosterd_last_success_timestamp_seconds When each integration last ran ok.\n\

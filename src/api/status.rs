@@ -1,8 +1,12 @@
-//! `GET /`: a small read-only status page, rendered on the server with no
-//! script and no outside asset: every integration with its schedule, next
-//! fire and last runs, and every manifest that does not validate with its
-//! problems. It shows no user data and no secret (run errors are stored
-//! redacted). `[api] status_page = false` turns it off.
+//! `GET /`: a small read-only status page, an operations view rendered on
+//! the server with no script and no outside asset: every integration with
+//! its schedule, next fire, last success and last runs; one that is failing
+//! or held is marked in words and shows why in rosterd's own words (the
+//! run's `summary`: step, host, HTTP status, which limit held), never what a
+//! source or target answered, which can name people; one whose file stopped
+//! validating stays, marked as running its last good version. Every time
+//! says its zone (the configured one). It reads on a phone (390 px). It
+//! shows no user data and no secret. `[api] status_page = false` turns it off.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -10,6 +14,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono_tz::Tz;
 
 use super::{error, with_store};
 use crate::config::Config;
@@ -28,7 +33,9 @@ pub(super) async fn page(State(service): State<Arc<Service>>) -> Response {
         return error(StatusCode::NOT_FOUND, "the status page is off ([api] status_page = false)");
     }
     let running = service.running_names();
-    match with_store(&service, move |store| render(store, &config, &running)).await {
+    let svc = service.clone();
+    let loaded = move |name: &str| svc.manifest(name).is_some();
+    match with_store(&service, move |store| render(store, &config, &running, &loaded)).await {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(r) => r,
     }
@@ -41,96 +48,114 @@ struct Row {
     schedule: String,
     next: String,
     runs: Vec<RunRow>,
+    /// When it last ran `ok`, in the page's zone.
+    last_success: Option<String>,
     problems: Vec<(String, String)>,
+    /// Its file no longer validates, but the daemon still runs the version it loaded.
+    stale: bool,
 }
 
-fn render(store: &Store, config: &Config, running: &[String]) -> Result<String, StoreError> {
+fn render(
+    store: &Store,
+    config: &Config,
+    running: &[String],
+    loaded: &dyn Fn(&str) -> bool,
+) -> Result<String, StoreError> {
     let files = crate::manifest::files_in(&config.integrations_dir)
         .map_err(|e| StoreError::Open { path: config.integrations_dir.clone(), reason: crate::describe_io(&e) })?;
-    let now = chrono::Utc::now().with_timezone(&config.timezone);
+    let tz = config.timezone;
+    let now = chrono::Utc::now().with_timezone(&tz);
     let mut rows = Vec::new();
     for file in files {
         let name = crate::manifest::name_of(&file);
         let runs = store.runs(Some(&name), LAST_RUNS)?;
+        let last_success = store.last_ok(&name)?.and_then(|r| r.finished_at).map(|t| local(&t, tz));
         rows.push(match crate::manifest::load(&file, config) {
             Ok(m) => Row {
-                name,
                 action: m.action.as_str().to_string(),
                 schedule: m.schedule.as_ref().map_or("on demand".into(), |s| s.expr.clone()),
                 next: m
                     .schedule
                     .as_ref()
                     .and_then(|s| s.next_after(now))
-                    .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S %Z").to_string()),
-                runs,
+                    .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M %Z").to_string()),
+                stale: false,
                 problems: Vec::new(),
+                name,
+                runs,
+                last_success,
             },
             Err(problems) => Row {
-                name,
                 action: "-".into(),
                 schedule: "-".into(),
                 next: "-".into(),
-                runs,
+                stale: loaded(&name),
                 problems: problems.into_iter().map(|p| (p.pointer, p.reason)).collect(),
+                name,
+                runs,
+                last_success,
             },
         });
     }
-    Ok(html(&rows, running, &now.format("%Y-%m-%d %H:%M:%S %Z").to_string()))
+    Ok(html(&rows, running, &now.format("%Y-%m-%d %H:%M:%S %Z").to_string(), tz))
 }
 
-fn html(rows: &[Row], running: &[String], now: &str) -> String {
+/// A stored UTC time (`YYYY-MM-DD HH:MM:SS`) in the page's zone, with the zone named.
+fn local(utc: &str, tz: Tz) -> String {
+    match chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S") {
+        Ok(t) => t.and_utc().with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string(),
+        Err(_) => format!("{utc} UTC"),
+    }
+}
+
+const STYLE: &str = concat!(
+    "body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1d2430}",
+    "h1{font-size:1.4rem;margin:0}h2{font-size:1.1rem}header{display:flex;flex-wrap:wrap;gap:.5rem;",
+    "justify-content:space-between;align-items:baseline;border-bottom:2px solid #1d2430;padding-bottom:.5rem;",
+    "margin-bottom:1rem}.muted{color:#687385}table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}",
+    "th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e3e7ee;vertical-align:top}",
+    "th{font-size:.8rem;text-transform:uppercase;letter-spacing:.04em;color:#687385}code{font-size:.9em}",
+    ".s{display:inline-block;padding:0 .45rem;border-radius:.6rem;font-size:.8rem;margin:0 .2rem .2rem 0}",
+    ".ok{background:#dff3e4;color:#1e6b34}.failed{background:#fbe0e0;color:#8f1d1d}",
+    ".held{background:#fff0cc;color:#7a5300}.running,.queued{background:#e0ebff;color:#1f4ea3}",
+    ".skipped,.dry-run,.dry{background:#eceff3;color:#4a5363}.problem,.why{color:#8f1d1d}",
+    ".mark{font-weight:700;font-size:.8rem;letter-spacing:.04em;margin-right:.3rem}",
+    "tr.failing{border-left:4px solid #8f1d1d}tr.held-row{border-left:4px solid #b07d00}",
+    ".why,.problem{overflow-wrap:anywhere}",
+    "@media (max-width:40rem){body{margin:1rem auto}table,tbody,tr,td{display:block;width:auto}",
+    "thead{display:none}tr{border-bottom:2px solid #e3e7ee;padding:.4rem 0}td{border:0;padding:.15rem .3rem}",
+    "td[data-label]::before{content:attr(data-label) \": \";color:#687385;font-size:.8rem}}"
+);
+
+fn html(rows: &[Row], running: &[String], now: &str, tz: Tz) -> String {
     let mut out = String::with_capacity(8 * 1024);
-    out.push_str(concat!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-        "<meta http-equiv=\"refresh\" content=\"30\"><title>rosterd status</title><style>",
-        "body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1d2430}",
-        "h1{font-size:1.4rem;margin:0}header{display:flex;justify-content:space-between;align-items:baseline;",
-        "border-bottom:2px solid #1d2430;padding-bottom:.5rem;margin-bottom:1rem}.muted{color:#687385}",
-        "table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}th,td{text-align:left;padding:.35rem .6rem;",
-        "border-bottom:1px solid #e3e7ee;vertical-align:top}th{font-size:.8rem;text-transform:uppercase;",
-        "letter-spacing:.04em;color:#687385}code{font-size:.9em}.s{display:inline-block;padding:0 .45rem;",
-        "border-radius:.6rem;font-size:.8rem;margin:0 .2rem .2rem 0}.ok{background:#dff3e4;color:#1e6b34}",
-        ".failed{background:#fbe0e0;color:#8f1d1d}.held{background:#fff0cc;color:#7a5300}",
-        ".running,.queued{background:#e0ebff;color:#1f4ea3}.skipped,.dry-run{background:#eceff3;color:#4a5363}",
-        ".problem{color:#8f1d1d}</style></head><body>\n"
-    ));
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"30\"><title>rosterd status</title><style>{STYLE}</style></head><body>\n"
+    );
+    let failing = rows.iter().filter(|r| matches!(state(r), Some(RunStatus::Failed | RunStatus::Held))).count();
     let _ = writeln!(
         out,
-        "<header><h1>rosterd</h1><span class=\"muted\">{} integration(s) · {} running · {}</span></header>",
+        "<header><h1>rosterd</h1><span class=\"muted\">{} integration(s) · {failing} need attention · {} running · {}</span></header>",
         rows.len(),
         running.len(),
         escape(now)
     );
     out.push_str(
-        "<table><thead><tr><th>integration</th><th>action</th><th>schedule</th><th>next run</th>\
+        "<table><thead><tr><th>integration</th><th>schedule</th><th>last success</th>\
          <th>last runs (newest first)</th></tr></thead><tbody>\n",
     );
-    for row in rows.iter().filter(|r| r.problems.is_empty()) {
-        let _ = writeln!(
-            out,
-            "<tr><td><strong>{}</strong></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            escape(&row.name),
-            escape(&row.action),
-            escape(&row.schedule),
-            escape(&row.next),
-            runs_cell(&row.runs)
-        );
+    for row in rows.iter().filter(|r| r.problems.is_empty() || r.stale) {
+        integration_row(&mut out, row, tz);
     }
     out.push_str("</tbody></table>\n");
-    let broken: Vec<&Row> = rows.iter().filter(|r| !r.problems.is_empty()).collect();
+    let broken: Vec<&Row> = rows.iter().filter(|r| !r.problems.is_empty() && !r.stale).collect();
     if !broken.is_empty() {
         out.push_str("<h2>Manifests that do not validate</h2><table><thead><tr><th>file</th><th>where</th><th>problem</th></tr></thead><tbody>\n");
         for row in broken {
-            for (pointer, reason) in &row.problems {
-                let _ = writeln!(
-                    out,
-                    "<tr><td><strong>{}</strong></td><td><code>{}</code></td><td class=\"problem\">{}</td></tr>",
-                    escape(&row.name),
-                    escape(if pointer.is_empty() { "(file)" } else { pointer }),
-                    escape(reason)
-                );
-            }
+            problem_rows(&mut out, row);
         }
         out.push_str("</tbody></table>\n");
     }
@@ -138,8 +163,57 @@ fn html(rows: &[Row], running: &[String], now: &str) -> String {
     out
 }
 
-/// A run as a badge: status, counts, duration; its error as the tooltip.
-fn runs_cell(runs: &[RunRow]) -> String {
+/// How the integration stands: its latest real run that finished (dry runs do not count).
+fn state(row: &Row) -> Option<RunStatus> {
+    row.runs.iter().find(|r| !r.dry_run && !r.status.is_open() && r.status != RunStatus::Skipped).map(|r| r.status)
+}
+
+fn integration_row(out: &mut String, row: &Row, tz: Tz) {
+    let last = row.runs.iter().find(|r| !r.dry_run && !r.status.is_open() && r.status != RunStatus::Skipped);
+    let (class, mark) = match state(row) {
+        Some(RunStatus::Failed) => (" class=\"failing\"", "<span class=\"mark why\">FAILING</span>"),
+        Some(RunStatus::Held) => (" class=\"held-row\"", "<span class=\"mark\">HELD</span>"),
+        _ => ("", ""),
+    };
+    let mut why = String::new();
+    if let Some(r) = last.filter(|r| matches!(r.status, RunStatus::Failed | RunStatus::Held)) {
+        let text = r.summary.clone().unwrap_or_else(|| format!("see rosterd history {}", row.name));
+        let _ = write!(why, "<div class=\"why\">{}</div>", escape(&text));
+    }
+    if row.stale {
+        why.push_str("<div class=\"why\">its file no longer validates: running the last good version</div>");
+        for (pointer, reason) in &row.problems {
+            let _ = write!(why, "<div class=\"problem\"><code>{}</code> {}</div>", escape(pointer), escape(reason));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "<tr{class}><td>{mark}<strong>{}</strong> <span class=\"muted\">{}</span>{why}</td>\
+         <td data-label=\"schedule\"><code>{}</code><div class=\"muted\">next {}</div></td>\
+         <td data-label=\"last success\">{}</td><td data-label=\"last runs\">{}</td></tr>",
+        escape(&row.name),
+        escape(&row.action),
+        escape(&row.schedule),
+        escape(&row.next),
+        escape(row.last_success.as_deref().unwrap_or("never")),
+        runs_cell(&row.runs, tz)
+    );
+}
+
+fn problem_rows(out: &mut String, row: &Row) {
+    for (pointer, reason) in &row.problems {
+        let _ = writeln!(
+            out,
+            "<tr><td><strong>{}</strong></td><td data-label=\"where\"><code>{}</code></td><td class=\"problem\">{}</td></tr>",
+            escape(&row.name),
+            escape(if pointer.is_empty() { "(file)" } else { pointer }),
+            escape(reason)
+        );
+    }
+}
+
+/// The runs as badges: status (a dry run says so), counts, duration, when.
+fn runs_cell(runs: &[RunRow], tz: Tz) -> String {
     if runs.is_empty() {
         return "<span class=\"muted\">no runs yet</span>".into();
     }
@@ -154,14 +228,16 @@ fn runs_cell(runs: &[RunRow]) -> String {
             (RunStatus::Running, None) => format!(" · {} fetched", c.fetched),
             _ => format!(" · +{} ~{} −{}", c.created, c.updated, c.deactivated),
         };
+        let (class, status) = match (r.dry_run, r.status) {
+            (true, RunStatus::DryRun) => ("dry-run".to_string(), "dry-run".to_string()),
+            (true, s) => ("dry".to_string(), format!("{s} (dry run)")),
+            (false, s) => (s.to_string(), s.to_string()),
+        };
         let _ = write!(
             cell,
-            "<span class=\"s {}\" title=\"run {} at {}{}\">{}{counts}{took}</span>",
-            r.status,
+            "<span class=\"s {class}\" title=\"run {} at {}\">{status}{counts}{took}</span>",
             r.id,
-            escape(&r.started_at),
-            r.error.as_deref().map(|e| format!(": {}", escape(e))).unwrap_or_default(),
-            r.status
+            escape(&local(&r.started_at, tz)),
         );
     }
     cell

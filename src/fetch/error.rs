@@ -50,12 +50,48 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// rosterd's own account of what failed, for a page anyone may read:
+    /// the step, the host and the HTTP status or the kind of failure, never
+    /// a word of what the source answered (an excerpt can name people) nor a
+    /// URL's path or query.
+    pub fn summary(&self) -> String {
+        match self {
+            FetchError::Client(_) => "cannot build the HTTP client".into(),
+            FetchError::Request(_) => "a request could not be built".into(),
+            FetchError::Http { request, status: Some(s), .. } => format!("{}: HTTP {s}", public_request(request)),
+            FetchError::Http { request, status: None, .. } => format!("{}: no answer", public_request(request)),
+            FetchError::NotToken { request, .. } => format!("{}: the answer is not a token", public_request(request)),
+            FetchError::Template { label, .. } => format!("{label}: a template cannot be rendered"),
+            FetchError::Data { label, .. } => format!("{label}: the request body cannot be encoded"),
+            FetchError::NotJson { request, .. } => format!("{}: the answer is not JSON", public_request(request)),
+            FetchError::ContinueIf { request, .. } => format!("{}: continue_if not met", public_request(request)),
+            FetchError::DataFrom { request, .. } => {
+                format!("{}: data_from found no list of records", public_request(request))
+            }
+            FetchError::BadLink { page, .. } => format!("page {page}: the next page link is not a URL"),
+            FetchError::Origin { page, .. } => format!("page {page}: the next page link leads to another origin"),
+            FetchError::TooManyPages(n) => format!("stopped after {n} pages ([http] max_pages)"),
+            FetchError::Loop { page, .. } => format!("page {page}: the source repeated a next page"),
+            FetchError::Reader(_) => "reading pages stopped".into(),
+        }
+    }
+
     /// The HTTP status of the answer that failed the request, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {
             FetchError::Http { status, .. } => *status,
             _ => None,
         }
+    }
+}
+
+/// `step 0 (GET https://host/path?q)` as `step 0 to host`: the label and the host only.
+fn public_request(request: &str) -> String {
+    let Some((label, rest)) = request.split_once(" (") else { return "a request".into() };
+    let url = rest.trim_end_matches(')').split_whitespace().nth(1).unwrap_or_default();
+    match reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+        Some(host) => format!("{label} to {host}"),
+        None => label.to_string(),
     }
 }
 
@@ -69,4 +105,26 @@ fn polled_text(polls: u32) -> String {
 
 fn data_from_text(path: &str) -> String {
     if path.is_empty() { "the response itself".to_string() } else { format!("data_from \"{path}\"") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_names_step_host_and_status_and_nothing_the_source_said() {
+        let e = FetchError::Http {
+            request: "step 0 (GET https://api.example.com/v1/people?company=acme)".into(),
+            cause: "HTTP 500 Internal Server Error: {\"error\": \"ann.lee@acme.example is locked\"}".into(),
+            attempts: 2,
+            status: Some(500),
+        };
+        assert_eq!(e.summary(), "step 0 to api.example.com: HTTP 500");
+        let e = FetchError::NotJson {
+            request: "page 2 (GET http://127.0.0.1:9/p)".into(),
+            reason: "x".into(),
+            excerpt: "<html>Ann Lee</html>".into(),
+        };
+        assert_eq!(e.summary(), "page 2 to 127.0.0.1: the answer is not JSON");
+    }
 }

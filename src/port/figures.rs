@@ -12,8 +12,8 @@ pub trait Figures {
 /// The figures behind `/metrics`, by integration name.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Finished runs: (integration, status, how many).
-    pub runs: Vec<(String, RunStatus, i64)>,
+    /// Finished runs: (integration, status, dry run, how many).
+    pub runs: Vec<(String, RunStatus, bool, i64)>,
     /// (integration, Unix time of its last `ok` run).
     pub last_success: Vec<(String, i64)>,
     /// Seconds each finished run took.

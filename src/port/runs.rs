@@ -11,6 +11,10 @@ use crate::user::{Fields, StoredUser};
 
 /// The `runs` table and each run's trace (requests, skipped records, push requests).
 pub trait Runs {
+    /// The integration's latest run that ended `ok`.
+    fn last_ok(&self, integration: &str) -> Result<Option<RunRow>, StoreError>;
+    /// Marks run `run_id` as a dry run.
+    fn mark_dry_run(&self, run_id: i64) -> Result<(), StoreError>;
     /// Records a run as begun (`status` queued or running) by this process and returns its id.
     fn begin_run(&self, integration: &str, action: &str, trigger: &str, status: RunStatus) -> Result<i64, StoreError>;
     /// A running run's progress so far: pages and records fetched.
@@ -53,6 +57,8 @@ pub struct RunEnd {
     pub warnings: Vec<String>,
     pub counts: Counts,
     pub error: Option<String>,
+    /// The error in rosterd's own words only (what the public status page shows).
+    pub summary: Option<String>,
     pub skips: Vec<Skip>,
     pub requests: Vec<RequestRow>,
 }
@@ -129,6 +135,11 @@ pub struct RunRow {
     /// A push: requests sent so far (while it runs) or in all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pushed: Option<i64>,
+    /// A dry run, whatever its status (a failed dry run is not a failed real run).
+    pub dry_run: bool,
+    /// The error in rosterd's own words only, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// One push request as recorded: what it did to which user, and how it ended.

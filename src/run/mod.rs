@@ -112,6 +112,10 @@ pub struct RunReport {
     /// A push: its requests by kind (and, for a dry run, every create, update and remove).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<PushReport>,
+    /// The error in rosterd's own words, when it differs from `error` (what
+    /// the public status page shows).
+    #[serde(skip)]
+    pub summary: Option<String>,
     /// This run's secrets. Everything in the report that came from outside
     /// (errors, skips, a dry run's plan) is redacted already; rosterd's own
     /// names, keys and counts are never touched.
@@ -140,6 +144,7 @@ impl RunReport {
             plan: None,
             stages: None,
             push: None,
+            summary: None,
             redactor: Redactor::default(),
         }
     }
@@ -201,6 +206,26 @@ pub enum RunError {
     Stopped(String),
 }
 
+impl RunError {
+    /// rosterd's own account of why the run failed, for the public status
+    /// page: never a word of what a source or target answered.
+    pub fn summary(&self) -> String {
+        use crate::oauth::OAuthError;
+        match self {
+            RunError::Fetch(e) => e.summary(),
+            RunError::OAuth(OAuthError::Token(e)) => format!("getting an OAuth token failed: {}", e.summary()),
+            RunError::OAuth(OAuthError::Renew(e)) => format!("renewing the OAuth token failed: {}", e.summary()),
+            RunError::OAuth(OAuthError::Link(_)) => "the OAuth authorize link cannot be made".into(),
+            RunError::OAuth(OAuthError::Store(_)) | RunError::Apply(_) => {
+                "the store failed; nothing was applied".into()
+            }
+            RunError::Stopped(_) => "applying stopped; nothing was applied".into(),
+            // rosterd's own words, with names from the manifest only.
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Records a run that did not start because another run of the same
 /// integration is `busy` (queued or running), in the row `run_id` when one
 /// was made already.
@@ -217,7 +242,9 @@ pub fn record_skipped(
     };
     let reason = skip_reason(&m.name, busy);
     tracing::info!(integration = %m.name, run_id, "{reason}");
-    store.finish_run(run_id, &RunEnd { status: RunStatus::Skipped, error: Some(reason), ..RunEnd::default() })?;
+    let end =
+        RunEnd { status: RunStatus::Skipped, summary: Some(reason.clone()), error: Some(reason), ..RunEnd::default() };
+    store.finish_run(run_id, &end)?;
     Ok(run_id)
 }
 
@@ -280,6 +307,9 @@ pub async fn run(
         None => store.begin_run(&m.name, report.action, report.trigger, RunStatus::Running)?,
     };
     store.close_abandoned_runs(&m.name, report.run_id)?;
+    if opts.dry_run {
+        store.mark_dry_run(report.run_id)?;
+    }
     let span = tracing::info_span!("run", integration = %m.name, run_id = report.run_id, trigger = report.trigger);
     let (values, redactor) = m.template_values();
     report.redactor = redactor.clone();
@@ -297,12 +327,15 @@ pub async fn run(
     let fetched = match fetched {
         Ok(f) => f,
         Err((error, requests)) => {
-            let error = redactor.redact(&deadline.explain(error).to_string());
+            let error = deadline.explain(error);
+            let summary = Some(redactor.redact(&error.summary()));
+            let error = redactor.redact(&error.to_string());
             // The caller says it once: the daemon's log line, or the command's `error:`.
             span.in_scope(|| tracing::debug!("run failed: {error}"));
             let duration_ms = Some(started.elapsed().as_millis() as i64);
             let end = RunEnd {
                 error: Some(error.clone()),
+                summary,
                 requests,
                 counts: report.counts,
                 duration_ms,
@@ -562,8 +595,9 @@ fn apply(
     let mut tx = store.begin_apply(job.run_id, &records)?;
     let plan = crate::plan::plan(&records, &mut tx, &opts_plan)?;
     // Judged on the decisions, before a single deactivation is written.
-    let (status, error) = decide(&plan, (job.fetched.fetched, job.limit), job.opts, stopped());
+    let (status, error, summary) = decide(&plan, (job.fetched.fetched, job.limit), job.opts, stopped());
     let error = error.map(|e| job.redactor.redact(&e));
+    let summary = summary.map(|e| job.redactor.redact(&e));
     if status.commits() {
         crate::plan::deactivate(&mut tx, &plan)?;
     }
@@ -587,32 +621,44 @@ fn apply(
         })
         .collect();
     let duration_ms = Some(job.started.elapsed().as_millis() as i64);
-    let end = RunEnd { status, duration_ms, warnings: job.warnings, counts, error, skips, requests: fetched.requests };
+    let end = RunEnd {
+        status,
+        duration_ms,
+        warnings: job.warnings,
+        counts,
+        error,
+        summary,
+        skips,
+        requests: fetched.requests,
+    };
     let committing = Instant::now();
     tx.finish(&end)?;
     Ok((plan, end, (plan_ms, committing.elapsed().as_millis() as u64)))
 }
 
-/// How a planned run ends, before anything is committed.
+/// How a planned run ends, before anything is committed: its status, its
+/// error, and the error's public summary (rosterd's own words only).
 fn decide(
     plan: &Plan,
     (fetched, limit): (i64, crate::config::Limit),
     opts: RunOptions,
     stopped: Option<RunError>,
-) -> (RunStatus, Option<String>) {
+) -> (RunStatus, Option<String>, Option<String>) {
     if let Some(why) = stopped {
-        return (RunStatus::Failed, Some(why.to_string()));
+        return (RunStatus::Failed, Some(why.to_string()), Some(why.summary()));
     }
     if let Some(why) = all_skipped(plan, fetched).filter(|_| !opts.dry_run) {
-        return (RunStatus::Failed, Some(why));
+        let summary = format!("every one of the {fetched} records was skipped; nothing was applied");
+        return (RunStatus::Failed, Some(why), Some(summary));
     }
     match (over_limit(plan, limit), opts.dry_run, opts.force) {
-        (_, true, _) => (RunStatus::DryRun, None),
+        (_, true, _) => (RunStatus::DryRun, None, None),
         (Some(why), false, false) => (
             RunStatus::Held,
             Some(format!("{why}; nothing was applied: check the source, then run again with --force to apply")),
+            Some(format!("held: {why}")),
         ),
-        _ => (RunStatus::Ok, None),
+        _ => (RunStatus::Ok, None, None),
     }
 }
 
@@ -646,11 +692,13 @@ fn over_limit(plan: &Plan, limit: crate::config::Limit) -> Option<String> {
 /// through the run's store when the apply handed it back.
 fn fail_after_fetch(ctx: &Ctx<'_>, store: Option<Conn>, mut report: RunReport, error: RunError) -> RunReport {
     let started = ctx.started;
+    let summary = Some(report.redactor.redact(&error.summary()));
     let error = report.redactor.redact(&error.to_string());
     tracing::debug!(integration = %report.integration, run_id = report.run_id, "run failed: {error}");
     if let Some(mut store) = store.map_or_else(|| ctx.db.connect().ok(), Some) {
         let duration_ms = Some(started.elapsed().as_millis() as i64);
-        let end = RunEnd { error: Some(error.clone()), counts: report.counts, duration_ms, ..RunEnd::default() };
+        let end =
+            RunEnd { error: Some(error.clone()), summary, counts: report.counts, duration_ms, ..RunEnd::default() };
         if let Err(e) = store.finish_run(report.run_id, &end) {
             tracing::error!("cannot record the failure of run {}: {e}", report.run_id);
         }

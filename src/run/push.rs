@@ -313,6 +313,9 @@ impl PushRun<'_> {
             warnings: report.warnings.clone(),
             counts: report.counts,
             error: error.clone(),
+            // A push's own errors are rosterd's words (counts, limits); a failure
+            // that carries a target's answer brings its summary (`failed`).
+            summary: report.summary.take().map(|s| redactor.redact(&s)).or_else(|| error.clone()),
             skips: Vec::new(),
             requests,
         };
@@ -330,8 +333,10 @@ impl PushRun<'_> {
         e: RunError,
         requests: Vec<RequestRow>,
     ) -> Result<RunReport, StoreError> {
+        let mut report = report;
         let error = report.redactor.redact(&e.to_string());
         tracing::debug!("push failed: {error}");
+        report.summary = Some(e.summary());
         self.end(report, store, RunStatus::Failed, Some(error), requests, 0)
     }
 }

@@ -10,14 +10,14 @@ impl Figures for Store {
         let mut m = Metrics::default();
         let mut stmt = self
             .conn
-            .prepare("SELECT integration, status, COUNT(*) FROM runs WHERE status != ?1 GROUP BY 1, 2 ORDER BY 1, 2")?;
+            .prepare("SELECT integration, status, dry_run, COUNT(*) FROM runs WHERE status != ?1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")?;
         let rows = stmt.query_map([RunStatus::Running.as_str()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, i64>(3)?))
         })?;
         for row in rows {
-            let (i, s, n) = row?;
+            let (i, s, dry, n) = row?;
             if let Some(s) = RunStatus::parse(&s) {
-                m.runs.push((i, s, n));
+                m.runs.push((i, s, dry, n));
             }
         }
         let mut stmt = self.conn.prepare(

@@ -136,7 +136,20 @@ impl Store {
     }
 }
 
+/// The columns `RunRow::from_row` reads, in its order.
+macro_rules! run_columns {
+    () => {
+        "id, integration, action, trigger, status, started_at, finished_at, fetched, created, updated, deactivated,
+         skipped, error, pages, pid, warnings, duration_ms, pushed, dry_run, summary"
+    };
+}
+
 impl Runs for Store {
+    fn mark_dry_run(&self, run_id: i64) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE runs SET dry_run = 1 WHERE id = ?1", [run_id])?;
+        Ok(())
+    }
+
     /// Records a run as begun (`status` queued or running) by this process and returns its id.
     fn begin_run(&self, integration: &str, action: &str, trigger: &str, status: RunStatus) -> Result<i64, StoreError> {
         self.conn.execute(
@@ -184,25 +197,34 @@ impl Runs for Store {
 
     /// The latest runs, newest first.
     fn runs(&self, integration: Option<&str>, limit: u32) -> Result<Vec<RunRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                    fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms, pushed
-             FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
+        let mut stmt = self.conn.prepare(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE ?1 IS NULL OR integration = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![integration, limit], RunRow::from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn last_ok(&self, integration: &str) -> Result<Option<RunRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                concat!(
+                    "SELECT ",
+                    run_columns!(),
+                    " FROM runs WHERE integration = ?1 AND status = 'ok' ORDER BY id DESC LIMIT 1"
+                ),
+                [integration],
+                RunRow::from_row,
+            )
+            .optional()?)
     }
 
     fn run(&self, run_id: i64) -> Result<Option<RunRow>, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT id, integration, action, trigger, status, started_at, finished_at,
-                        fetched, created, updated, deactivated, skipped, error, pages, pid, warnings, duration_ms, pushed
-                 FROM runs WHERE id = ?1",
-                [run_id],
-                RunRow::from_row,
-            )
+            .query_row(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = ?1"), [run_id], RunRow::from_row)
             .optional()?)
     }
 
@@ -348,6 +370,8 @@ impl RunRow {
                 .unwrap_or_default(),
             duration_ms: r.get(16)?,
             pushed: r.get(17)?,
+            dry_run: r.get(18)?,
+            summary: r.get(19)?,
         })
     }
 }

@@ -631,3 +631,76 @@ async fn a_running_run_shows_its_progress() {
     assert!(seen_running_with_progress, "progress was visible while the run fetched");
     assert_eq!((finished["fetched"].as_i64(), finished["pages"].as_i64()), (Some(15), Some(5)), "{finished}");
 }
+
+/// The status page is an operations view: a failing integration is marked
+/// in words with rosterd's own summary of why (never what the source
+/// answered, which here names a person), a failed dry run is not a failed
+/// real run, an integration whose file broke stays, running its last good
+/// version, and times say their zone.
+#[tokio::test]
+async fn the_status_page_marks_failing_integrations_and_publishes_no_outside_text() {
+    let server = MockServer::start().await;
+    let people = json!({"data": [{"email": "a@acme.example", "first": "A", "last": "B"}]});
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(people))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/people"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("{\"error\": \"ann.private@acme.example is locked\"}"))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let dir = TestDir::new();
+    dir.manifest(
+        "hr",
+        &json!({"execute": [{"url": format!("{}/people", server.uri())}], "action": "create", "data_from": "data",
+                "schedule": "0 3 * * *",
+                "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}}),
+    );
+    let api = Api::start(&dir, "[http]\nretries = 0\n").await;
+    let (api, dir) = (&api, &dir);
+    let page = || async { api.client.get(format!("{}/", api.base)).send().await.unwrap().text().await.unwrap() };
+    let run_and_wait = |n: usize| async move {
+        assert_eq!(api.post("/api/v1/integrations/hr/run").send().await.unwrap().status(), 202);
+        for _ in 0..100 {
+            let done = dir.try_query("SELECT COUNT(*) FROM runs WHERE finished_at IS NOT NULL AND dry_run = 0");
+            if done.is_ok_and(|r| r == [n.to_string()]) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("run {n} did not finish");
+    };
+    run_and_wait(1).await;
+    // A dry run that fails is a failed dry run: the integration is not marked failing.
+    let dry = dir.run_async(&["run", "hr", "--dry-run"]).await;
+    assert_eq!(dry.code(), 1, "{}", dry.all());
+    let html = page().await;
+    assert!(html.contains("failed (dry run)"), "{html}");
+    assert!(!html.contains("FAILING"), "{html}");
+    assert!(html.contains(" UTC"), "times say their zone: {html}");
+    // A real run that fails: marked in words, with rosterd's summary, not the source's answer.
+    run_and_wait(2).await;
+    let html = page().await;
+    assert!(html.contains("FAILING"), "{html}");
+    assert!(html.contains("step 0 to 127.0.0.1: HTTP 500"), "{html}");
+    assert!(!html.contains("ann.private"), "the source's answer is not published: {html}");
+    assert!(!html.contains("a@acme.example"), "{html}");
+    // The full error stays in history.
+    let history = dir.run_async(&["history", "hr"]).await;
+    assert!(history.stdout().contains("ann.private"), "{}", history.all());
+    // A file that stops validating stays on the page, running its last good version.
+    dir.write("integrations/hr.json", "{\"execute\": \"oops\"}");
+    let mut html = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        html = page().await;
+        if html.contains("running the last good version") {
+            break;
+        }
+    }
+    assert!(html.contains("running the last good version"), "{html}");
+    assert!(html.contains("<strong>hr</strong>"), "{html}");
+}

@@ -614,7 +614,8 @@ pub(super) fn write_run_end(tx: &Connection, run_id: i64, end: &RunEnd) -> Resul
     let Counts { fetched, pages, created, updated, deactivated, skipped } = end.counts;
     tx.execute(
         "UPDATE runs SET status = ?2, finished_at = ?3, fetched = ?4, created = ?5, updated = ?6,
-             deactivated = ?7, skipped = ?8, error = ?9, pages = ?10, warnings = ?11, duration_ms = ?12
+             deactivated = ?7, skipped = ?8, error = ?9, pages = ?10, warnings = ?11, duration_ms = ?12,
+             summary = ?13
          WHERE id = ?1",
         params![
             run_id,
@@ -628,7 +629,8 @@ pub(super) fn write_run_end(tx: &Connection, run_id: i64, end: &RunEnd) -> Resul
             end.error,
             pages,
             (!end.warnings.is_empty()).then(|| end.warnings.join("\n")),
-            end.duration_ms
+            end.duration_ms,
+            end.summary
         ],
     )?;
     let mut skip = tx.prepare_cached("INSERT INTO run_skips (run_id, record, key, reason) VALUES (?1, ?2, ?3, ?4)")?;
