@@ -276,8 +276,8 @@ async fn healthz_metrics_and_run_triggers() {
 
     let metrics = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
     for line in [
-        "rosterd_runs_total{integration=\"hr\",status=\"ok\"} 1",
-        "rosterd_runs_total{integration=\"hr\",status=\"skipped\"} 1",
+        "rosterd_runs_total{integration=\"hr\",status=\"ok\",dry_run=\"false\"} 1",
+        "rosterd_runs_total{integration=\"hr\",status=\"skipped\",dry_run=\"false\"} 1",
         "rosterd_users{active=\"1\"} 1",
         "rosterd_run_duration_seconds_count{integration=\"hr\"} 1",
     ] {
