@@ -78,6 +78,9 @@ pub struct Push {
     pub select: PushSelect,
     /// `max_remove`: removes allowed without `--force` (of the matched target users).
     pub max_remove: Option<Limit>,
+    /// `max_create`: creates allowed without `--force` (of the listed target
+    /// users); none by default.
+    pub max_create: Option<Limit>,
 }
 
 // One per manifest, never in a collection: the size difference costs nothing.

@@ -22,6 +22,9 @@ pub struct FieldCount {
 /// What the fetched records say about the mapping, before anything is applied.
 pub(super) struct Mapping {
     pub(super) warnings: Vec<String>,
+    /// A push's listing whose external-id path matched none of N > 0
+    /// records: the push is held (every user would be created again).
+    pub(super) key_missing: Option<String>,
     pub(super) fields: Vec<FieldCount>,
     pub(super) sample: Option<crate::mapping::Record>,
 }
@@ -32,30 +35,36 @@ impl Mapping {
     pub(super) fn check(m: &Manifest, f: &fetch::Fetched, dry_run: bool, r: &Redactor) -> Result<Mapping, RunError> {
         let n = f.records.len();
         let counts = crate::mapping::coverage(&f.records, &m.data_structure, dry_run);
-        // A push's listing has no key that fails it here: a listing without
+        // A push's listing key does not fail it here: a listing without
         // external ids holds the push instead (`run::push`).
+        let push = m.action == crate::manifest::Action::Push;
         let key = match (m.action, m.match_on) {
-            (crate::manifest::Action::Sync, crate::manifest::MatchOn::ExternalId) => {
+            (crate::manifest::Action::Sync | crate::manifest::Action::Push, crate::manifest::MatchOn::ExternalId) => {
                 Some(crate::user::Field::ExternalId)
             }
-            (crate::manifest::Action::Push, _) => None,
+            (crate::manifest::Action::Push, _) => Some(crate::user::Field::ExternalId),
             _ => Some(crate::user::Field::Email),
         };
         let mut warnings = Vec::new();
+        let mut key_missing = None;
         for (rule, count) in m.data_structure.iter().zip(&counts) {
             if n == 0 || *count > 0 {
                 continue;
             }
             let path = rule.path.to_string();
-            let hint = f
-                .first
-                .as_ref()
-                .and_then(|first| crate::mapping::closest_path(first, &path))
-                .map(|p| format!("; did you mean \"{p}\"?"))
-                .unwrap_or_default();
+            // The path itself, when its key is there but empty in every record.
+            let hint = match f.first.as_ref().and_then(|first| crate::mapping::closest_path(first, &path)) {
+                Some(p) if p == path => " (the key is there, but empty)".to_string(),
+                Some(p) => format!("; did you mean \"{p}\"?"),
+                None => String::new(),
+            };
             let text = format!("data_structure \"{}\": \"{path}\" matched 0 of {n} records{hint}", rule.target.name());
             if key.is_some_and(|key| rule.target == Target::Core(key)) {
-                return Err(RunError::KeyPath(text));
+                if !push {
+                    return Err(RunError::KeyPath(text));
+                }
+                key_missing = Some(r.redact(&text));
+                continue;
             }
             warnings.push(r.redact(&text));
         }
@@ -83,7 +92,7 @@ impl Mapping {
             s.problem = s.problem.as_deref().map(|p| r.redact(p));
             s
         });
-        Ok(Mapping { warnings, fields, sample })
+        Ok(Mapping { warnings, key_missing, fields, sample })
     }
 }
 

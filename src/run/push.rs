@@ -27,6 +27,8 @@ struct Ready {
     client: Client,
     values: Map<String, Value>,
     requests: Vec<RequestRow>,
+    /// The listing's external-id path matched none of its records (why, when so).
+    lost_ids: Option<String>,
 }
 
 /// How far a reconcile push's sending got.
@@ -69,11 +71,13 @@ impl PushRun<'_> {
             Err(e) => return self.failed(report, &mut store, self.ctx.deadline.explain(e), requests),
         };
         let mut listing = None;
+        let mut lost_ids = None;
         if let Some(listing_m) = &listing_m {
             match super::check::Mapping::check(listing_m, &fetched, self.ctx.opts.dry_run, &redactor) {
                 Ok(found) => {
                     report.warnings = found.warnings;
                     report.fields = found.fields;
+                    lost_ids = found.key_missing;
                 }
                 Err(e) => return self.failed(report, &mut store, e, requests),
             }
@@ -83,7 +87,7 @@ impl PushRun<'_> {
             Ok(c) => c,
             Err(e) => return self.failed(report, &mut store, e.into(), requests),
         };
-        let ready = Ready { client, values, requests };
+        let ready = Ready { client, values, requests, lost_ids };
         match &self.push.mode {
             PushMode::Reconcile { create, update, remove, .. } => {
                 let listing = listing.unwrap_or_else(|| Listing::new(Default::default()));
@@ -145,7 +149,7 @@ impl PushRun<'_> {
         steps: Steps<'_>,
         ready: Ready,
     ) -> Result<RunReport, StoreError> {
-        let Ready { client, values, requests } = ready;
+        let Ready { client, values, requests, lost_ids } = ready;
         let redactor = report.redactor.clone();
         let (plan, listing) = match self.plan(listing).await {
             Ok(done) => done,
@@ -156,7 +160,18 @@ impl PushRun<'_> {
         report.unchanged = plan.unchanged;
         let removes = if steps.remove.is_some() { plan.removes.len() as u64 } else { 0 };
         let limit = self.push.max_remove.unwrap_or(self.ctx.config.push.max_remove);
-        let over = over_limit(removes, summary.target_users, limit);
+        let creates = if steps.create.is_some() { plan.creates.len() as u64 } else { 0 };
+        // A listing that lost its external ids would have every user created
+        // again: held, as a source whose key path found nothing fails.
+        let over = lost_ids
+            .map(|why| format!("{why}: every selected user would be created on the target again"))
+            .or_else(|| over_limit(removes, summary.target_users, limit))
+            .or_else(|| {
+                let limit = self.push.max_create?;
+                limit
+                    .check(creates, summary.target_users)
+                    .map(|o| o.describe("it would create", "listed target users", "max_create"))
+            });
         // What it would apply: a dry run and a held push record these (a push that sends, what it did).
         let planned = |kind: &str| summary.requests.get(kind).map_or(0, |c| c.planned as i64);
         (report.counts.created, report.counts.updated) = (planned("create"), planned("update"));
@@ -199,7 +214,7 @@ impl PushRun<'_> {
         spec: BulkSpec<'_>,
         ready: Ready,
     ) -> Result<RunReport, StoreError> {
-        let Ready { mut client, values, requests } = ready;
+        let Ready { mut client, values, requests, .. } = ready;
         let client = &mut client;
         let redactor = report.redactor.clone();
         // The selected users' ids only; each batch is loaded when it is sent.

@@ -200,7 +200,13 @@ async fn the_first_push_creates_and_the_second_only_lists() {
     let (base, t) = target().await;
     t.add(json!({"email": "admin@lms.example", "firstName": "Admin", "lastName": "Only"}));
     let dir = dir_with(PEOPLE, &learnifier(&base, |_| {}));
-    let out = push(&dir, &[]).await;
+    // A listing none of whose records has an external id holds the first push
+    // (it may be a target that lost them); --force says it is a new target.
+    let held = push(&dir, &[]).await;
+    assert_eq!(held.json()["status"], "held", "{}", held.all());
+    assert!(held.json()["error"].as_str().unwrap().contains("matched 0 of 1 records"), "{}", held.all());
+    assert!(t.writes().is_empty());
+    let out = push(&dir, &["--force"]).await;
     assert_eq!(out.code(), 0, "{}", out.all());
     let report = out.json();
     assert_eq!((report["created"].as_i64(), report["status"].as_str()), (Some(3), Some("ok")));
@@ -245,7 +251,8 @@ async fn a_deactivated_user_is_removed_and_users_without_external_id_are_left() 
     let (base, t) = target().await;
     t.add(json!({"email": "admin@lms.example", "firstName": "Admin"}));
     let dir = dir_with(PEOPLE, &learnifier(&base, |m| m["max_remove"] = json!(5)));
-    assert_eq!(push(&dir, &[]).await.code(), 0);
+    // A new target (no record with an external id yet): the first push is forced.
+    assert_eq!(push(&dir, &["--force"]).await.code(), 0);
     dir.db().execute("UPDATE users SET active = 0 WHERE external_id = 'E2'", []).unwrap();
     t.with(|t| t.log.clear());
     let out = push(&dir, &[]).await;
@@ -547,4 +554,39 @@ async fn stopping_with(signal: &str) {
     assert_eq!(t.in_flight.load(Ordering::SeqCst), 0, "no request was left hanging");
     let recorded = dir.query("SELECT COUNT(*) FROM push_requests")[0].parse::<usize>().unwrap();
     assert_eq!(recorded, posts, "every request that reached the target is recorded");
+}
+
+/// A target whose listing stopped showing external ids (a renamed field, a
+/// permission change) is not flooded with every user again: the push is
+/// held with the 0-of-N message until forced; `max_create` bounds creates.
+#[tokio::test]
+async fn a_target_that_lost_its_ids_is_not_flooded() {
+    let (base, t) = target().await;
+    for (i, (name, id, email)) in PEOPLE.iter().enumerate() {
+        let (first, last) = name.split_once(' ').unwrap();
+        // The field is `external_id` now, not the `externalId` the manifest maps.
+        t.add(json!({"external_id": id, "email": email, "firstName": first, "lastName": last, "n": i}));
+    }
+    let dir = dir_with(PEOPLE, &learnifier(&base, |_| {}));
+    let held = push(&dir, &[]).await;
+    assert_eq!(held.code(), 1, "{}", held.all());
+    let report = held.json();
+    assert_eq!(report["status"], "held", "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("\"externalId\" matched 0 of 3 records"), "{error}");
+    assert!(error.contains("did you mean \"external_id\"?"), "{error}");
+    assert!(error.contains("created on the target again"), "{error}");
+    assert!(t.writes().is_empty(), "nothing sent");
+
+    let (base, t) = target().await;
+    t.add(json!({"externalId": "E1", "email": "ann@acme.example", "firstName": "Ann", "lastName": "Lee"}));
+    let dir = dir_with(PEOPLE, &learnifier(&base, |m| m["max_create"] = json!(1)));
+    let held = push(&dir, &[]).await;
+    assert_eq!(held.code(), 1, "{}", held.all());
+    let error = held.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("it would create 2 of 1 listed target users, over max_create 1"), "{error}");
+    assert!(t.writes().is_empty(), "nothing sent");
+    let forced = push(&dir, &["--force"]).await;
+    assert_eq!(forced.code(), 0, "{}", forced.all());
+    assert_eq!(forced.json()["created"].as_i64(), Some(2));
 }

@@ -50,6 +50,7 @@ const TOP_KEYS: &[&str] = &[
     "push",
     "push_select",
     "max_remove",
+    "max_create",
     "target_id_from",
 ];
 const STEP_KEYS: &[&str] = &[

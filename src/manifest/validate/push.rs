@@ -37,7 +37,7 @@ impl Checker<'_> {
         ids: &BTreeSet<String>,
     ) -> Option<Push> {
         if action != Some(Action::Push) {
-            for key in ["push", "push_select", "max_remove", "target_id_from"] {
+            for key in ["push", "push_select", "max_remove", "max_create", "target_id_from"] {
                 if obj.contains_key(key) && action.is_some() {
                     self.problem(
                         &format!("/{key}"),
@@ -69,14 +69,17 @@ impl Checker<'_> {
             None => self.reconcile(obj, block, ids)?,
         };
         let select = self.push_select(obj.get("push_select"));
-        let max_remove = obj.get("max_remove").and_then(|v| match Limit::parse(v) {
-            Ok(l) => Some(l),
-            Err(reason) => {
-                self.problem("/max_remove", reason);
-                None
-            }
-        });
-        Some(Push { mode, select, max_remove })
+        let mut limit = |key: &str| {
+            obj.get(key).and_then(|v| match Limit::parse(v) {
+                Ok(l) => Some(l),
+                Err(reason) => {
+                    self.problem(&format!("/{key}"), reason);
+                    None
+                }
+            })
+        };
+        let (max_remove, max_create) = (limit("max_remove"), limit("max_create"));
+        Some(Push { mode, select, max_remove, max_create })
     }
 
     fn push_scope<'s>(&self, ids: &'s BTreeSet<String>, target: bool) -> Scope<'s> {
