@@ -600,6 +600,44 @@ impl Config {
     }
 }
 
+/// Whether `value`, supplied for form id `id` of manifest `name`, is a
+/// placeholder rather than a real value: `changeme`, `<...>`, `your-...`,
+/// `replace-with-...`, `xxx`, or, for a secret, the value
+/// config.example.toml gives that same id (an example's report id of 42 may
+/// well be real; its API key is not). A manifest with one is refused, so
+/// nothing is ever sent with it.
+pub fn is_placeholder(name: &str, id: &str, value: &str, secret: bool) -> bool {
+    let v = value.trim().to_ascii_lowercase();
+    const WORDS: [&str; 9] =
+        ["changeme", "change-me", "change_me", "replaceme", "replace-me", "replace_me", "todo", "tbd", "placeholder"];
+    WORDS.contains(&v.as_str())
+        || (v.len() >= 3 && v.chars().all(|c| c == 'x'))
+        || (v.starts_with('<') && v.ends_with('>'))
+        || ["your-", "your_", "your ", "replace-with", "replace_with", "fill-in", "fill_in"]
+            .iter()
+            .any(|p| v.starts_with(p))
+        || (secret && example_value(name, id).is_some_and(|example| example == value.trim()))
+}
+
+/// The value config.example.toml gives `[secrets.NAME] ID`, if any.
+fn example_value(name: &str, id: &str) -> Option<&'static str> {
+    static EXAMPLE: std::sync::OnceLock<BTreeMap<(String, String), String>> = std::sync::OnceLock::new();
+    let values = EXAMPLE.get_or_init(|| {
+        let mut out = BTreeMap::new();
+        let Ok(table) = include_str!("../config.example.toml").parse::<toml::Table>() else { return out };
+        let Some(secrets) = table.get("secrets").and_then(toml::Value::as_table) else { return out };
+        for (manifest, ids) in secrets {
+            for (id, value) in ids.as_table().into_iter().flatten() {
+                if let Some(v) = value.as_str() {
+                    out.insert((manifest.clone(), id.clone()), v.to_string());
+                }
+            }
+        }
+        out
+    });
+    values.get(&(name.to_string(), id.to_string())).map(String::as_str)
+}
+
 /// `ROSTERD_SECRET_<NAME>_<ID>`, upper-cased, every character outside `A-Z0-9` as `_`.
 pub fn secret_env_name(name: &str, id: &str) -> String {
     let clean = |s: &str| -> String {
@@ -636,6 +674,20 @@ mod tests {
         assert_eq!(err.len(), 1, "{err:?}");
         assert_eq!(err[0].pointer, "/api/tokens/1");
         assert!(err[0].reason.contains("6 character(s)") && !err[0].reason.contains("abc123"), "{}", err[0].reason);
+    }
+
+    #[test]
+    fn placeholders_are_told_from_real_values() {
+        for v in ["changeme", "<your key>", "your-api-key", "xxxx", "replace-with-your-bamboohr-api-key", "TODO"] {
+            assert!(is_placeholder("any", "KEY", v, false), "{v}");
+        }
+        // The example config's own values, for a secret of the same manifest and id only.
+        assert!(is_placeholder("bamboohr-create", "REPORT_ID", "42", true));
+        assert!(!is_placeholder("bamboohr-create", "REPORT_ID", "42", false));
+        assert!(!is_placeholder("hr", "REPORT_ID", "42", true));
+        for v in ["k-8f2c1a9b", "acme-prod", "x", "xylophone"] {
+            assert!(!is_placeholder("any", "KEY", v, true), "{v}");
+        }
     }
 
     #[test]

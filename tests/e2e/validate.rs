@@ -21,7 +21,35 @@ const SECRETS: &str = "[secrets.hr]\nKEY = \"k\"\nCOMPANY_ID = \"acme\"\n";
 fn the_shipped_examples_are_valid_with_the_example_config() {
     let root = env!("CARGO_MANIFEST_DIR");
     let dir = TestDir::new();
+    // As shipped, the example config's secrets are placeholders: refused, each by name.
     let out = dir.rosterd(&["--config", &format!("{root}/config.example.toml"), "validate"]);
+    assert_eq!(out.code(), 2, "{}", out.all());
+    for manifest in ["bamboohr-create", "bamboohr-sync", "bamboohr-update", "learnifier-push", "irongate-push"] {
+        assert!(
+            out.stdout().contains(&format!("integrations/{manifest}.json: /initial_data_form/")),
+            "{manifest}: {}",
+            out.all()
+        );
+    }
+    assert!(out.stdout().contains("the value of \"KEY\" is a placeholder"), "{}", out.all());
+    assert!(!out.all().contains("replace-with"), "the placeholder is not echoed: {}", out.all());
+    // With real values (here from the environment) they validate.
+    let mut cmd = dir.command(&["--config", &format!("{root}/config.example.toml"), "validate"]);
+    let text = std::fs::read_to_string(format!("{root}/config.example.toml")).unwrap();
+    let mut section = None;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("[secrets.").and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.to_string());
+        } else if line.starts_with('[') {
+            section = None;
+        } else if let (Some(name), Some((id, _))) = (&section, line.split_once(" = ")) {
+            cmd.env(
+                format!("ROSTERD_SECRET_{}_{}", name.to_uppercase().replace('-', "_"), id.trim()),
+                "real-value-7f3a9c21",
+            );
+        }
+    }
+    let out = crate::Out(cmd.output().unwrap());
     assert_eq!(out.code(), 0, "{}", out.all());
     assert!(out.stdout().contains("bamboohr-create create, on demand"), "{}", out.all());
     assert!(out.stdout().contains("bamboohr-update update, schedule \"0 * * * *\""), "{}", out.all());

@@ -557,6 +557,19 @@ impl Checker<'_> {
             let visible = config.visible(name, &id).filter(|_| !generated).map(Secret::new);
             let secret = secret && visible.is_none();
             let value = if generated { None } else { visible.or_else(|| config.secret(name, &id)) };
+            if let Some(v) = &value
+                && crate::config::is_placeholder(name, &id, v.expose(), secret)
+            {
+                self.problem(
+                    &format!("{at}/id"),
+                    format!(
+                        "the value of \"{id}\" is a placeholder, not a real value; put the real one under \
+                         [secrets.{name}] in {} (or in {}), so that nothing is ever sent with it",
+                        config.file.as_deref().map_or("rosterd.toml".into(), |p| p.display().to_string()),
+                        secret_env_name(name, &id),
+                    ),
+                );
+            }
             if !generated && value.is_none() {
                 self.problem(
                     &format!("{at}/id"),
