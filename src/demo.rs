@@ -222,9 +222,74 @@ async fn target_delete(State(state): State<TargetState>, headers: HeaderMap, Url
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// A demo that ran: its samples still up, ready to `serve` or `stop`.
+pub struct Demo {
+    pub db: PathBuf,
+    dir: PathBuf,
+    config_text: String,
+    manifests: Vec<(String, String)>,
+    source: tokio::task::JoinHandle<()>,
+    target: tokio::task::JoinHandle<()>,
+}
+
+/// Where `demo --serve` writes the manifests it runs (never the folder of real ones).
+const DEMO_INTEGRATIONS: &str = "rosterd-demo-integrations";
+
+impl Demo {
+    /// Stops the sample source and target.
+    pub fn stop(self) {
+        self.source.abort();
+        self.target.abort();
+    }
+
+    /// Keeps the samples up and runs the daemon (API and status page on
+    /// loopback) over the demo's database until Ctrl-C or SIGTERM: writes
+    /// `rosterd-demo.toml` and the manifests (hosts swapped for the samples')
+    /// so other commands can look around and run against live samples.
+    pub async fn serve(self) -> Result<(), Error> {
+        let folder = self.dir.join(DEMO_INTEGRATIONS);
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| Error::Usage(format!("cannot write {}: {e}", folder.display())))?;
+        for (name, text) in &self.manifests {
+            let file = folder.join(format!("{name}.json"));
+            std::fs::write(&file, text).map_err(|e| Error::Usage(format!("cannot write {}: {e}", file.display())))?;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::Usage(format!("cannot listen on 127.0.0.1 for the demo's API: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| Error::Usage(format!("the demo's API has no address: {e}")))?;
+        let token = manifest::random_hex();
+        // The demo's own config (its tables: http, secrets) with the
+        // integrations folder and the API added.
+        let text = format!(
+            "integrations_dir = \"{DEMO_INTEGRATIONS}\"\n{}[api]\nlisten = \"{addr}\"\ntokens = [\"{token}\"]\n",
+            self.config_text
+        );
+        let path = self.dir.join("rosterd-demo.toml");
+        std::fs::write(&path, &text).map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
+        let config = config::parse_str(&text, &path).map_err(Error::Invalid)?;
+        let mut out = std::io::stdout();
+        writeln!(out, "\nserving the demo until Ctrl-C:")?;
+        writeln!(out, "  status page: http://{addr}/")?;
+        writeln!(out, "  API:         http://{addr}/api/v1/runs  (Authorization: Bearer {token})")?;
+        writeln!(
+            out,
+            "  try:         rosterd --config {} users | history | run bamboohr-create --dry-run",
+            path.display()
+        )?;
+        out.flush()?;
+        let service = crate::service::Service::new(config);
+        let shutdown = crate::daemon::termination()?;
+        let served = crate::daemon::serve(service, Some(path), Some(listener), shutdown).await;
+        self.stop();
+        served
+    }
+}
+
 /// Runs the demo in `dir`: fresh `rosterd-demo.db`, the example manifests in
-/// order against the embedded source. Returns the database path.
-pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
+/// order against the embedded source and target, which stay up in the
+/// returned `Demo` (`serve` keeps them, `stop` ends them).
+pub async fn run(dir: &Path) -> Result<Demo, Error> {
     let db = dir.join("rosterd-demo.db");
     for suffix in ["", "-wal", "-shm"] {
         let mut p = db.as_os_str().to_owned();
@@ -260,8 +325,10 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
     let config = config::parse_str(&toml, &dir.join("rosterd-demo.toml")).map_err(Error::Invalid)?;
     let store = crate::store::Database::open(&config.database)?;
     let mut failed = Vec::new();
+    let mut manifests = Vec::new();
     for (name, text) in MANIFESTS {
         let text = text.replace(REAL_HOST, &base).replace(REAL_TARGET, &target_base);
+        manifests.push((name.to_string(), text.clone()));
         let file = PathBuf::from(format!("integrations/{name}.json"));
         let manifest = manifest::parse(name, &file, &text, &config).map_err(Error::Invalid)?;
         let opts = RunOptions { trigger: Trigger::Manual, dry_run: false, force: false, progress: false, run_id: None };
@@ -306,7 +373,11 @@ pub async fn run(dir: &Path) -> Result<PathBuf, Error> {
             failed.push(format!("{name}: {}", report.error.unwrap_or_default()));
         }
     }
-    source.abort();
-    target.abort();
-    if failed.is_empty() { Ok(db) } else { Err(Error::RunFailed(failed.join("; "))) }
+    let demo = Demo { db, dir: dir.to_path_buf(), config_text: toml, manifests, source, target };
+    if failed.is_empty() {
+        Ok(demo)
+    } else {
+        demo.stop();
+        Err(Error::RunFailed(failed.join("; ")))
+    }
 }

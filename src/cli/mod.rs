@@ -57,7 +57,12 @@ pub enum Command {
     },
     /// Start an embedded sample HR source, run the example manifests against it into
     /// ./rosterd-demo.db, and show the users and run history.
-    Demo,
+    Demo {
+        /// Then keep the samples and the daemon (API, status page) running until Ctrl-C,
+        /// with ./rosterd-demo.toml for other commands.
+        #[arg(long)]
+        serve: bool,
+    },
     /// Import users from a JSON ({"users": [...]}) or CSV file; match on employee_id.
     Import {
         file: PathBuf,
@@ -167,9 +172,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             })?;
             print_report(&report, json)
         }
-        Command::Demo => {
+        Command::Demo { serve } => {
             init_logging(LogFormat::Text, false);
-            let db = runtime()?.block_on(crate::demo::run(Path::new(".")))?;
+            // One runtime for the demo's samples, from the runs to `--serve`.
+            let rt = runtime()?;
+            let demo = rt.block_on(crate::demo::run(Path::new(".")))?;
+            let db = demo.db.clone();
             let config =
                 config::parse_str(&format!("database = {:?}\n", db.display().to_string()), Path::new("./demo.toml"))
                     .map_err(Error::Invalid)?;
@@ -177,9 +185,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             users(&config, Format::Table)?;
             writeln!(std::io::stdout(), "\nhistory:")?;
             history(&config, None, false, 50)?;
+            if serve {
+                return rt.block_on(demo.serve());
+            }
+            demo.stop();
             writeln!(
                 std::io::stdout(),
-                "\nthe demo database is {}; point `database` at it to look around",
+                "\nthe demo database is {}; `rosterd demo --serve` keeps the sample source, the sample \
+                 target and the daemon (API and status page) running to explore, with a rosterd-demo.toml for \
+                 `rosterd --config rosterd-demo.toml users | history | run NAME --dry-run`",
                 db.display()
             )?;
             Ok(())

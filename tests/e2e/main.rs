@@ -7,6 +7,7 @@
 mod api;
 mod field;
 mod finished;
+mod firstday;
 mod hardening;
 mod oauth;
 mod operating;
