@@ -204,8 +204,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            man_page(&mut std::io::stdout().lock())?;
             Ok(())
         }
         Command::Oauth { name, status: true, .. } => oauth::status(&load_config(cli.config.as_deref(), false)?, &name),
@@ -583,3 +582,75 @@ fn history_of_run(config: &Config, id: i64, json: bool) -> Result<(), Error> {
     }
     write_run_details(&mut out, &store, id)
 }
+
+/// `rosterd man`: one page (it installs no other), with every command, the
+/// exit status, the environment and the files.
+fn man_page(out: &mut impl Write) -> std::io::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    let roff = |text: &str| text.replace('\\', "\\\\").replace('-', "\\-");
+    writeln!(out, ".SH COMMANDS")?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let args: Vec<String> = sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .map(|a| match a.get_long() {
+                Some(long) => format!("[\\-\\-{}]", roff(long)),
+                None => a.get_id().as_str().to_uppercase(),
+            })
+            .collect();
+        writeln!(out, ".TP\n\\fBrosterd {}\\fR {}", sub.get_name(), args.join(" "))?;
+        writeln!(out, "{}", roff(&sub.get_about().map(|a| a.to_string()).unwrap_or_default()))?;
+    }
+    for (heading, items) in MAN_SECTIONS {
+        writeln!(out, ".SH {heading}")?;
+        for (term, text) in *items {
+            writeln!(out, ".TP\n\\fB{}\\fR\n{}", roff(term), roff(text))?;
+        }
+    }
+    man.render_version_section(out)
+}
+
+/// The man page's sections beyond clap's: exit status, environment, files.
+const MAN_SECTIONS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "EXIT STATUS",
+        &[
+            ("0", "Success."),
+            ("1", "A run failed, was held or was skipped; or writing the output failed."),
+            ("2", "Bad usage, an invalid config or manifest, or a database that cannot be opened."),
+        ],
+    ),
+    (
+        "ENVIRONMENT",
+        &[
+            ("ROSTERD_CONFIG", "The config file, when --config is not given."),
+            (
+                "ROSTERD_SECRET_<NAME>_<ID>",
+                "A manifest's form value (upper-cased; every other character as _); wins over the config.",
+            ),
+            ("CREDENTIALS_DIRECTORY", "systemd's credentials folder: <name>.<ID> files hold form values."),
+            ("RUST_LOG", "Log filter, e.g. rosterd=debug."),
+            ("NO_COLOR", "Never colour the output."),
+        ],
+    ),
+    (
+        "FILES",
+        &[
+            (
+                "./rosterd.toml",
+                "The config when neither --config nor ROSTERD_CONFIG says another (see config.example.toml).",
+            ),
+            ("./integrations/", "The manifests, one JSON file per integration (integrations_dir)."),
+            (
+                "./rosterd.db",
+                "The SQLite store (database), with rosterd.db.lock.d/ holding one run lock per integration.",
+            ),
+        ],
+    ),
+];

@@ -59,6 +59,12 @@ fn completions_and_a_man_page_come_from_the_command_line_definition() {
     let man = dir.rosterd(&["man"]);
     assert_eq!(man.code(), 0, "{}", man.all());
     assert!(man.stdout().contains(".TH rosterd") && man.stdout().contains("validate"), "{}", man.stdout());
+    // One page, and it says what a script and an admin need.
+    for section in [".SH COMMANDS", ".SH EXIT STATUS", ".SH ENVIRONMENT", ".SH FILES", "ROSTERD_SECRET_"] {
+        assert!(man.stdout().contains(section), "{section} missing: {}", man.stdout());
+    }
+    assert!(!man.stdout().contains("rosterd\\-validate(1)"), "refers to no page it does not install");
+    assert!(!man.stdout().contains("(1)"), "no other page: {}", man.stdout());
 }
 
 #[tokio::test]
