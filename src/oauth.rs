@@ -272,11 +272,27 @@ pub async fn complete(
     db: &Database,
     callback: &Callback,
 ) -> Result<StoredToken, CallbackError> {
-    let store = db.connect().map_err(OAuthError::from)?;
     let Some(state) = &callback.state else { return Err(CallbackError::State) };
-    let Some(redirect_url) = store.take_state(state, &m.name).map_err(OAuthError::from)? else {
+    let Some(redirect_url) = db.connect().and_then(|s| s.take_state(state, &m.name)).map_err(OAuthError::from)? else {
         return Err(CallbackError::State);
     };
+    let result = exchange_taken(m, config, db, &redirect_url, callback).await;
+    // The command waiting on this state learns how it ended (the daemon's callback route).
+    let error = result.as_ref().err().map(ToString::to_string);
+    if let Err(e) = db.connect().and_then(|s| s.finish_state(state, error.as_deref())) {
+        tracing::error!(integration = %m.name, "cannot record how the OAuth callback ended: {e}");
+    }
+    result
+}
+
+/// The code exchange of a callback whose state was taken.
+async fn exchange_taken(
+    m: &Manifest,
+    config: &Config,
+    db: &Database,
+    redirect_url: &str,
+    callback: &Callback,
+) -> Result<StoredToken, CallbackError> {
     if let Some(e) = &callback.error {
         return Err(CallbackError::Refused(e.clone()));
     }
@@ -284,8 +300,7 @@ pub async fn complete(
     if callback.code.is_none() && !o.without_code {
         return Err(CallbackError::NoCode);
     }
-    drop(store);
-    Ok(exchange(m, config, db, &redirect_url, callback.code.as_deref()).await?)
+    Ok(exchange(m, config, db, redirect_url, callback.code.as_deref()).await?)
 }
 
 /// Why a callback did not end in a stored token.

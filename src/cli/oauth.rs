@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::error::Error;
 use crate::oauth::{self, Callback, CallbackError};
-use crate::port::Tokens;
+use crate::port::{StateOutcome, Tokens};
 use crate::store::{Database, Store};
 
 /// `--timeout`: `90s`, `10m`, `1h` or plain seconds.
@@ -204,12 +204,20 @@ async fn wait_for_callback(
                 }
             }
             _ = poll.tick() => {
-                if !store.state_pending(state)? {
-                    // The daemon's callback route took it.
-                    if let Some(token) = store.token(&m.name)? {
-                        return Ok(token);
+                // The daemon's callback route may have taken it: wait for its exchange to end.
+                match store.state_outcome(state)? {
+                    StateOutcome::Waiting | StateOutcome::Exchanging => {}
+                    StateOutcome::Stored => {
+                        return store.token(&m.name)?.ok_or_else(|| {
+                            Error::RunFailed("the daemon stored the token, but it is gone; run this again".into())
+                        });
                     }
-                    return Err(Error::RunFailed("the daemon took the callback but stored no token; see its log".into()));
+                    StateOutcome::Failed(why) => {
+                        return Err(Error::RunFailed(format!("the daemon took the callback, and the exchange failed: {why}")));
+                    }
+                    StateOutcome::Unknown => {
+                        return Err(Error::RunFailed("the link's state expired; run `rosterd oauth NAME` again".into()));
+                    }
                 }
             }
         }

@@ -30,7 +30,7 @@ pub use figures::{Figures, Metrics};
 pub use import::{Import, ImportLookup, ImportTransaction, Write};
 pub use outbound::Outbound;
 pub use runs::{PushRow, RequestRow, RunDetail, RunEnd, RunRow, Runs, UserRow, Users};
-pub use tokens::{StoredToken, Tokens};
+pub use tokens::{StateOutcome, StoredToken, Tokens};
 
 /// Why the store could not do what was asked; every engine's errors end here.
 #[derive(Debug, thiserror::Error)]

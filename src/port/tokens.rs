@@ -37,6 +37,23 @@ pub trait Tokens {
     /// carried: `None` when it was never handed out, was used already, belongs
     /// to another integration or has expired.
     fn take_state(&self, state: &str, integration: &str) -> Result<Option<String>, StoreError>;
-    /// Whether `state` is still waiting for its callback.
-    fn state_pending(&self, state: &str) -> Result<bool, StoreError>;
+    /// Notes how the exchange of a taken `state` ended (`error`: why it failed).
+    fn finish_state(&self, state: &str, error: Option<&str>) -> Result<(), StoreError>;
+    /// Where `state` stands: waiting for its callback, taken and exchanging, or done.
+    fn state_outcome(&self, state: &str) -> Result<StateOutcome, StoreError>;
+}
+
+/// Where an authorize link's `state` stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateOutcome {
+    /// No callback has brought it yet.
+    Waiting,
+    /// A callback took it; its code is being exchanged.
+    Exchanging,
+    /// The exchange stored a token.
+    Stored,
+    /// The exchange failed, and why.
+    Failed(String),
+    /// Not known: it expired, or was never handed out.
+    Unknown,
 }

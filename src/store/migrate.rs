@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_oauth.sql"),
     include_str!("migrations/0008_push.sql"),
     include_str!("migrations/0009_run_dry_run_and_summary.sql"),
+    include_str!("migrations/0010_oauth_state_outcome.sql"),
 ];
 
 /// Brings the schema up to date. The version is read and raised inside one

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use super::{Store, StoreError, now};
-use crate::port::{StoredToken, Tokens};
+use crate::port::{StateOutcome, StoredToken, Tokens};
 
 impl Tokens for Store {
     fn token(&self, integration: &str) -> Result<Option<StoredToken>, StoreError> {
@@ -47,13 +47,15 @@ impl Tokens for Store {
 
     /// Takes `state` back for `integration`, with the redirect URL its link
     /// carried: `None` when it was never handed out, was used already, belongs
-    /// to another integration or has expired.
+    /// to another integration or has expired. It stays (taken) until it
+    /// expires, so the command that handed it out learns how the exchange ended.
     fn take_state(&self, state: &str, integration: &str) -> Result<Option<String>, StoreError> {
         let now_secs = chrono::Utc::now().timestamp();
         let row = self
             .conn
             .query_row(
-                "DELETE FROM oauth_states WHERE state = ?1 RETURNING integration, redirect_url, expires_at",
+                "UPDATE oauth_states SET taken = 1 WHERE state = ?1 AND taken = 0
+                 RETURNING integration, redirect_url, expires_at",
                 params![state],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
             )
@@ -63,10 +65,25 @@ impl Tokens for Store {
         }))
     }
 
-    /// Whether `state` is still waiting for its callback.
-    fn state_pending(&self, state: &str) -> Result<bool, StoreError> {
-        let n: i64 =
-            self.conn.query_row("SELECT COUNT(*) FROM oauth_states WHERE state = ?1", params![state], |r| r.get(0))?;
-        Ok(n > 0)
+    fn finish_state(&self, state: &str, error: Option<&str>) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE oauth_states SET finished = 1, error = ?2 WHERE state = ?1", params![state, error])?;
+        Ok(())
+    }
+
+    fn state_outcome(&self, state: &str) -> Result<StateOutcome, StoreError> {
+        let row = self
+            .conn
+            .query_row("SELECT taken, finished, error FROM oauth_states WHERE state = ?1", params![state], |r| {
+                Ok((r.get::<_, bool>(0)?, r.get::<_, bool>(1)?, r.get::<_, Option<String>>(2)?))
+            })
+            .optional()?;
+        Ok(match row {
+            None => StateOutcome::Unknown,
+            Some((false, _, _)) => StateOutcome::Waiting,
+            Some((true, false, _)) => StateOutcome::Exchanging,
+            Some((true, true, None)) => StateOutcome::Stored,
+            Some((true, true, Some(e))) => StateOutcome::Failed(e),
+        })
     }
 }

@@ -30,6 +30,8 @@ struct Provider {
     refuse_refresh: bool,
     /// Every token request: (grant, full URL, Content-Type, body).
     requests: Vec<(String, String, String, String)>,
+    /// How long the provider takes to answer a token request.
+    delay_ms: u64,
 }
 
 #[derive(Clone)]
@@ -61,8 +63,11 @@ impl Respond for Shared {
             "client_credentials" => field("client_secret").as_deref() == Some(CLIENT_SECRET),
             _ => false,
         };
+        let delay = std::time::Duration::from_millis(p.delay_ms);
         if !ok {
-            return ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant", "echo": body}));
+            return ResponseTemplate::new(400)
+                .set_body_json(json!({"error": "invalid_grant", "echo": body}))
+                .set_delay(delay);
         }
         p.issued += 1;
         let access = format!("access-token-{:04}", p.issued);
@@ -73,7 +78,7 @@ impl Respond for Shared {
             p.refresh = Some(refresh.clone());
             answer["refresh_token"] = json!(refresh);
         }
-        ResponseTemplate::new(200).set_body_json(answer)
+        ResponseTemplate::new(200).set_body_json(answer).set_delay(delay)
     }
 }
 
@@ -455,6 +460,26 @@ async fn the_daemon_takes_the_callback() {
     assert_eq!(s.provider.get(|p| p.requests.len()), 1);
     let run = s.dir.rosterd(&["run", "google", "--json"]);
     assert_eq!(run.code(), 0, "{}", run.all());
+
+    // A slow provider: the command waits for the daemon's exchange, however long it takes.
+    s.provider.get(|p| p.delay_ms = 1500);
+    let (child, link) = start_oauth(&s.dir, &["--timeout", "30s"]).await;
+    let state = query(&link, "state").unwrap();
+    let page = http().get(format!("{redirect}?code={}&state={state}", urlencode(CODE))).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let out = finish(child).await;
+    assert!(out.status.success(), "a slow provider: {}", out.stderr);
+    assert!(out.stdout.contains("google: token stored"), "{}", out.stdout);
+
+    // A failed exchange is a failure, though an older token is stored.
+    s.provider.get(|p| p.delay_ms = 0);
+    let (child, link) = start_oauth(&s.dir, &["--timeout", "30s"]).await;
+    let state = query(&link, "state").unwrap();
+    let page = http().get(format!("{redirect}?code=not-the-code&state={state}")).send().await.unwrap();
+    assert_eq!(page.status(), 502);
+    let out = finish(child).await;
+    assert!(!out.status.success(), "{}", out.stdout);
+    assert!(out.stderr.contains("the exchange failed") && out.stderr.contains("invalid_grant"), "{}", out.stderr);
 }
 
 #[test]
