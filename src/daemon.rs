@@ -307,7 +307,10 @@ impl Daemon {
         if !self.service.wait_idle(Some(grace)).await {
             tracing::warn!("stopping: cancelling runs still going after {}s", grace.as_secs());
             self.service.cancel_runs();
-            self.service.wait_idle(Some(Duration::from_secs(30))).await;
+            // A cancelled push sends nothing new but waits for the requests in
+            // flight, each bounded by the request timeout: so does the stop.
+            let drain = Duration::from_secs(self.config().http.timeout_secs.saturating_add(5).max(30));
+            self.service.wait_idle(Some(drain)).await;
         }
         tracing::info!("stopped");
     }

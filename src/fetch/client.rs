@@ -23,6 +23,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How much of a source's answer an error shows.
 const EXCERPT_BYTES: usize = 500;
 
+/// When a failed request is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Whenever the failure may pass (release 1's retries).
+    Any,
+    /// Only when it cannot have been applied (see `Client::send_with`).
+    Unsent,
+}
+
 /// A request ready to send; the URL and headers are rendered, not yet redacted.
 #[derive(Clone)]
 pub struct Request {
@@ -131,6 +140,15 @@ impl Client {
     /// Sends `req`, retrying as configured. The error names the request,
     /// its URL, the status and a body excerpt.
     pub async fn send(&mut self, req: &Request) -> Result<Response, FetchError> {
+        self.send_with(req, Retry::Any).await
+    }
+
+    /// `send` with a retry policy: a request that must not be applied twice
+    /// (a push's create) is retried only when it cannot have reached the
+    /// target (no connection), or the target said it did not take it (429 or
+    /// 503 with `Retry-After`); after a timeout or another 5xx it may have been
+    /// stored, so it is not sent again.
+    pub async fn send_with(&mut self, req: &Request, retry: Retry) -> Result<Response, FetchError> {
         let shown_url = self.redactor.redact(&req.url);
         let headers = self.header_map(req)?;
         let mut attempt = 0u32;
@@ -158,7 +176,18 @@ impl Client {
                 Ok(response) => return Ok(response),
                 Err(f) => f,
             };
-            if failure.retryable && attempt <= self.http.retries {
+            let allowed = match retry {
+                Retry::Any => failure.retryable,
+                Retry::Unsent => {
+                    failure.unsent
+                        || (failure.retry_after.is_some()
+                            && matches!(
+                                failure.status,
+                                Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
+                            ))
+                }
+            };
+            if allowed && attempt <= self.http.retries {
                 let wait = failure.retry_after.unwrap_or_else(|| self.backoff(attempt)).min(MAX_BACKOFF);
                 tracing::warn!(step = %req.label, url = %shown_url, attempt, wait_ms = wait.as_millis() as u64,
                     "retrying: {}", self.redactor.redact(&failure.cause));
@@ -206,6 +235,7 @@ impl Client {
             retryable: e.is_connect() || e.is_timeout() || e.is_request(),
             retry_after: None,
             cause: describe_reqwest(&e),
+            unsent: e.is_connect(),
         })?;
         let status = resp.status();
         let limit = self.http.max_response_bytes;
@@ -236,6 +266,7 @@ impl Client {
                         retryable: true,
                         retry_after: None,
                         cause: format!("the response was cut off after {} bytes: {}", body.len(), describe_reqwest(&e)),
+                        unsent: false,
                     });
                 }
             }
@@ -255,6 +286,7 @@ impl Client {
             bytes: Some(body.len() as i64),
             retryable: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
             retry_after: retry_after(resp.headers()),
+            unsent: false,
             cause: format!(
                 "HTTP {status}{expected}{}",
                 if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") }
@@ -277,11 +309,13 @@ struct Failure {
     retryable: bool,
     retry_after: Option<Duration>,
     cause: String,
+    /// The request cannot have reached the target (no connection was made).
+    unsent: bool,
 }
 
 impl Failure {
     fn fatal(status: StatusCode, cause: String) -> Self {
-        Self { status: Some(status), bytes: None, retryable: false, retry_after: None, cause }
+        Self { status: Some(status), bytes: None, retryable: false, retry_after: None, cause, unsent: false }
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-pub use client::{Attempt, Client, Request, Response, excerpt};
+pub use client::{Attempt, Client, Request, Response, Retry, excerpt};
 pub use error::FetchError;
 pub use token::{Renew, Token, merge, token_request};
 

@@ -10,7 +10,11 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::fetch::{Client, Request};
+use crate::fetch::{Client, Request, Retry};
+
+/// How a create whose outcome is not known is recorded (it timed out, or a 5xx).
+pub const UNKNOWN: &str =
+    "outcome unknown (the target may have stored it; the next push's listing settles it, so it was not sent again)";
 use crate::port::PushRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -81,10 +85,20 @@ impl Sender {
         self.tasks.spawn(async move {
             let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
+            // A create is sent again only when it cannot have reached the
+            // target: a second one that did would make a duplicate account.
+            let retry = if job.kind == Kind::Create { Retry::Unsent } else { Retry::Any };
             let (status, error) = match &job.request {
-                Ok(request) => match client.send(request).await {
+                Ok(request) => match client.send_with(request, retry).await {
                     Ok(resp) => (Some(resp.status.as_u16()), None),
-                    Err(e) => (e.status(), Some(client.redactor().redact(&e.to_string()))),
+                    Err(e) => {
+                        let text = client.redactor().redact(&e.to_string());
+                        // After a timeout or a 5xx the target may have stored it: the
+                        // next push's listing settles it, nothing is sent again now.
+                        let unknown = job.kind == Kind::Create && e.status().is_none_or(|s| s >= 500);
+                        let text = if unknown { format!("{UNKNOWN}: {text}") } else { text };
+                        (e.status(), Some(text))
+                    }
                 },
                 Err(why) => (None, Some(client.redactor().redact(why))),
             };

@@ -29,6 +29,8 @@ struct Target {
     fail_listing: bool,
     /// How long each write takes.
     delay_ms: u64,
+    /// A POST stores the user, then answers this late (after a client's timeout).
+    answer_late_ms: u64,
 }
 
 #[derive(Clone, Default)]
@@ -98,6 +100,10 @@ async fn create(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Va
             .into_response();
     }
     s.add(body.clone());
+    let late = s.with(|t| t.answer_late_ms);
+    if late > 0 {
+        tokio::time::sleep(Duration::from_millis(late)).await;
+    }
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
@@ -589,4 +595,76 @@ async fn a_target_that_lost_its_ids_is_not_flooded() {
     let forced = push(&dir, &["--force"]).await;
     assert_eq!(forced.code(), 0, "{}", forced.all());
     assert_eq!(forced.json()["created"].as_i64(), Some(2));
+}
+
+/// SIGTERM to `serve` while a push sends: no new request, and the process
+/// exits only once the requests in flight have ended and are recorded,
+/// whatever `shutdown_grace_secs` says about cancelling.
+#[tokio::test]
+async fn sigterm_to_serve_waits_for_the_push_requests_in_flight() {
+    let (base, t) = target().await;
+    t.with(|t| t.delay_ms = 1500);
+    let people: Vec<(String, String, String)> =
+        (0..10).map(|i| (format!("P{i} Person"), format!("P{i}"), format!("p{i}@acme.example"))).collect();
+    let refs: Vec<(&str, &str, &str)> = people.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    let dir = dir_with(&refs, &learnifier(&base, |_| {}));
+    let token = "serve-token-0123456789";
+    dir.config(&format!(
+        "shutdown_grace_secs = 0\n[secrets.lms]\nKEY = \"{KEY}\"\n[push]\nconcurrency = 2\n\
+         [api]\nlisten = \"127.0.0.1:0\"\ntokens = [\"{token}\"]\n"
+    ));
+    let mut serve = tokio::process::Command::from(dir.command(&["serve"]));
+    serve.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+    let mut serve = serve.spawn().unwrap();
+    let addr = crate::listening_address(serve.stderr.take().unwrap()).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let started = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/integrations/lms/run"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let waiting = std::time::Instant::now();
+    while t.in_flight.load(Ordering::SeqCst) == 0 {
+        assert!(waiting.elapsed() < Duration::from_secs(20), "no write started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::process::Command::new("kill").args(["-TERM", &serve.id().unwrap().to_string()]).status().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), serve.wait()).await.expect("serve stops").unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(t.in_flight.load(Ordering::SeqCst), 0, "serve exited with requests in flight");
+    let posts = t.writes().len();
+    assert!(posts < 10, "no new request after SIGTERM: {posts} of 10 sent");
+    let recorded = dir.query("SELECT COUNT(*) FROM push_requests")[0].parse::<usize>().unwrap();
+    assert_eq!(recorded, posts, "every request that reached the target is recorded");
+    assert_eq!(dir.query("SELECT status FROM runs WHERE integration = 'lms' ORDER BY id DESC LIMIT 1"), ["failed"]);
+}
+
+/// A POST that times out after the target stored it is not sent again: it
+/// is recorded as of unknown outcome, and the next push's listing finds the
+/// user there, so the target converges without a duplicate.
+#[tokio::test]
+async fn a_create_that_timed_out_is_not_sent_twice() {
+    let (base, t) = target().await;
+    t.add(json!({"externalId": "OLD", "email": "old@acme.example"}));
+    t.with(|t| t.answer_late_ms = 1500);
+    let dir = dir_with(PEOPLE, &learnifier(&base, |m| m["max_remove"] = json!(5)));
+    dir.config(&format!("[secrets.lms]\nKEY = \"{KEY}\"\n[http]\ntimeout_secs = 1\nretries = 3\nretry_base_ms = 10\n"));
+    let first = push(&dir, &[]).await;
+    assert_eq!(first.code(), 1, "{}", first.all());
+    let posts = t.writes().iter().filter(|w| w.0 == "POST").count();
+    assert_eq!(posts, 3, "one POST per user, none retried: {:?}", t.writes());
+    let unknown =
+        dir.query("SELECT COUNT(*) FROM push_requests WHERE kind = 'create' AND error LIKE 'outcome unknown%'");
+    assert_eq!(unknown, ["3"]);
+    // The next push lists them there: nothing created again, no duplicate.
+    t.with(|t| t.answer_late_ms = 0);
+    let second = push(&dir, &[]).await;
+    assert_eq!(second.code(), 0, "{}", second.all());
+    assert_eq!(second.json()["created"].as_i64(), Some(0));
+    for id in ["E1", "E2", "E3"] {
+        let n = t.with(|t| t.users.iter().filter(|u| u["externalId"] == id).count());
+        assert_eq!(n, 1, "{id} exists once");
+    }
 }
