@@ -125,11 +125,18 @@ pub struct Renewer<'a> {
     db: &'a Database,
     /// The template values a renewal renders with (form values, `redirect_url`).
     values: Map<String, Value>,
+    /// The latest token this renewer got, if it renewed at all.
+    latest: Option<Value>,
 }
 
 impl<'a> Renewer<'a> {
     pub fn new(m: &'a Manifest, db: &'a Database, values: &Map<String, Value>) -> Self {
-        Renewer { m, db, values: values.clone() }
+        Renewer { m, db, values: values.clone(), latest: None }
+    }
+
+    /// The token response it last renewed, for the rest of the run.
+    pub fn latest(&self) -> Option<&Value> {
+        self.latest.as_ref()
     }
 
     fn step(&self) -> Option<&'a Step> {
@@ -154,6 +161,7 @@ impl Renew for Renewer<'_> {
             if let Err(e) = keep(self.db, &self.m.name, client.redactor(), token.clone()) {
                 tracing::error!("cannot store the renewed OAuth token: {e}");
             }
+            self.latest = Some(token.response.clone());
             Ok(token.response)
         })
     }

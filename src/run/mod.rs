@@ -476,7 +476,13 @@ async fn fetch_phase(
         }
         let mut renewer = crate::oauth::Renewer::new(m, ctx.db, &values);
         let renew: Option<&mut dyn fetch::Renew> = m.oauth.is_some().then_some(&mut renewer);
-        Ok(fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress, renew).await?)
+        let fetched = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress, renew).await;
+        // A token renewed during the fetch (a 401 of the listing) is the one
+        // the rest of the run uses: a push's sends carry it.
+        if let Some(token) = renewer.latest() {
+            kept.insert("oauth".into(), token.clone());
+        }
+        Ok(fetched?)
     };
     let result = tokio::select! {
         result = work => result,

@@ -31,6 +31,11 @@ struct Target {
     delay_ms: u64,
     /// A POST stores the user, then answers this late (after a client's timeout).
     answer_late_ms: u64,
+    /// An OAuth target: the one access token it accepts (instead of KEY), and how many it issued.
+    oauth_token: Option<String>,
+    issued: u32,
+    /// The Authorization header of every write.
+    write_auth: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -60,8 +65,25 @@ impl Shared {
     }
 }
 
-fn authorized(headers: &HeaderMap) -> bool {
-    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {KEY}"))
+fn authorized_in(t: &Target, headers: &HeaderMap) -> bool {
+    let expected = t.oauth_token.clone().unwrap_or_else(|| KEY.to_string());
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {expected}"))
+}
+
+fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
+    let expected = s.with(|t| t.oauth_token.clone()).unwrap_or_else(|| KEY.to_string());
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {expected}"))
+}
+
+/// The OAuth target's token endpoint (client credentials): a new token each time, the only one accepted.
+async fn token(State(s): State<Shared>) -> Response {
+    let token = s.with(|t| {
+        t.issued += 1;
+        let token = format!("tok-{:04}", t.issued);
+        t.oauth_token = Some(token.clone());
+        token
+    });
+    Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})).into_response()
 }
 
 async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
@@ -69,7 +91,7 @@ async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<Vec<(
     let (offset, limit) = (param("offset").unwrap_or(0), param("limit").unwrap_or(100));
     s.with(|t| {
         t.log.push(("GET".into(), format!("/users?offset={offset}&limit={limit}"), Value::Null));
-        if !authorized(&headers) {
+        if !authorized_in(t, &headers) {
             return StatusCode::UNAUTHORIZED.into_response();
         }
         if t.fail_listing {
@@ -86,8 +108,12 @@ async fn write(s: &Shared, method: &str, path: String, headers: &HeaderMap, body
     let delay = s.with(|t| t.delay_ms);
     tokio::time::sleep(Duration::from_millis(delay)).await;
     s.in_flight.fetch_sub(1, Ordering::SeqCst);
-    s.with(|t| t.log.push((method.into(), path, body)));
-    (!authorized(headers)).then(|| StatusCode::UNAUTHORIZED.into_response())
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    s.with(|t| {
+        t.log.push((method.into(), path, body));
+        t.write_auth.push(auth);
+    });
+    (!authorized(s, headers)).then(|| StatusCode::UNAUTHORIZED.into_response())
 }
 
 async fn create(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -136,6 +162,7 @@ async fn target() -> (String, Shared) {
     let app = Router::new()
         .route("/v1/users", get(list).post(create))
         .route("/v1/users/{id}", patch(change).delete(delete))
+        .route("/v1/token", axum::routing::post(token))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -667,4 +694,36 @@ async fn a_create_that_timed_out_is_not_sent_twice() {
         let n = t.with(|t| t.users.iter().filter(|u| u["externalId"] == id).count());
         assert_eq!(n, 1, "{id} exists once");
     }
+}
+
+/// An OAuth target whose stored token was revoked: the listing's 401 renews
+/// it once, and every request the push sends after carries the new token.
+#[tokio::test]
+async fn a_token_renewed_on_the_listing_is_the_one_the_sends_carry() {
+    let (base, t) = target().await;
+    let oauth = |m: &mut Value| {
+        m["headers"] = json!({"Authorization": "Bearer {{ oauth.access_token }}"});
+        m["initial_data_form"] = json!([]);
+        m["oauth"] = json!({"access_token": {"url": format!("{base}/token"), "method": "POST",
+                                             "data": {"grant_type": "client_credentials"}}});
+    };
+    let dir = dir_with(&PEOPLE[..1], &learnifier(&base, oauth));
+    dir.config("[http]\nretries = 0\n");
+    let first = push(&dir, &["--force"]).await;
+    assert_eq!(first.code(), 0, "{}", first.all());
+    assert_eq!(t.with(|t| t.write_auth.clone()), ["Bearer tok-0001"]);
+    // The target revokes it; a new local user needs a create.
+    t.with(|t| {
+        t.oauth_token = Some("revoked-elsewhere".into());
+        t.write_auth.clear();
+    });
+    let file = dir.write(
+        "more.json",
+        &json!({"users": [{"name": "Bob Jones", "employee_id": "E2", "email": "bob@acme.example"}]}).to_string(),
+    );
+    assert_eq!(dir.rosterd(&["import", file.to_str().unwrap()]).code(), 0);
+    let second = push(&dir, &[]).await;
+    assert_eq!(second.code(), 0, "{}", second.all());
+    assert_eq!(second.json()["created"].as_i64(), Some(1));
+    assert_eq!(t.with(|t| t.write_auth.clone()), ["Bearer tok-0002"], "the send carries the renewed token");
 }
