@@ -120,18 +120,19 @@ pub async fn prepare(
 /// The `Renew` port a run's fetch calls when a source answers 401: the
 /// manifest's `refresh` request (or, for client credentials, a new token),
 /// merged into the refused token, its values marked secret and stored.
-pub struct Renewer<'a> {
-    m: &'a Manifest,
-    db: &'a Database,
+/// It owns what it needs, so a push's sends, running as tasks of their own, can share one.
+pub struct Renewer {
+    m: std::sync::Arc<Manifest>,
+    db: Database,
     /// The template values a renewal renders with (form values, `redirect_url`).
     values: Map<String, Value>,
     /// The latest token this renewer got, if it renewed at all.
     latest: Option<Value>,
 }
 
-impl<'a> Renewer<'a> {
-    pub fn new(m: &'a Manifest, db: &'a Database, values: &Map<String, Value>) -> Self {
-        Renewer { m, db, values: values.clone(), latest: None }
+impl Renewer {
+    pub fn new(m: std::sync::Arc<Manifest>, db: &Database, values: &Map<String, Value>) -> Self {
+        Renewer { m, db: db.clone(), values: values.clone(), latest: None }
     }
 
     /// The token response it last renewed, for the rest of the run.
@@ -139,26 +140,26 @@ impl<'a> Renewer<'a> {
         self.latest.as_ref()
     }
 
-    fn step(&self) -> Option<&'a Step> {
+    fn step(&self) -> Option<&Step> {
         let o = self.m.oauth.as_ref()?;
         o.refresh.as_ref().or((!o.needs_consent()).then_some(&o.access_token))
     }
 }
 
-impl Renew for Renewer<'_> {
+impl Renew for Renewer {
     fn can_renew(&self) -> bool {
         self.step().is_some()
     }
 
     fn renew<'r>(&'r mut self, client: &'r mut Client, old: &'r Value) -> BoxFuture<'r, Result<Value, FetchError>> {
         Box::pin(async move {
-            let Some(step) = self.step() else { return Ok(old.clone()) };
+            let Some(step) = self.step().cloned() else { return Ok(old.clone()) };
             let mut ctx = self.values.clone();
             ctx.insert("oauth".into(), old.clone());
-            let answer = fetch::token_request(self.m, step, ctx, None, client, "oauth renewal").await?;
+            let answer = fetch::token_request(&self.m, &step, ctx, None, client, "oauth renewal").await?;
             let token = Token::new(fetch::merge(old, answer));
             // A token that cannot be stored still serves this run; the next one renews again.
-            if let Err(e) = keep(self.db, &self.m.name, client.redactor(), token.clone()) {
+            if let Err(e) = keep(&self.db, &self.m.name, client.redactor(), token.clone()) {
                 tracing::error!("cannot store the renewed OAuth token: {e}");
             }
             self.latest = Some(token.response.clone());

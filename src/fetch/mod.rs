@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 pub use client::{Attempt, Client, Request, Response, Retry, excerpt};
 pub use error::FetchError;
-pub use token::{Renew, Token, merge, token_request};
+pub use token::{Renew, Token, merge, token_request, with_token};
 
 use crate::manifest::{FieldPath, Manifest, Pagination, Step};
 use crate::mapping::{RecordArena, text};

@@ -132,29 +132,35 @@ impl Fetch<'_> {
         let Some(renew) = self.renew.as_deref_mut() else { return Ok(req.clone()) };
         let merged = renew.renew(self.client, &old).await?;
         tracing::info!("the source answered 401: renewed the OAuth token and retrying the request once");
-        let mut retry = req.clone();
-        for (field, old_value) in old.as_object().into_iter().flatten() {
-            let (Some(old_value), Some(new_value)) = (old_value.as_str(), merged.get(field).and_then(Value::as_str))
-            else {
-                continue;
-            };
-            if old_value.is_empty() || old_value == new_value {
-                continue;
-            }
-            retry.url = retry.url.replace(old_value, new_value);
-            for (_, v) in &mut retry.headers {
-                *v = v.replace(old_value, new_value);
-            }
-            if let Some(body) = retry.body.take() {
-                retry.body = Some(match String::from_utf8(body) {
-                    Ok(text) => text.replace(old_value, new_value).into_bytes(),
-                    Err(e) => e.into_bytes(),
-                });
-            }
-        }
+        let retry = with_token(req, &old, &merged);
         self.set("oauth", merged);
         Ok(retry)
     }
+}
+
+/// `req` as rendered with token response `old`, with `new`'s values in
+/// their place (URL, headers, body): a request sent again after a renewal.
+pub fn with_token(req: &Request, old: &Value, new: &Value) -> Request {
+    let mut retry = req.clone();
+    for (field, old_value) in old.as_object().into_iter().flatten() {
+        let (Some(old_value), Some(new_value)) = (old_value.as_str(), new.get(field).and_then(Value::as_str)) else {
+            continue;
+        };
+        if old_value.is_empty() || old_value == new_value {
+            continue;
+        }
+        retry.url = retry.url.replace(old_value, new_value);
+        for (_, v) in &mut retry.headers {
+            *v = v.replace(old_value, new_value);
+        }
+        if let Some(body) = retry.body.take() {
+            retry.body = Some(match String::from_utf8(body) {
+                Ok(text) => text.replace(old_value, new_value).into_bytes(),
+                Err(e) => e.into_bytes(),
+            });
+        }
+    }
+    retry
 }
 
 /// The characters a query value keeps as they are (RFC 3986 unreserved).

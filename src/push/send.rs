@@ -10,7 +10,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::fetch::{Client, Request, Retry};
+use serde_json::Value;
+
+use crate::fetch::{Client, FetchError, Renew, Request, Response, Retry, with_token};
 
 /// How a create whose outcome is not known is recorded (it timed out, or a 5xx).
 pub const UNKNOWN: &str =
@@ -48,6 +50,62 @@ pub struct Job {
     pub request: Result<Request, String>,
 }
 
+/// How the sends of one push answer a 401: the run's OAuth token is renewed
+/// once for them all (the first refused request renews it, the others wait
+/// and use the new one), and each refused request goes again once, its old
+/// token's values swapped for the new ones.
+pub struct SendRenewal {
+    /// The token response the requests were rendered with.
+    initial: Value,
+    state: tokio::sync::Mutex<RenewState>,
+}
+
+struct RenewState {
+    renewer: Box<dyn Renew>,
+    /// The renewed token, once there is one.
+    current: Option<Value>,
+    /// A renewal failed: not tried again in this run.
+    failed: bool,
+}
+
+impl SendRenewal {
+    pub fn new(initial: Value, renewer: Box<dyn Renew>) -> SendRenewal {
+        let state = RenewState { renewer, current: None, failed: false };
+        SendRenewal { initial, state: tokio::sync::Mutex::new(state) }
+    }
+
+    /// `req`, refused with 401 (`refused`), sent again with the renewed token.
+    async fn retry(
+        &self,
+        client: &mut Client,
+        req: &Request,
+        retry: Retry,
+        refused: FetchError,
+    ) -> Result<Response, FetchError> {
+        let current = {
+            let mut state = self.state.lock().await;
+            if state.current.is_none() && !state.failed && state.renewer.can_renew() {
+                let RenewState { renewer, .. } = &mut *state;
+                match renewer.renew(client, &self.initial).await {
+                    Ok(token) => {
+                        tracing::info!("the target answered 401: renewed the OAuth token; sending again with it");
+                        state.current = Some(token);
+                    }
+                    Err(e) => {
+                        state.failed = true;
+                        return Err(e);
+                    }
+                }
+            }
+            match &state.current {
+                Some(token) => token.clone(),
+                None => return Err(refused),
+            }
+        };
+        client.send_with(&with_token(req, &self.initial, &current), retry).await
+    }
+}
+
 /// Sends jobs concurrently and collects their outcomes (redacted).
 pub struct Sender {
     client: Client,
@@ -58,9 +116,17 @@ pub struct Sender {
     in_flight: Arc<AtomicUsize>,
     pub peak: Arc<AtomicUsize>,
     pub sent: u64,
+    /// How a 401 is answered, for a push that uses an OAuth token.
+    renewal: Option<Arc<SendRenewal>>,
 }
 
 impl Sender {
+    /// A 401 renews the run's OAuth token once and sends again (see `SendRenewal`).
+    pub fn with_renewal(mut self, renewal: Option<SendRenewal>) -> Sender {
+        self.renewal = renewal.map(Arc::new);
+        self
+    }
+
     pub fn new(client: Client, concurrency: usize) -> Sender {
         Sender {
             client,
@@ -70,6 +136,7 @@ impl Sender {
             in_flight: Arc::new(AtomicUsize::new(0)),
             peak: Arc::new(AtomicUsize::new(0)),
             sent: 0,
+            renewal: None,
         }
     }
 
@@ -80,7 +147,7 @@ impl Sender {
             self.done.push(row);
         }
         let mut client = self.client.fork();
-        let (in_flight, peak) = (self.in_flight.clone(), self.peak.clone());
+        let (in_flight, peak, renewal) = (self.in_flight.clone(), self.peak.clone(), self.renewal.clone());
         self.sent += 1;
         self.tasks.spawn(async move {
             let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -89,7 +156,7 @@ impl Sender {
             // target: a second one that did would make a duplicate account.
             let retry = if job.kind == Kind::Create { Retry::Unsent } else { Retry::Any };
             let (status, error) = match &job.request {
-                Ok(request) => match client.send_with(request, retry).await {
+                Ok(request) => match send(&mut client, request, retry, renewal.as_deref()).await {
                     Ok(resp) => (Some(resp.status.as_u16()), None),
                     Err(e) => {
                         let text = client.redactor().redact(&e.to_string());
@@ -137,5 +204,19 @@ impl Sender {
             }
         }
         std::mem::take(&mut self.done)
+    }
+}
+
+/// Sends `request`; a 401 gets one renewal of the run's token (shared by the
+/// push's sends) and one more try.
+async fn send(
+    client: &mut Client,
+    request: &Request,
+    retry: Retry,
+    renewal: Option<&SendRenewal>,
+) -> Result<Response, FetchError> {
+    match (client.send_with(request, retry).await, renewal) {
+        (Err(e), Some(renewal)) if e.status() == Some(401) => renewal.retry(client, request, retry, e).await,
+        (result, _) => result,
     }
 }

@@ -474,12 +474,13 @@ async fn fetch_phase(
         if m.push.is_some() {
             kept = values.clone();
         }
-        let mut renewer = crate::oauth::Renewer::new(m, ctx.db, &values);
-        let renew: Option<&mut dyn fetch::Renew> = m.oauth.is_some().then_some(&mut renewer);
+        let mut renewer =
+            m.oauth.as_ref().map(|_| crate::oauth::Renewer::new(std::sync::Arc::new(m.clone()), ctx.db, &values));
+        let renew = renewer.as_mut().map(|r| r as &mut dyn fetch::Renew);
         let fetched = fetch::fetch(m, values, &mut client, config.http.max_pages, &mut progress, renew).await;
         // A token renewed during the fetch (a 401 of the listing) is the one
         // the rest of the run uses: a push's sends carry it.
-        if let Some(token) = renewer.latest() {
+        if let Some(token) = renewer.as_ref().and_then(|r| r.latest()) {
             kept.insert("oauth".into(), token.clone());
         }
         Ok(fetched?)

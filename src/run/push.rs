@@ -16,7 +16,7 @@ use crate::outcome::RunStatus;
 use crate::port::{Outbound, Runs};
 use crate::push::deliver::{BulkSpec, Delivery, Progress, Steps};
 use crate::push::report::{KindCount, PushReport};
-use crate::push::send::{Kind, Sender};
+use crate::push::send::{Kind, SendRenewal, Sender};
 use crate::push::{Listing, PushPlan, TARGET_ID};
 use crate::redact::Redactor;
 use crate::store::{Conn, RequestRow, RunEnd, Store, StoreError};
@@ -191,8 +191,14 @@ impl PushRun<'_> {
         }
         // Send: creates, then updates, then removes.
         let mut composer_client = client.fork();
+        // A 401 on a send renews the run's token once for all of them.
+        let renewal = self.ctx.m.oauth.as_ref().map(|_| {
+            let initial = values.get("oauth").cloned().unwrap_or_default();
+            let renewer = crate::oauth::Renewer::new(std::sync::Arc::new(self.ctx.m.clone()), self.ctx.db, &values);
+            SendRenewal::new(initial, Box::new(renewer))
+        });
         let mut delivery = Delivery::new(self.ctx.m, &mut composer_client, values, redactor.clone());
-        let mut sender = Sender::new(client.fork(), self.ctx.config.push.concurrency);
+        let mut sender = Sender::new(client.fork(), self.ctx.config.push.concurrency).with_renewal(renewal);
         let mut progress = Progress::new(report.run_id);
         let cancel = &self.ctx.deadline.cancel;
         let stopped = delivery

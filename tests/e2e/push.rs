@@ -36,6 +36,8 @@ struct Target {
     issued: u32,
     /// The Authorization header of every write.
     write_auth: Vec<String>,
+    /// The next listing that succeeds revokes the token right after.
+    revoke_after_listing: bool,
 }
 
 #[derive(Clone, Default)]
@@ -98,6 +100,9 @@ async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<Vec<(
             return (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance").into_response();
         }
         let page: Vec<Value> = t.users.iter().skip(offset).take(limit).cloned().collect();
+        if std::mem::take(&mut t.revoke_after_listing) {
+            t.oauth_token = Some("revoked-after-listing".into());
+        }
         Json(json!({"users": page, "total": t.users.len()})).into_response()
     })
 }
@@ -726,4 +731,38 @@ async fn a_token_renewed_on_the_listing_is_the_one_the_sends_carry() {
     assert_eq!(second.code(), 0, "{}", second.all());
     assert_eq!(second.json()["created"].as_i64(), Some(1));
     assert_eq!(t.with(|t| t.write_auth.clone()), ["Bearer tok-0002"], "the send carries the renewed token");
+}
+
+/// The token is revoked between the listing and the sends: the first 401
+/// renews it once for all the sends, and each refused request goes again
+/// with the new token.
+#[tokio::test]
+async fn a_401_on_a_send_renews_the_token_once_and_sends_again() {
+    let (base, t) = target().await;
+    let oauth = |m: &mut Value| {
+        m["headers"] = json!({"Authorization": "Bearer {{ oauth.access_token }}"});
+        m["initial_data_form"] = json!([]);
+        m["page_size"] = json!(100);
+        m["oauth"] = json!({"access_token": {"url": format!("{base}/token"), "method": "POST",
+                                             "data": {"grant_type": "client_credentials"}}});
+    };
+    let dir = dir_with(&PEOPLE[..1], &learnifier(&base, oauth));
+    dir.config("[http]\nretries = 0\n");
+    assert_eq!(push(&dir, &["--force"]).await.code(), 0);
+    let more = json!({"users": [{"name": "Bob Jones", "employee_id": "E2", "email": "bob@acme.example"},
+                                {"name": "Cy Twombly", "employee_id": "E3", "email": "cy@acme.example"}]});
+    let file = dir.write("more.json", &more.to_string());
+    assert_eq!(dir.rosterd(&["import", file.to_str().unwrap()]).code(), 0);
+    t.with(|t| {
+        t.revoke_after_listing = true;
+        t.write_auth.clear();
+    });
+    let out = push(&dir, &[]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(out.json()["created"].as_i64(), Some(2), "{}", out.all());
+    assert_eq!(t.with(|t| t.issued), 2, "one renewal for both sends");
+    let auth = t.with(|t| t.write_auth.clone());
+    assert_eq!(auth.iter().filter(|a| *a == "Bearer tok-0002").count(), 2, "{auth:?}");
+    assert!(auth.iter().all(|a| a == "Bearer tok-0001" || a == "Bearer tok-0002"), "{auth:?}");
+    assert_eq!(t.with(|t| t.users.len()), 3);
 }
