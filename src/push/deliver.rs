@@ -6,7 +6,11 @@
 //! second's. Stopping (`stop` answers true) sends nothing new and waits for
 //! what is in flight. What a run ends as is `run`'s to say.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use serde_json::{Map, Value, json};
 
@@ -117,16 +121,19 @@ impl<'c> Delivery<'c> {
         Ok(false)
     }
 
-    /// Sends the users `ids` in bodies of `spec.batch`, one at a time.
+    /// Sends the users `ids` in bodies of `spec.batch`, `concurrency` bodies
+    /// at a time (each rendered here, in order, then sent on its own task).
     pub async fn bulk(
         &mut self,
         store: &mut impl Outbound,
-        client: &mut Client,
+        (client, concurrency): (&Client, usize),
         progress: &mut Progress,
         (ids, spec): (&[i64], &BulkSpec<'_>),
         stop: impl Fn() -> bool,
     ) -> Result<BulkSent, StoreError> {
         let mut sent = BulkSent::default();
+        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut tasks: JoinSet<(PushRow, Option<super::bulk::Reply>)> = JoinSet::new();
         for chunk in ids.chunks(spec.batch.max(1)) {
             if stop() {
                 sent.stopped = true;
@@ -134,7 +141,7 @@ impl<'c> Delivery<'c> {
             }
             let users = store.users_by_ids(chunk)?;
             let first = users.first().and_then(|u| u.fields.external_id.clone());
-            let mut row = PushRow {
+            let row = PushRow {
                 kind: "bulk".into(),
                 external_id: first.map(|f| self.redactor.redact(&f)),
                 target_id: None,
@@ -142,29 +149,40 @@ impl<'c> Delivery<'c> {
                 error: None,
             };
             sent.requests += 1;
-            match self.bulk_request(&users, spec) {
-                Err(e) => row.error = Some(e),
-                Ok(req) => match client.send(&req).await {
-                    Ok(resp) => {
-                        row.status = Some(resp.status.as_u16());
-                        let reply = super::bulk::read_reply(&resp.body, &self.redactor);
-                        sent.created += reply.created;
-                        sent.updated += reply.updated;
-                        sent.record_errors += reply.errors.len() as u64;
-                        progress.rows.extend(reply.errors);
-                    }
+            let request = self.bulk_request(&users, spec);
+            let Ok(slot) = slots.clone().acquire_owned().await else { break };
+            while let Some(Ok(done)) = tasks.try_join_next() {
+                note_bulk(done, &mut sent, progress);
+            }
+            let (mut client, redactor) = (client.fork(), self.redactor.clone());
+            tasks.spawn(async move {
+                let mut row = row;
+                let reply = match request {
                     Err(e) => {
-                        row.status = e.status();
-                        row.error = Some(self.redactor.redact(&e.to_string()));
+                        row.error = Some(e);
+                        None
                     }
-                },
-            }
-            if row.error.is_some() {
-                sent.failed += 1;
-            }
-            progress.rows.push(row);
-            progress.sent += 1;
+                    Ok(req) => match client.send(&req).await {
+                        Ok(resp) => {
+                            row.status = Some(resp.status.as_u16());
+                            Some(super::bulk::read_reply(&resp.body, &redactor))
+                        }
+                        Err(e) => {
+                            row.status = e.status();
+                            row.error = Some(redactor.redact(&e.to_string()));
+                            None
+                        }
+                    },
+                };
+                drop(slot);
+                (row, reply)
+            });
             progress.flush_if_due(store)?;
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(done) = joined {
+                note_bulk(done, &mut sent, progress);
+            }
         }
         Ok(sent)
     }
@@ -189,6 +207,21 @@ impl<'c> Delivery<'c> {
         }
         Ok(req)
     }
+}
+
+/// Counts one bulk body's outcome and keeps its row and the target's record errors.
+fn note_bulk((row, reply): (PushRow, Option<super::bulk::Reply>), sent: &mut BulkSent, progress: &mut Progress) {
+    if let Some(reply) = reply {
+        sent.created += reply.created;
+        sent.updated += reply.updated;
+        sent.record_errors += reply.errors.len() as u64;
+        progress.rows.extend(reply.errors);
+    }
+    if row.error.is_some() {
+        sent.failed += 1;
+    }
+    progress.rows.push(row);
+    progress.sent += 1;
 }
 
 /// What a bulk push sent and what the target said.

@@ -244,7 +244,10 @@ impl PushRun<'_> {
         let mut composer_client = client.fork();
         let mut delivery = Delivery::new(self.ctx.m, &mut composer_client, values, redactor);
         let cancel = &self.ctx.deadline.cancel;
-        let sent = delivery.bulk(&mut *store, client, &mut progress, (&ids, &spec), || cancel.is_cancelled()).await?;
+        let concurrency = self.ctx.config.push.concurrency;
+        let sent = delivery
+            .bulk(&mut *store, (&*client, concurrency), &mut progress, (&ids, &spec), || cancel.is_cancelled())
+            .await?;
         client.trace.clear();
         (count.sent, count.failed) = (sent.requests, sent.failed);
         summary.requests.insert("bulk", count);

@@ -77,6 +77,20 @@ fn authorized(s: &Shared, headers: &HeaderMap) -> bool {
     headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {expected}"))
 }
 
+/// Seed 000's bulk import: every record reported created.
+async fn bulk_import(State(s): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    if let Some(denied) = write(&s, "POST", "/bulk".into(), &headers, body.clone()).await {
+        return denied;
+    }
+    let created: Vec<Value> = body["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| json!({"name": u["name"], "employee_id": u["employee_id"], "action": "create"}))
+        .collect();
+    Json(json!({"errors": [], "updated_users": created})).into_response()
+}
+
 /// The OAuth target's token endpoint (client credentials): a new token each time, the only one accepted.
 async fn token(State(s): State<Shared>) -> Response {
     let token = s.with(|t| {
@@ -168,6 +182,7 @@ async fn target() -> (String, Shared) {
         .route("/v1/users", get(list).post(create))
         .route("/v1/users/{id}", patch(change).delete(delete))
         .route("/v1/token", axum::routing::post(token))
+        .route("/v1/bulk", axum::routing::post(bulk_import))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -501,8 +516,9 @@ async fn bulk_mode_sends_batches_and_reads_the_reply() {
     let bodies: Vec<Value> =
         server.received_requests().await.unwrap().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
     assert_eq!(bodies.len(), 2, "3 users in batches of 2");
-    assert_eq!(bodies[0]["users"].as_array().unwrap().len(), 2);
-    assert_eq!(bodies[0]["users"][0], json!({"name": "Ann Lee", "employee_id": "E1", "email": "ann@acme.example"}));
+    // The bodies go out concurrently: either may arrive first.
+    let two = bodies.iter().find(|b| b["users"].as_array().unwrap().len() == 2).expect("a body of 2");
+    assert_eq!(two["users"][0], json!({"name": "Ann Lee", "employee_id": "E1", "email": "ann@acme.example"}));
     let report = out.json();
     assert_eq!((report["created"].as_i64(), report["updated"].as_i64()), (Some(2), Some(2)));
     assert!(report["error"].as_str().unwrap().contains("reported 2 record error(s)"), "{report}");
@@ -765,4 +781,29 @@ async fn a_401_on_a_send_renews_the_token_once_and_sends_again() {
     assert_eq!(auth.iter().filter(|a| *a == "Bearer tok-0002").count(), 2, "{auth:?}");
     assert!(auth.iter().all(|a| a == "Bearer tok-0001" || a == "Bearer tok-0002"), "{auth:?}");
     assert_eq!(t.with(|t| t.users.len()), 3);
+}
+
+/// Bulk bodies go out `[push] concurrency` at a time, not one after another.
+#[tokio::test]
+async fn bulk_bodies_go_out_push_concurrency_at_a_time() {
+    let (base, t) = target().await;
+    t.with(|t| t.delay_ms = 300);
+    let people: Vec<(String, String, String)> =
+        (0..6).map(|i| (format!("P{i} Person"), format!("P{i}"), format!("p{i}@acme.example"))).collect();
+    let refs: Vec<(&str, &str, &str)> = people.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    let m = json!({
+        "action": "push",
+        "push": {"bulk": {"url": format!("{base}/bulk"), "method": "POST", "batch": 1, "list_key": "users",
+                          "record": {"name": "{{ user.first_name }}", "employee_id": "{{ user.external_id }}"}}},
+        "headers": {"Authorization": "Bearer {{ KEY }}"},
+        "initial_data_form": [{"id": "KEY", "name": "token"}]
+    });
+    let dir = dir_with(&refs, &m);
+    dir.config(&format!("[secrets.lms]\nKEY = \"{KEY}\"\n[push]\nconcurrency = 3\n"));
+    let out = push(&dir, &[]).await;
+    assert_eq!(out.code(), 0, "{}", out.all());
+    assert_eq!(out.json()["created"].as_i64(), Some(6));
+    assert_eq!(t.writes().len(), 6, "six bodies of one user");
+    assert_eq!(t.peak.load(Ordering::SeqCst), 3, "three in flight at once, never more");
+    assert_eq!(dir.query("SELECT COUNT(*) FROM push_requests WHERE kind = 'bulk'"), ["6"]);
 }
