@@ -153,5 +153,13 @@ async fn main() {
     if runs > 0 {
         println!("RSS {first:.0} -> {last:.0} KB: {:.2} KB per run", (last - first) / runs as f64);
     }
+    // Whether memory settles: growth after the first two minutes (target: at most 2 MB).
+    match samples.iter().find(|(at, _)| *at >= 120) {
+        Some((at, (settled, _))) if samples[samples.len() - 1].0 > *at => println!(
+            "RSS growth after the first {at} s: {} KB (target: at most 2048)",
+            last as i64 - *settled as i64
+        ),
+        _ => println!("RSS growth after the first two minutes: run with --secs 180 or more to see it"),
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::{Store, StoreError};
 
 /// Idle connections kept for reuse; more may be open at once, the rest close when done.
-const IDLE: usize = 8;
+const IDLE: usize = 4;
 
 /// The store of one process. Cheap to clone: clones share the pool.
 #[derive(Clone)]
@@ -81,8 +81,10 @@ impl DerefMut for Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // One left inside a transaction (a panic mid-run) is closed, not reused.
-        if let Some(store) = self.store.take().filter(Store::is_idle) {
+        // One left inside a transaction (a panic mid-run) is closed, not reused;
+        // one kept gives back its page cache (a large run's tens of MB), so a
+        // daemon's memory follows what runs now, not what ran once.
+        if let Some(store) = self.store.take().filter(Store::is_idle).filter(Store::release_memory) {
             let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < IDLE {
                 idle.push(store);

@@ -121,6 +121,12 @@ impl Store {
         self.conn.is_autocommit()
     }
 
+    /// Frees what this connection's page cache holds (`PRAGMA shrink_memory`);
+    /// false when SQLite refused, and the connection is better closed.
+    fn release_memory(&self) -> bool {
+        self.conn.execute_batch("PRAGMA shrink_memory").is_ok()
+    }
+
     /// Opens a database that must exist already: what commands that only
     /// read use, so a typo in the path never leaves an empty database behind.
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
