@@ -155,10 +155,9 @@ async fn main() {
     }
     // Whether memory settles: growth after the first two minutes (target: at most 2 MB).
     match samples.iter().find(|(at, _)| *at >= 120) {
-        Some((at, (settled, _))) if samples[samples.len() - 1].0 > *at => println!(
-            "RSS growth after the first {at} s: {} KB (target: at most 2048)",
-            last as i64 - *settled as i64
-        ),
+        Some((at, (settled, _))) if samples[samples.len() - 1].0 > *at => {
+            println!("RSS growth after the first {at} s: {} KB (target: at most 2048)", last as i64 - *settled as i64)
+        }
         _ => println!("RSS growth after the first two minutes: run with --secs 180 or more to see it"),
     }
     let _ = std::fs::remove_dir_all(&dir);

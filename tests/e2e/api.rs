@@ -512,6 +512,13 @@ async fn one_run_and_every_integration_are_in_the_api() {
 }
 
 /// A source of one person, and a folder whose `hr` manifest creates them on `schedule`.
+/// A create of `/people` (`data`: email, first, last) on `schedule`.
+fn people_manifest(server: &MockServer, schedule: &str) -> Value {
+    json!({"execute": [{"url": format!("{}/people", server.uri())}], "action": "create", "data_from": "data",
+           "schedule": schedule,
+           "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}})
+}
+
 async fn one_person_on_a_schedule(schedule: &str) -> (MockServer, TestDir) {
     let server = MockServer::start().await;
     Mock::given(path("/people"))
@@ -520,12 +527,7 @@ async fn one_person_on_a_schedule(schedule: &str) -> (MockServer, TestDir) {
         .mount(&server)
         .await;
     let dir = TestDir::new();
-    dir.manifest(
-        "hr",
-        &json!({"execute": [{"url": format!("{}/people", server.uri())}], "action": "create", "data_from": "data",
-                "schedule": schedule,
-                "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}}),
-    );
+    dir.manifest("hr", &people_manifest(&server, schedule));
     (server, dir)
 }
 
@@ -653,12 +655,7 @@ async fn the_status_page_marks_failing_integrations_and_publishes_no_outside_tex
         .mount(&server)
         .await;
     let dir = TestDir::new();
-    dir.manifest(
-        "hr",
-        &json!({"execute": [{"url": format!("{}/people", server.uri())}], "action": "create", "data_from": "data",
-                "schedule": "0 3 * * *",
-                "data_structure": {"email": "email", "first_name": "first", "last_name": "last"}}),
-    );
+    dir.manifest("hr", &people_manifest(&server, "0 3 * * *"));
     let api = Api::start(&dir, "[http]\nretries = 0\n").await;
     let (api, dir) = (&api, &dir);
     let page = || async { api.client.get(format!("{}/", api.base)).send().await.unwrap().text().await.unwrap() };
