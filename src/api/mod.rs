@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 mod status;
+mod watch;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -51,9 +52,10 @@ pub async fn bind(config: &Config) -> Result<Option<tokio::net::TcpListener>, Er
     Ok(Some(listener))
 }
 
-/// A request's headers must arrive within this; hyper also starts it when a
-/// kept-alive connection goes idle, so an idle connection closes after it too.
+/// A request's headers must arrive within this of its first byte.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A kept-alive connection with no request is closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves the API until `shutdown` completes, at most `[api] max_connections`
 /// connections at once.
@@ -96,16 +98,28 @@ pub async fn serve_router(
                 continue;
             }
         };
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(
-                hyper_util::rt::TokioIo::new(stream),
-                hyper_util::service::TowerToHyperService::new(app.clone()),
-            );
+        // hyper's own header timeout also closes a kept-alive connection that
+        // is idle: the watch below keeps the two apart (headers 10 s, idle 60 s).
+        let watch = Arc::new(watch::Activity::default());
+        let conn = hyper::server::conn::http1::Builder::new().header_read_timeout(None).serve_connection(
+            hyper_util::rt::TokioIo::new(watch::Watched::new(stream, watch.clone())),
+            hyper_util::service::TowerToHyperService::new(watch::Counted::new(app.clone(), watch.clone())),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
+            let mut conn = std::pin::pin!(conn);
+            let mut check = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = &mut conn => break,
+                    _ = check.tick() => {
+                        // Dropping the connection closes it.
+                        if watch.expired(HEADER_TIMEOUT, IDLE_TIMEOUT) {
+                            break;
+                        }
+                    }
+                }
+            }
             drop(slot);
         });
     }

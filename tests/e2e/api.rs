@@ -701,3 +701,39 @@ async fn the_status_page_marks_failing_integrations_and_publishes_no_outside_tex
     assert!(html.contains("running the last good version"), "{html}");
     assert!(html.contains("<strong>hr</strong>"), "{html}");
 }
+
+/// A kept-alive connection with no request stays open well past the 10 s
+/// header timeout (it closes after 60 s idle); a request whose headers take
+/// longer than 10 s is cut off.
+#[tokio::test]
+async fn idle_connections_stay_while_slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TestDir::new();
+    let api = Api::start(&dir, "").await;
+    let addr = api.base.trim_start_matches("http://").to_string();
+    let get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    async fn answer(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    let idle = async {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(get.as_bytes()).await.unwrap();
+        assert!(answer(&mut stream).await.starts_with("HTTP/1.1 "), "first answer");
+        tokio::time::sleep(Duration::from_secs(13)).await;
+        stream.write_all(get.as_bytes()).await.unwrap();
+        let again = answer(&mut stream).await;
+        assert!(again.starts_with("HTTP/1.1 "), "still open after 13 s idle: {again:?}");
+    };
+    let slow = async {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(13)).await;
+        let _ = stream.write_all(b"\r\n").await;
+        let mut buf = vec![0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap_or(0);
+        assert_eq!(n, 0, "closed: headers took over 10 s: {:?}", String::from_utf8_lossy(&buf[..n]));
+    };
+    tokio::join!(idle, slow);
+}
