@@ -25,6 +25,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 pub use crate::port::Metrics;
+#[cfg(test)]
+pub(crate) use apply::NEW_ROWS;
 pub use apply::RunTx;
 pub use database::{Conn, Database};
 pub use import::ImportTx;

@@ -1,13 +1,22 @@
+//! The run's transaction (`store::RunTx`) driven by the rules (`plan`), as
+//! `run` drives it: batched rows of new users, and the key scans that must
+//! never change an outcome. Here, where the rules and the store meet.
+
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::*;
+use rusqlite::params;
+
 use crate::manifest::{Action, MatchOn, Target};
 use crate::mapping::Record;
+use crate::mapping::RecordArena;
 use crate::outcome::RunStatus;
 use crate::plan::PlanOptions;
 use crate::plan::tests::generated::{cases, email, external};
 use crate::port::Runs;
+use crate::port::{Apply, RunEnd, RunTransaction};
+use crate::store::{NEW_ROWS, Prefetch, Store};
+use crate::user::{Field, Fields};
 
 fn record() -> impl Strategy<Value = Record> {
     (email(), external(), proptest::option::of(0..2u8), any::<bool>(), proptest::option::of(0..3u8)).prop_map(
@@ -66,7 +75,7 @@ fn play(mode: Prefetch, users: &[UserRow], runs: &[(&str, &RecordArena)], o: &Pl
     store.prefetch = mode;
     for (i, (email, ext, active, owner)) in users.iter().enumerate() {
         store
-            .conn
+            .conn()
             .execute(
                 "INSERT INTO users (id, email, external_id, first_name, active, created_at, updated_at)
                  VALUES (?1, ?2, ?3, 'F', ?4, 'then', 'then')",
@@ -74,7 +83,7 @@ fn play(mode: Prefetch, users: &[UserRow], runs: &[(&str, &RecordArena)], o: &Pl
             )
             .unwrap();
         if let Some(owner) = owner {
-            store.conn.execute("INSERT INTO ownership VALUES (?1, ?2)", params![i as i64 + 1, owner]).unwrap();
+            store.conn().execute("INSERT INTO ownership VALUES (?1, ?2)", params![i as i64 + 1, owner]).unwrap();
         }
     }
     let mut out = Vec::new();
@@ -85,7 +94,7 @@ fn play(mode: Prefetch, users: &[UserRow], runs: &[(&str, &RecordArena)], o: &Pl
         out.push(format!("{plan:?}"));
     }
     let mut dump = store
-        .conn
+        .conn()
         .prepare(
             "SELECT u.id, u.email, u.external_id, u.first_name, u.last_name, u.active, u.extra_fields,
                     o.integration, hex(a.fingerprint)
@@ -148,7 +157,7 @@ fn batched_rows_of_new_users_all_land() {
             let plan = apply_all(&mut store, run, &records, &o);
             let created = if round == 0 { n as u64 } else { 0 };
             assert_eq!((plan.n_created, plan.n_updated, plan.n_skipped), (created, 0, 1), "{action:?} {n} {round}");
-            let count = |sql: &str| store.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+            let count = |sql: &str| store.conn().query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
             assert_eq!(count("SELECT COUNT(*) FROM ownership WHERE integration = 'hr'"), n as i64);
             let fps = if action == Action::Sync { n as i64 } else { 0 };
             assert_eq!(count("SELECT COUNT(*) FROM applied"), fps, "{action:?} {n}");
@@ -156,7 +165,7 @@ fn batched_rows_of_new_users_all_land() {
             let context = format!("hr\0{}\0{:?}", action.as_str(), MatchOn::ExternalId);
             for i in (0..n).filter(|_| action == Action::Sync) {
                 let stored: Vec<u8> = store
-                    .conn
+                    .conn()
                     .query_row(
                         "SELECT a.fingerprint FROM applied a JOIN users u ON u.id = a.user_id WHERE u.email = ?1",
                         [format!("u{i}@acme.example")],

@@ -112,7 +112,7 @@ pub struct RunTx<'t> {
 }
 
 /// How many new users' rows one statement writes.
-const NEW_ROWS: usize = 64;
+pub(crate) const NEW_ROWS: usize = 64;
 
 /// `INSERT INTO {table} ({columns}) VALUES (?, ?), …` with `NEW_ROWS` rows.
 fn new_rows_sql(table: &str, columns: &str) -> String {
@@ -648,6 +648,3 @@ pub(super) fn write_run_end(tx: &Connection, run_id: i64, end: &RunEnd) -> Resul
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests;
