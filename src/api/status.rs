@@ -165,11 +165,16 @@ fn html(rows: &[Row], running: &[String], now: &str, tz: Tz) -> String {
 
 /// How the integration stands: its latest real run that finished (dry runs do not count).
 fn state(row: &Row) -> Option<RunStatus> {
-    row.runs.iter().find(|r| !r.dry_run && !r.status.is_open() && r.status != RunStatus::Skipped).map(|r| r.status)
+    last_real(row).map(|r| r.status)
+}
+
+/// Its latest run that is not a dry run and finished (a skipped one says nothing of it).
+fn last_real(row: &Row) -> Option<&RunRow> {
+    row.runs.iter().find(|r| !r.dry_run && !r.status.is_open() && r.status != RunStatus::Skipped)
 }
 
 fn integration_row(out: &mut String, row: &Row, tz: Tz) {
-    let last = row.runs.iter().find(|r| !r.dry_run && !r.status.is_open() && r.status != RunStatus::Skipped);
+    let last = last_real(row);
     let (class, mark) = match state(row) {
         Some(RunStatus::Failed) => (" class=\"failing\"", "<span class=\"mark why\">FAILING</span>"),
         Some(RunStatus::Held) => (" class=\"held-row\"", "<span class=\"mark\">HELD</span>"),

@@ -33,16 +33,17 @@ impl std::fmt::Debug for Database {
 impl Database {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Database, StoreError> {
-        let first = Store::open(path)?;
-        Ok(Database { pool: Arc::new(Pool { path: path.to_path_buf(), idle: Mutex::new(vec![first]) }) })
+        Ok(Self::with(path, Store::open(path)?))
     }
 
     /// `open` for a database that must exist already (commands that only read).
     pub fn open_existing(path: &Path) -> Result<Database, StoreError> {
-        if !path.exists() {
-            return Err(StoreError::Missing { path: path.to_path_buf() });
-        }
-        Self::open(path)
+        Ok(Self::with(path, Store::open_existing(path)?))
+    }
+
+    /// A pool holding `first`, the connection that opened (and migrated) `path`.
+    fn with(path: &Path, first: Store) -> Database {
+        Database { pool: Arc::new(Pool { path: path.to_path_buf(), idle: Mutex::new(vec![first]) }) }
     }
 
     pub fn path(&self) -> &Path {
